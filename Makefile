@@ -1,0 +1,34 @@
+# triaged: `make run` starts the service, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: create .venv, install, start `triaged serve` (embedded PostgreSQL unless TRIAGED_DATABASE_URL is set)
+run: $(STAMP)
+	$(BIN)/triaged serve
+
+## test: install what the tests need and run them all (unit, integration, end-to-end)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff format --check daemon tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format daemon tests bench
+	$(BIN)/ruff check --fix daemon tests bench
+
+clean:
+	rm -rf $(VENV) triaged-data .pytest_cache .ruff_cache

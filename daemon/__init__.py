@@ -1,0 +1,3 @@
+"""triaged: on-premise document triage service."""
+
+__version__ = "0.1.0"

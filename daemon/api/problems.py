@@ -1,0 +1,32 @@
+"""RFC 9457 problem details: the body of every error response."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A ``application/problem+json`` response (``type`` is ``about:blank``: the status says it)."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extensions)
+    response = Response(json.dumps(body), status=status, content_type=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response

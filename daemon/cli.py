@@ -1,0 +1,96 @@
+"""The ``triaged`` command line.
+
+``serve`` (http + poller + scheduler), ``api`` (http only), ``worker`` (poller +
+scheduler), ``migrate [--status]`` and ``config check``. Exit status 2 means the
+configuration or the command line is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+import trio
+
+from daemon import __version__
+from daemon.shared.config import Settings, load_settings, read_systemd_environment
+from daemon.shared.errors import ConfigError, DaemonError
+from daemon.shared.logs import configure_logging
+from daemon.supervisor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Role, Supervisor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger("triaged")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triaged",
+        description="On-premise document triage service. Configured by TRIAGED_* variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"triaged {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the HTTP API, the job worker and the scheduler")
+    commands.add_parser("api", help="run only the HTTP API")
+    commands.add_parser("worker", help="run only the job worker and the scheduler")
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_commands.add_parser("check", help="validate and print the effective configuration")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"triaged: configuration error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if args.command == "config":
+        sys.exit(_config_check(settings))
+    configure_logging(settings)
+    if args.command == "migrate":
+        sys.exit(trio.run(_migrate, settings, args.status))
+    role = {"serve": Role.SERVE, "api": Role.API, "worker": Role.WORKER}[args.command]
+    supervisor = Supervisor(settings, role, read_systemd_environment())
+    sys.exit(trio.run(supervisor.run))
+
+
+def _config_check(settings: Settings) -> int:
+    print("configuration is valid; effective values:")
+    for name, value in settings.public_view().items():
+        print(f"  {name}={value}")
+    return EXIT_OK
+
+
+async def _migrate(settings: Settings, status_only: bool) -> int:
+    from daemon.shared.db import migrate
+    from daemon.shared.db.database import database_url
+    from daemon.shared.db.pool import open_pool
+
+    try:
+        async with (
+            database_url(settings) as url,
+            open_pool(url, min_size=1, max_size=1,
+                      acquire_timeout=settings.startup_timeout_seconds,
+                      connect_timeout=settings.db_connect_timeout_seconds) as pool,
+        ):
+            if status_only:
+                for entry in await migrate.status(pool):
+                    applied_at = entry.applied_at
+                    when = applied_at.isoformat(timespec="seconds") if applied_at else "-"
+                    print(f"{entry.version:04d}  {entry.state:<8} {when:<26} {entry.name}")
+                return EXIT_OK
+            applied = await migrate.apply(pool)
+    except DaemonError as exc:
+        log.error("%s", exc.message, extra={"action": "migrate.failed"})
+        return EXIT_FAILURE
+    version = migrate.latest_version()
+    print(f"applied {len(applied)} migration(s); schema at version {version}")
+    return EXIT_OK

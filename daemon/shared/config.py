@@ -1,0 +1,242 @@
+"""Settings: the one typed, frozen configuration object of triaged.
+
+Built once at start-up by :func:`load_settings` from ``TRIAGED_*`` environment variables
+and, optionally, an env file named by ``TRIAGED_ENV_FILE``; then passed down explicitly.
+Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from daemon.shared.errors import ConfigError
+
+ENV_PREFIX = "TRIAGED_"
+ENV_FILE_VARIABLE = "TRIAGED_ENV_FILE"
+
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_HTTP_GRACE_SECONDS = 10.0
+DEFAULT_JOB_GRACE_SECONDS = 15.0
+DEFAULT_PRE_STOP_DELAY_SECONDS = 0.0
+DEFAULT_KEEP_ALIVE_SECONDS = 5.0
+DEFAULT_WORKER_CONCURRENCY = 10
+DEFAULT_MAX_REQUEST_BYTES = 25 * 1024 * 1024
+
+Seconds = Annotated[float, Field(ge=0, le=3600)]
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # JSON lines unless stdout is a terminal
+    JSON = "json"
+    TEXT = "text"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Settings(BaseSettings):
+    """Every setting of triaged. Field ``x`` is read from ``TRIAGED_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset: start an embedded PostgreSQL under data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path("triaged-data"),
+        description="Directory for state: the embedded PostgreSQL cluster and stored files.",
+    )
+    http_host: str = Field(
+        default=DEFAULT_HTTP_HOST, min_length=1, description="Address the HTTP API listens on."
+    )
+    http_port: int = Field(
+        default=DEFAULT_HTTP_PORT, ge=1, le=65535, description="Port the HTTP API listens on."
+    )
+    http_grace_seconds: Seconds = Field(
+        default=DEFAULT_HTTP_GRACE_SECONDS,
+        description="On shutdown, how long in-flight HTTP requests may still run.",
+    )
+    job_grace_seconds: Seconds = Field(
+        default=DEFAULT_JOB_GRACE_SECONDS,
+        description="On shutdown, how long running jobs may still run before being released.",
+    )
+    pre_stop_delay_seconds: Seconds = Field(
+        default=DEFAULT_PRE_STOP_DELAY_SECONDS,
+        description="On shutdown, how long /readyz answers 503 before the listener closes.",
+    )
+    http_keep_alive_seconds: float = Field(
+        default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0, le=3600,
+        description="Idle keep-alive HTTP connections are closed after this long.",
+    )
+    max_request_bytes: int = Field(
+        default=DEFAULT_MAX_REQUEST_BYTES, ge=1024,
+        description="Largest request body accepted; larger ones get 413.",
+    )
+    log_level: LogLevel = Field(
+        default=LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR."
+    )
+    log_format: LogFormat = Field(
+        default=LogFormat.AUTO,
+        description="json, text, or auto (text on a terminal, JSON lines otherwise).",
+    )
+    worker_concurrency: int = Field(
+        default=DEFAULT_WORKER_CONCURRENCY, ge=1, le=1000,
+        description="Jobs this process runs at once (default for queues without their own).",
+    )
+    db_pool_min_size: int = Field(
+        default=1, ge=0, le=100, description="Database connections kept open when idle."
+    )
+    db_pool_max_size: int = Field(
+        default=10, ge=1, le=500, description="Most database connections this process opens."
+    )
+    db_acquire_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600,
+        description="How long a caller waits for a free database connection.",
+    )
+    db_max_lifetime_seconds: float = Field(
+        default=3600.0, gt=0, description="Database connections are replaced after this age."
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="Timeout of one attempt to connect."
+    )
+    startup_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0,
+        description="At start, how long to wait for the database before giving up (exit 1).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("TRIAGED_DB_POOL_MIN_SIZE must not exceed TRIAGED_DB_POOL_MAX_SIZE")
+        return self
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when triaged runs its own PostgreSQL (no database URL configured)."""
+        return self.database_url is None
+
+    def public_view(self) -> dict[str, str]:
+        """Every setting as its env variable name and a printable value, secrets masked."""
+        view: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                shown = "(embedded)" if value is None else mask_url(value.get_secret_value())
+            elif isinstance(value, SecretStr):
+                shown = "********"
+            elif isinstance(value, StrEnum):
+                shown = value.value
+            else:
+                shown = str(value)
+            view[ENV_PREFIX + name.upper()] = shown
+        return view
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+SECRET_FIELDS = frozenset({"database_url"})
+
+
+def load_settings() -> Settings:
+    """Build and validate the settings from the environment (and ``TRIAGED_ENV_FILE``).
+
+    Variables set in the environment win over the env file.
+
+    Raises:
+        ConfigError: with one human-readable line per bad field, naming its variable.
+    """
+    env_file = os.environ.get(ENV_FILE_VARIABLE)
+    if env_file and not Path(env_file).is_file():
+        raise ConfigError([f"{ENV_FILE_VARIABLE}: no such file: {env_file}"])
+    try:
+        return Settings(_env_file=env_file or None)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        if not error["loc"]:  # a rule across fields: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
+        variable = ENV_PREFIX + field.upper()
+        message = error["msg"].removeprefix("Value error, ")
+        if field not in SECRET_FIELDS and "input" in error and isinstance(error["input"], str):
+            message += f" (got {error['input']!r})"
+        lines.append(f"{variable}: {message}")
+    return lines
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemdEnvironment:
+    """What systemd tells a ``Type=notify`` service through its environment."""
+
+    notify_socket: str | None
+    watchdog_usec: int | None
+
+    @property
+    def watchdog_interval(self) -> float | None:
+        """Seconds between watchdog pings: half the timeout systemd enforces."""
+        if not self.watchdog_usec:
+            return None
+        return self.watchdog_usec / 1_000_000 / 2
+
+
+def read_systemd_environment() -> SystemdEnvironment:
+    """``NOTIFY_SOCKET`` and ``WATCHDOG_USEC`` (only when ``WATCHDOG_PID`` is us or unset)."""
+    usec: int | None = None
+    watchdog_pid = os.environ.get("WATCHDOG_PID")
+    if watchdog_pid in (None, str(os.getpid())):
+        try:
+            usec = int(os.environ.get("WATCHDOG_USEC", "")) or None
+        except ValueError:
+            usec = None
+    return SystemdEnvironment(notify_socket=os.environ.get("NOTIFY_SOCKET") or None,
+                              watchdog_usec=usec)

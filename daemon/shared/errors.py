@@ -1,0 +1,83 @@
+"""The one error tree of triaged.
+
+    DaemonError                     anything triaged raises on purpose
+    ├── ConfigError                 settings are missing or malformed (exit status 2)
+    ├── DatabaseError               the database cannot be reached or misbehaves
+    │   ├── PoolTimeout             no connection could be had within the acquire timeout
+    │   └── PoolClosed              the pool was closed while a caller wanted a connection
+    ├── EmbeddedDatabaseError       the embedded PostgreSQL could not be started or stopped
+    ├── MigrationError              migrations cannot be applied
+    │   └── ChecksumMismatch        an applied migration file was changed afterwards
+    └── InputError                  a client sent something we cannot accept
+        ├── MalformedInput          the body cannot be parsed at all
+        ├── UnsupportedMediaType    the body is of a type the endpoint does not take
+        └── ValidationFailed        the body parses but its fields are invalid
+
+Each module adds its own leaves under the closest branch. The class docstring is the
+default message. HTTP statuses are chosen in one place only, ``daemon/api/errors.py``.
+"""
+
+from __future__ import annotations
+
+
+class DaemonError(Exception):
+    """An error in triaged."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or type(self).__name__).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(DaemonError):
+    """The configuration is invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class DatabaseError(DaemonError):
+    """The database is unavailable."""
+
+
+class PoolTimeout(DatabaseError):
+    """No database connection became available in time."""
+
+
+class PoolClosed(DatabaseError):
+    """The database pool is closed."""
+
+
+class EmbeddedDatabaseError(DaemonError):
+    """The embedded PostgreSQL server could not be managed."""
+
+
+class MigrationError(DaemonError):
+    """Database migrations cannot be applied."""
+
+
+class ChecksumMismatch(MigrationError):
+    """An already-applied migration file has been changed."""
+
+
+class InputError(DaemonError):
+    """The request cannot be accepted."""
+
+
+class MalformedInput(InputError):
+    """The request body is not well-formed."""
+
+
+class UnsupportedMediaType(InputError):
+    """The request body has an unsupported media type."""
+
+
+class ValidationFailed(InputError):
+    """The request has invalid fields."""
+
+    def __init__(self, errors: list[dict[str, str]], message: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(message)

@@ -1,0 +1,276 @@
+"""The supervisor: one nursery, three groups, a deterministic start and drain.
+
+::
+
+    triaged serve
+    └── supervisor nursery
+        ├── signal watcher    SIGTERM/SIGINT: first drains, second cancels
+        ├── watchdog          WATCHDOG=1 pings (under systemd with WatchdogSec)
+        └── groups nursery
+            ├── http          hypercorn serving the quart-trio app
+            ├── poller        job fetchers and runners
+            └── scheduler     schedules that enqueue jobs
+
+Start: database (embedded when no URL) -> pool -> wait until the database answers ->
+migrations (advisory lock) -> http -> poller -> scheduler -> ``READY=1``.
+
+Drain on the first signal:
+  1. readiness answers 503, ``STOPPING=1``;
+  2. the listener stays open for the pre-stop delay, then closes; in-flight requests
+     finish until the http grace deadline, idle keep-alive connections are closed;
+  3. scheduler and poller stop taking work; running jobs finish until the job grace
+     deadline; at a deadline the group is cancelled (its jobs are released);
+  4. pool closed, embedded database stopped.
+
+Exit status: 0 after a clean drain; 1 when a deadline forced a cancellation, a group
+crashed or start-up failed; 128+n when a second signal n forced the stop (2, bad
+configuration, is decided before the supervisor exists). A signal during start-up
+abandons the start and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from daemon.api import ApiContext, create_app, create_asgi
+from daemon.api.server import HttpService
+from daemon.shared.db import migrate
+from daemon.shared.db.database import database_url
+from daemon.shared.db.pool import Pool, open_pool
+from daemon.shared.errors import DaemonError, DatabaseError
+from daemon.shared.health import HealthState
+from daemon.shared.systemd_notify import Notifier
+from daemon.worker.groups import poller_group, scheduler_group
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from daemon.shared.config import Settings, SystemdEnvironment
+    from daemon.shared.service import Service
+
+log = logging.getLogger("triaged.supervisor")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Role(enum.Enum):
+    """Which groups a process runs."""
+
+    SERVE = ("http", "poller", "scheduler")
+    API = ("http",)
+    WORKER = ("poller", "scheduler")
+
+
+@dataclass
+class _Group:
+    service: Service
+    stopping: trio.Event  # set by the supervisor when the drain begins
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self.scope:
+                await self.service.run(task_status=task_status)
+        finally:
+            self.done.set()
+        if not self.stopping.is_set():
+            # A group that ends on its own is a fault: the whole process must restart.
+            raise DaemonError(f"the {self.service.name} group stopped unexpectedly")
+
+
+class Supervisor:
+    """Runs the groups of one ``Role`` from start to exit. Use once."""
+
+    def __init__(self, settings: Settings, role: Role, systemd: SystemdEnvironment) -> None:
+        self.settings = settings
+        self.role = role
+        self.notifier = Notifier(systemd)
+        self.health = HealthState(expected_schema_version=migrate.latest_version())
+        self._draining = trio.Event()
+        self._everything = trio.CancelScope()
+        self._startup: trio.CancelScope | None = None
+        self._forced_by_signal: int | None = None
+        self._deadline_missed = False
+        self._failed = False
+
+    async def run(self) -> int:
+        """Run until drained; return the exit status."""
+        # Entered first: until then, SIGTERM would kill the process with no cleanup.
+        with trio.open_signal_receiver(*_HANDLED_SIGNALS) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals)
+                await nursery.start(self.notifier.run_watchdog)
+                with self._everything:
+                    try:
+                        await self._lifecycle()
+                    except Exception as exc:
+                        self._failed = True
+                        _log_failure(exc)
+                nursery.cancel_scope.cancel()
+        self.notifier.close()
+        return self._exit_status()
+
+    def _exit_status(self) -> int:
+        if self._forced_by_signal is not None:
+            return 128 + self._forced_by_signal
+        if self._failed or self._deadline_missed:
+            return EXIT_FAILURE
+        return EXIT_OK
+
+    async def _watch_signals(self, signals: trio.abc.AsyncIterator[int]) -> None:
+        # Does nothing slow: identical pending signals are coalesced by the OS.
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not self._draining.is_set():
+                log.info("%s received: draining", name,
+                         extra={"action": "supervisor.drain", "signal": name})
+                self._draining.set()
+                if self._startup is not None:
+                    self._startup.cancel()
+            else:
+                log.warning("%s received again: stopping now", name,
+                            extra={"action": "supervisor.force", "signal": name})
+                self._forced_by_signal = signum
+                self._everything.cancel()
+
+    async def _lifecycle(self) -> None:
+        async with AsyncExitStack() as resources:
+            groups: list[_Group] = []
+            async with trio.open_nursery() as group_nursery:
+                with trio.CancelScope() as startup:
+                    self._startup = startup
+                    if self._draining.is_set():
+                        startup.cancel()
+                    await self.notifier.notify(STATUS="starting")
+                    pool = await self._open_database(resources)
+                    for service in self._services(pool):
+                        group = _Group(service, self._draining)
+                        await group_nursery.start(group.run)
+                        groups.append(group)
+                    self.health.started = True
+                    await self.notifier.notify(READY=1, STATUS=f"{self.role.name.lower()}: running")
+                    log.info("ready", extra={"action": "supervisor.ready",
+                                             "groups": [g.service.name for g in groups]})
+                self._startup = None
+                await self._draining.wait()
+                await self._drain(groups)
+            log.info("groups stopped; closing resources", extra={"action": "supervisor.close"})
+
+    async def _open_database(self, resources: AsyncExitStack) -> Pool:
+        settings = self.settings
+        url = await resources.enter_async_context(database_url(settings))
+        pool = await resources.enter_async_context(
+            open_pool(
+                url,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+                acquire_timeout=settings.db_acquire_timeout_seconds,
+                max_lifetime=settings.db_max_lifetime_seconds,
+                connect_timeout=settings.db_connect_timeout_seconds,
+            )
+        )
+        await _wait_for_database(pool, settings.startup_timeout_seconds)
+        applied = await migrate.apply(pool)
+        if applied:
+            log.info("applied %d migration(s)", len(applied),
+                     extra={"action": "migrate.done", "versions": [m.version for m in applied]})
+        return pool
+
+    def _services(self, pool: Pool) -> list[Service]:
+        factories: dict[str, Callable[[], Service]] = {
+            "http": lambda: self._http_service(pool),
+            "poller": poller_group,
+            "scheduler": scheduler_group,
+        }
+        return [factories[name]() for name in self.role.value]
+
+    def _http_service(self, pool: Pool) -> HttpService:
+        context = ApiContext(settings=self.settings, health=self.health, pool=pool)
+        return HttpService(create_asgi(create_app(context), context), self.settings)
+
+    async def _drain(self, groups: Sequence[_Group]) -> None:
+        settings = self.settings
+        self.health.draining = True
+        await self.notifier.notify(STOPPING=1, STATUS="draining")
+        by_name = {g.service.name: g for g in groups}
+        http = by_name.get("http")
+        if http is not None:
+            # Readiness already answers 503; keep the listener open so probes see it.
+            await trio.sleep(settings.pre_stop_delay_seconds)
+            await self._stop_within([http], settings.http_grace_seconds)
+        workers = [by_name[name] for name in ("scheduler", "poller") if name in by_name]
+        await self._stop_within(workers, settings.job_grace_seconds)
+
+    async def _stop_within(self, groups: Sequence[_Group], grace: float) -> None:
+        """Ask ``groups`` to stop; cancel those still running after ``grace`` seconds."""
+        for group in groups:
+            group.service.request_stop()
+        with trio.move_on_after(grace):
+            for group in groups:
+                await group.done.wait()
+        for group in groups:
+            if not group.done.is_set():
+                self._deadline_missed = True
+                log.warning("%s group still busy after %.1fs: cancelling it", group.service.name,
+                            grace, extra={"action": "supervisor.deadline",
+                                          "group": group.service.name})
+                group.scope.cancel()
+        for group in groups:
+            await group.done.wait()
+
+
+async def _wait_for_database(pool: Pool, timeout: float) -> None:
+    """Return once the database answers; retry with backoff up to ``timeout`` seconds.
+
+    Raises:
+        DatabaseError: the database did not answer in time.
+    """
+    delay = 0.1
+    last_error: DatabaseError | None = None
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                await pool.check()
+                return
+            except DatabaseError as exc:
+                if last_error is None:
+                    log.warning("waiting for the database: %s", exc.message,
+                                extra={"action": "db.wait"})
+                last_error = exc
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise DatabaseError(
+        f"the database did not answer within {timeout:g}s"
+        + (f": {last_error.message}" if last_error else "")
+    )
+
+
+def _log_failure(exc: Exception) -> None:
+    errors = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    for error in _flatten(errors):
+        if isinstance(error, DaemonError):
+            log.error("%s", error.message, extra={"action": "supervisor.failed"})
+        else:
+            log.critical("crashed: %r", error, exc_info=error,
+                         extra={"action": "supervisor.crashed"})
+
+
+def _flatten(errors: Sequence[BaseException]) -> list[BaseException]:
+    flat: list[BaseException] = []
+    for error in errors:
+        if isinstance(error, BaseExceptionGroup):
+            flat.extend(_flatten(error.exceptions))
+        else:
+            flat.append(error)
+    return flat

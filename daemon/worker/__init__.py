@@ -1,0 +1,1 @@
+"""The worker adapter: the poller and scheduler groups that drive the job queue."""

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+``TRIAGED_TEST_DATABASE_URL`` (a URL to any database on a server where the user may
+create databases) selects an external server; without it the tests start an embedded
+PostgreSQL once per session, exactly as ``triaged`` does on a fresh machine. Each test
+that asks for ``database_url`` gets a new, empty database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from daemon.shared.db import embedded
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL on which the tests may CREATE and DROP databases."""
+    external = os.environ.get("TRIAGED_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = embedded.start(tmp_path_factory.mktemp("embedded-pg"))
+    try:
+        yield server.admin_url()
+    finally:
+        embedded.stop(server)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` pointing at another database of the same server."""
+    return make_conninfo(**{**conninfo_to_dict(url), "dbname": dbname})
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh empty database for one test."""
+    name = f"triaged_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
