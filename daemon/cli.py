@@ -54,9 +54,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_CONFIG)
     if args.command == "config":
         sys.exit(_config_check(settings))
-    configure_logging(settings)
     if args.command == "migrate":
+        # A one-shot command: its result goes to stdout, its log to stderr.
+        configure_logging(settings, stream=sys.stderr)
         sys.exit(trio.run(_migrate, settings, args.status))
+    configure_logging(settings)
     role = {"serve": Role.SERVE, "api": Role.API, "worker": Role.WORKER}[args.command]
     supervisor = Supervisor(settings, role, read_systemd_environment())
     sys.exit(trio.run(supervisor.run))

@@ -25,7 +25,7 @@ Drain on the first signal:
 Exit status: 0 after a clean drain; 1 when a deadline forced a cancellation, a group
 crashed or start-up failed; 128+n when a second signal n forced the stop (2, bad
 configuration, is decided before the supervisor exists). A signal during start-up
-abandons the start and stops cleanly.
+abandons the start (nothing is in flight before ``READY=1``) and stops cleanly.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Supervisor:
         self.health = HealthState(expected_schema_version=migrate.latest_version())
         self._draining = trio.Event()
         self._everything = trio.CancelScope()
-        self._startup: trio.CancelScope | None = None
+        self._starting = True
         self._forced_by_signal: int | None = None
         self._deadline_missed = False
         self._failed = False
@@ -136,8 +136,9 @@ class Supervisor:
                 log.info("%s received: draining", name,
                          extra={"action": "supervisor.drain", "signal": name})
                 self._draining.set()
-                if self._startup is not None:
-                    self._startup.cancel()
+                if self._starting:
+                    # Nothing is in flight before READY: abandon the start, close cleanly.
+                    self._everything.cancel()
             else:
                 log.warning("%s received again: stopping now", name,
                             extra={"action": "supervisor.force", "signal": name})
@@ -145,24 +146,22 @@ class Supervisor:
                 self._everything.cancel()
 
     async def _lifecycle(self) -> None:
+        # Resources are entered outermost and groups inside them, so that they close in
+        # reverse: groups first, then the pool, then the embedded database.
         async with AsyncExitStack() as resources:
+            await self.notifier.notify(STATUS="starting")
+            pool = await self._open_database(resources)
             groups: list[_Group] = []
             async with trio.open_nursery() as group_nursery:
-                with trio.CancelScope() as startup:
-                    self._startup = startup
-                    if self._draining.is_set():
-                        startup.cancel()
-                    await self.notifier.notify(STATUS="starting")
-                    pool = await self._open_database(resources)
-                    for service in self._services(pool):
-                        group = _Group(service, self._draining)
-                        await group_nursery.start(group.run)
-                        groups.append(group)
-                    self.health.started = True
-                    await self.notifier.notify(READY=1, STATUS=f"{self.role.name.lower()}: running")
-                    log.info("ready", extra={"action": "supervisor.ready",
-                                             "groups": [g.service.name for g in groups]})
-                self._startup = None
+                for service in self._services(pool):
+                    group = _Group(service, self._draining)
+                    await group_nursery.start(group.run)
+                    groups.append(group)
+                self.health.started = True
+                self._starting = False
+                await self.notifier.notify(READY=1, STATUS=f"{self.role.name.lower()}: running")
+                log.info("ready", extra={"action": "supervisor.ready",
+                                         "groups": [g.service.name for g in groups]})
                 await self._draining.wait()
                 await self._drain(groups)
             log.info("groups stopped; closing resources", extra={"action": "supervisor.close"})

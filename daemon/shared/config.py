@@ -8,12 +8,15 @@ Nothing else in the package reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -134,10 +137,18 @@ class Settings(BaseSettings):
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("postgres", "postgresql"):
-            raise ValueError("must be a postgresql:// URL")
-        return value
+        text = value.get_secret_value().strip()
+        if "://" in text:
+            if urlsplit(text).scheme not in ("postgres", "postgresql"):
+                raise ValueError("must be a postgresql:// URL or a libpq key=value string")
+        else:
+            try:
+                conninfo_to_dict(text)
+            except psycopg.ProgrammingError:
+                raise ValueError(
+                    "must be a postgresql:// URL or a libpq key=value string"
+                ) from None
+        return SecretStr(text)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -168,7 +179,9 @@ class Settings(BaseSettings):
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
+    """The URL (or key=value conninfo) with any password replaced by ``***``."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url

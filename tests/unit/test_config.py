@@ -46,7 +46,9 @@ def test_a_bad_database_url_never_echoes_the_url(monkeypatch):
     monkeypatch.setenv("TRIAGED_DATABASE_URL", "mysql://admin:hunter2@db/x")
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert caught.value.problems == ["TRIAGED_DATABASE_URL: must be a postgresql:// URL"]
+    assert caught.value.problems == [
+        "TRIAGED_DATABASE_URL: must be a postgresql:// URL or a libpq key=value string"
+    ]
     assert "hunter2" not in str(caught.value)
 
 
@@ -99,3 +101,16 @@ def test_systemd_watchdog_only_for_our_pid(monkeypatch):
     assert read_systemd_environment().watchdog_interval == 2.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
     assert read_systemd_environment().watchdog_interval is None
+
+
+def test_key_value_conninfo_is_accepted_and_masked(monkeypatch):
+    monkeypatch.setenv("TRIAGED_DATABASE_URL", "host=db dbname=t user=app password='s3 cret'")
+    settings = load_settings()
+    assert not settings.embedded_database
+    assert settings.public_view()["TRIAGED_DATABASE_URL"] == "host=db dbname=t user=app password=***"
+
+
+def test_garbage_conninfo_is_refused(monkeypatch):
+    monkeypatch.setenv("TRIAGED_DATABASE_URL", "this is not a conninfo")
+    with pytest.raises(ConfigError, match="TRIAGED_DATABASE_URL"):
+        load_settings()

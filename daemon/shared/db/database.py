@@ -23,8 +23,10 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
     """The URL to connect to for the duration of the block.
 
     With ``TRIAGED_DATABASE_URL`` set, that URL, and no server is ever started. Without
-    it, the embedded PostgreSQL under ``TRIAGED_DATA_DIR`` is started (or reused) on
-    entry and stopped on exit, even when the block is cancelled.
+    it, the embedded PostgreSQL under ``TRIAGED_DATA_DIR`` is started on entry and
+    stopped on exit, even when the block is cancelled. A cluster that was already
+    running (a ``triaged migrate --status`` beside a running service) is used and left
+    running.
 
     Raises:
         EmbeddedDatabaseError: the embedded server could not be started.
@@ -38,9 +40,13 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
     # it is delivered at the next checkpoint, inside the try, and the server is stopped.
     with trio.CancelScope(shield=True):
         server = await trio.to_thread.run_sync(embedded.start, settings.data_dir)
+    if not server.started_here:
+        log.info("embedded PostgreSQL already running; it is left running on exit",
+                 extra={"action": "db.embedded_reuse"})
     try:
         yield server.url
     finally:
-        with trio.CancelScope(shield=True):
-            log.info("stopping embedded PostgreSQL", extra={"action": "db.embedded_stop"})
-            await trio.to_thread.run_sync(embedded.stop, server)
+        if server.started_here:
+            with trio.CancelScope(shield=True):
+                log.info("stopping embedded PostgreSQL", extra={"action": "db.embedded_stop"})
+                await trio.to_thread.run_sync(embedded.stop, server)

@@ -18,7 +18,7 @@ import os
 import pwd
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from daemon.shared.errors import EmbeddedDatabaseError
@@ -26,7 +26,7 @@ from daemon.shared.errors import EmbeddedDatabaseError
 _SOCKET_NAME = ".s.PGSQL.5432"
 _MAX_SOCKET_PATH = 100  # sockaddr_un.sun_path is 108 bytes on Linux, keep a margin
 _START_TIMEOUT_SECONDS = 60
-_STOP_TIMEOUT_SECONDS = 30
+_STOP_TIMEOUT_SECONDS = 10
 DATABASE_NAME = "triaged"
 
 
@@ -37,6 +37,7 @@ class EmbeddedServer:
     pgdata: Path
     socket_dir: Path
     run_as: str | None  # system account the server runs as (None: the current user)
+    started_here: bool = False  # False when start() found the cluster already running
 
     @property
     def url(self) -> str:
@@ -122,8 +123,9 @@ def server_for(data_dir: Path) -> EmbeddedServer:
 def start(data_dir: Path) -> EmbeddedServer:
     """Start (initialising on first use) the cluster at ``data_dir/postgres``.
 
-    Idempotent: a cluster already running on that directory is reused. Creates the
-    ``triaged`` database if missing.
+    Idempotent: a cluster already running on that directory (another triaged process on
+    the same data directory, or one left by a killed process) is reused, and the result
+    says so in ``started_here``. Creates the ``triaged`` database if missing.
 
     Raises:
         EmbeddedDatabaseError: initdb or the server failed; the message carries the
@@ -144,6 +146,7 @@ def start(data_dir: Path) -> EmbeddedServer:
         account = pwd.getpwnam(run_as)
         os.chown(socket_dir, account.pw_uid, account.pw_gid)
     if not is_running(server):
+        server = replace(server, started_here=True)
         log = pgdata / "server.log"
         options = f"-c listen_addresses='' -k {socket_dir} -c unix_socket_permissions=0777"
         _run(
