@@ -41,6 +41,7 @@ import trio
 
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
+from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
@@ -97,6 +98,7 @@ class Supervisor:
         self.role = role
         self.notifier = Notifier(systemd)
         self.health = HealthState(expected_schema_version=migrate.latest_version())
+        self.queue_metrics = QueueMetrics()
         self._draining = trio.Event()
         self._everything = trio.CancelScope()
         self._starting = True
@@ -150,10 +152,10 @@ class Supervisor:
         # reverse: groups first, then the pool, then the embedded database.
         async with AsyncExitStack() as resources:
             await self.notifier.notify(STATUS="starting")
-            pool = await self._open_database(resources)
+            url, pool = await self._open_database(resources)
             groups: list[_Group] = []
             async with trio.open_nursery() as group_nursery:
-                for service in self._services(pool):
+                for service in self._services(url, pool):
                     group = _Group(service, self._draining)
                     await group_nursery.start(group.run)
                     groups.append(group)
@@ -166,7 +168,7 @@ class Supervisor:
                 await self._drain(groups)
             log.info("groups stopped; closing resources", extra={"action": "supervisor.close"})
 
-    async def _open_database(self, resources: AsyncExitStack) -> Pool:
+    async def _open_database(self, resources: AsyncExitStack) -> tuple[str, Pool]:
         settings = self.settings
         url = await resources.enter_async_context(database_url(settings))
         pool = await resources.enter_async_context(
@@ -184,13 +186,14 @@ class Supervisor:
         if applied:
             log.info("applied %d migration(s)", len(applied),
                      extra={"action": "migrate.done", "versions": [m.version for m in applied]})
-        return pool
+        return url, pool
 
-    def _services(self, pool: Pool) -> list[Service]:
+    def _services(self, url: str, pool: Pool) -> list[Service]:
+        settings = self.settings
         factories: dict[str, Callable[[], Service]] = {
             "http": lambda: self._http_service(pool),
-            "poller": poller_group,
-            "scheduler": scheduler_group,
+            "poller": lambda: poller_group(settings, pool, url, self.queue_metrics),
+            "scheduler": lambda: scheduler_group(settings, pool, self.queue_metrics),
         }
         return [factories[name]() for name in self.role.value]
 

@@ -122,6 +122,34 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(
         default=5.0, gt=0, le=600, description="Timeout of one attempt to connect."
     )
+    queue_lease_seconds: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="Lease of a running job, renewed every third of it; a dead worker's "
+        "jobs return this long after its last renewal.",
+    )
+    queue_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, le=300,
+        description="Fetch at least this often without a notification (delayed jobs, "
+        "polling-only mode).",
+    )
+    queue_listen: bool = Field(
+        default=True,
+        description="Wake workers by LISTEN/NOTIFY; false for poolers that drop LISTEN "
+        "(polling only).",
+    )
+    queue_rescue_interval_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="How often expired leases are looked for."
+    )
+    queue_retain_completed_seconds: float = Field(
+        default=86_400.0, ge=0,
+        description="Completed jobs are deleted after this long (unless their queue says "
+        "otherwise).",
+    )
+    queue_retain_failed_seconds: float = Field(
+        default=14 * 86_400.0, ge=0,
+        description="Failed and cancelled jobs are deleted after this long (unless their "
+        "queue says otherwise).",
+    )
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=60.0,
         description="At start, how long to wait for the database before giving up (exit 1).",

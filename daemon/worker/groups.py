@@ -1,36 +1,68 @@
-"""The poller and scheduler groups of the supervisor.
+"""The poller and scheduler groups of the supervisor, built from the settings.
 
-They take part in start-up and in the drain like any group. Until the queue engine
-(``daemon/queue``) is wired in, they hold no work: each starts, then waits for its stop.
+* poller: the queue worker (fetchers, runners, completer, heartbeat, listener);
+* scheduler: services that only enqueue or tidy up: queue maintenance (lease rescue,
+  retention) and cron schedules.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
 import trio
 
-log = logging.getLogger("triaged.worker")
+from daemon.queue import (
+    Maintenance,
+    MaintenanceOptions,
+    QueueMetrics,
+    QueueWorker,
+    WorkerOptions,
+)
+from daemon.worker.handlers import build_registry
+
+if TYPE_CHECKING:
+    from daemon.shared.config import Settings
+    from daemon.shared.db.pool import Pool
+    from daemon.shared.service import Service
 
 
-class IdleGroup:
-    """A group with nothing to run yet; stops as soon as it is asked to."""
+def poller_group(settings: Settings, pool: Pool, conninfo: str,
+                 metrics: QueueMetrics) -> QueueWorker:
+    options = WorkerOptions(
+        lease_seconds=settings.queue_lease_seconds,
+        poll_interval=settings.queue_poll_interval_seconds,
+        listen=settings.queue_listen,
+        conninfo=conninfo,
+    )
+    return QueueWorker(pool, build_registry(settings), options, metrics)
 
-    def __init__(self, name: str) -> None:
+
+def scheduler_group(settings: Settings, pool: Pool, metrics: QueueMetrics) -> ServiceSet:
+    maintenance = Maintenance(
+        pool,
+        MaintenanceOptions(
+            rescue_interval=settings.queue_rescue_interval_seconds,
+            retain_completed_seconds=settings.queue_retain_completed_seconds,
+            retain_failed_seconds=settings.queue_retain_failed_seconds,
+        ),
+        metrics,
+    )
+    return ServiceSet("scheduler", [maintenance])
+
+
+class ServiceSet:
+    """Several services run, and stopped, as one group."""
+
+    def __init__(self, name: str, services: list[Service]) -> None:
         self.name = name
-        self._stop = trio.Event()
+        self.services = services
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await self._stop.wait()
+        async with trio.open_nursery() as nursery:
+            for service in self.services:
+                await nursery.start(service.run)
+            task_status.started()
 
     def request_stop(self) -> None:
-        self._stop.set()
-
-
-def poller_group() -> IdleGroup:
-    return IdleGroup("poller")
-
-
-def scheduler_group() -> IdleGroup:
-    return IdleGroup("scheduler")
+        for service in self.services:
+            service.request_stop()

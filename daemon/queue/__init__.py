@@ -1,0 +1,48 @@
+"""The job queue engine: a Trio-native PostgreSQL ``SKIP LOCKED`` queue.
+
+It knows nothing of documents; see ``docs/queue.md`` for the state diagram and the
+guarantees. The public face::
+
+    from daemon.queue import enqueue, enqueue_many, JobSpec, Job, RetryLater, ...
+"""
+
+from __future__ import annotations
+
+from daemon.queue.enqueue import enqueue, enqueue_many
+from daemon.queue.jobs import (
+    Backoff,
+    Enqueued,
+    InvalidJobState,
+    Job,
+    JobNotFound,
+    JobSpec,
+    JobState,
+    PermanentFailure,
+    QueueError,
+    RetryLater,
+)
+from daemon.queue.maintenance import Maintenance, MaintenanceOptions
+from daemon.queue.metrics import QueueMetrics
+from daemon.queue.worker import Handler, HandlerRegistry, QueueWorker, WorkerOptions
+
+__all__ = [
+    "Backoff",
+    "Enqueued",
+    "Handler",
+    "HandlerRegistry",
+    "InvalidJobState",
+    "Job",
+    "JobNotFound",
+    "JobSpec",
+    "JobState",
+    "Maintenance",
+    "MaintenanceOptions",
+    "PermanentFailure",
+    "QueueError",
+    "QueueMetrics",
+    "QueueWorker",
+    "RetryLater",
+    "WorkerOptions",
+    "enqueue",
+    "enqueue_many",
+]

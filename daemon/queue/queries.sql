@@ -1,0 +1,237 @@
+-- Queries of the job queue engine. Every one is parameterized; job state changes of a
+-- claimed job are fenced by its lease token, so a worker that lost its lease (the job
+-- was rescued and may run elsewhere) can never complete, fail or release it.
+
+-- name: insert_job
+WITH inserted AS (
+    INSERT INTO jobs (queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
+                      backoff_max_seconds, timeout_seconds, dedup_key)
+    VALUES (
+        %(queue)s, %(payload)s, %(priority)s, coalesce(%(run_at)s, now()),
+        coalesce(%(max_attempts)s, (SELECT max_attempts FROM queues WHERE name = %(queue)s), 5),
+        %(backoff_base)s, %(backoff_max)s, %(timeout)s, %(dedup_key)s
+    )
+    ON CONFLICT (queue, dedup_key)
+        WHERE dedup_key IS NOT NULL AND state IN ('created', 'retry', 'active')
+        DO NOTHING
+    RETURNING id, run_at <= now() AS due
+)
+SELECT id, true AS created, CASE WHEN due THEN pg_notify('triaged_queue', %(queue)s) END
+FROM inserted
+UNION ALL
+SELECT id, false, NULL FROM jobs
+WHERE queue = %(queue)s AND dedup_key = %(dedup_key)s
+  AND state IN ('created', 'retry', 'active')
+  AND NOT EXISTS (SELECT 1 FROM inserted)
+
+-- name: insert_jobs
+-- Bulk insert from parallel arrays (one element per job). Jobs whose dedup key is
+-- already live are skipped; RETURNING gives the ids of the jobs created, in order.
+INSERT INTO jobs (queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
+                  backoff_max_seconds, timeout_seconds, dedup_key)
+SELECT v.queue, v.payload, v.priority, coalesce(v.run_at, now()),
+       coalesce(v.max_attempts, q.max_attempts, 5),
+       v.backoff_base, v.backoff_max, v.timeout, v.dedup_key
+FROM unnest(
+    %(queues)s::text[], %(payloads)s::jsonb[], %(priorities)s::integer[],
+    %(run_ats)s::timestamptz[], %(max_attempts)s::integer[], %(backoff_bases)s::float8[],
+    %(backoff_maxes)s::float8[], %(timeouts)s::float8[], %(dedup_keys)s::text[]
+) WITH ORDINALITY AS v(queue, payload, priority, run_at, max_attempts, backoff_base,
+                       backoff_max, timeout, dedup_key, ord)
+LEFT JOIN queues q ON q.name = v.queue
+ORDER BY v.ord
+ON CONFLICT (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('created', 'retry', 'active')
+    DO NOTHING
+RETURNING id
+
+-- name: notify_queues
+SELECT pg_notify('triaged_queue', q) FROM unnest(%(queues)s::text[]) AS q
+
+-- name: claim
+-- Claims at most %(limit)s available jobs of one queue (fewer when the queue is paused
+-- or its global cap leaves less room), leasing them with %(token)s.
+WITH policy AS (
+    SELECT coalesce(bool_or(q.paused), false) AS paused, min(q.global_concurrency) AS cap
+    FROM queues q WHERE q.name = %(queue)s
+),
+room AS (
+    SELECT CASE
+        WHEN policy.paused THEN 0
+        WHEN policy.cap IS NULL THEN %(limit)s
+        ELSE least(%(limit)s, greatest(0, policy.cap - (
+            SELECT count(*) FROM jobs WHERE queue = %(queue)s AND state = 'active')))
+    END AS n
+    FROM policy
+),
+picked AS (
+    SELECT id FROM jobs
+    WHERE queue = %(queue)s AND state IN ('created', 'retry') AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT (SELECT n FROM room)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET state = 'active', attempts = j.attempts + 1, started_at = now(),
+    lease_token = %(token)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
+    worker = %(worker)s
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.payload, j.priority, j.attempts, j.max_attempts, j.timeout_seconds,
+          j.backoff_base_seconds, j.backoff_max_seconds, j.created_at, j.run_at, j.started_at
+
+-- name: lock_queue_claims
+-- Serializes claims of a queue that has a global cap, so the count of active jobs that
+-- the cap is checked against cannot be stale (taken before the claim, in its transaction).
+SELECT pg_advisory_xact_lock(hashtextextended('triaged.queue.' || %(queue)s, 0))
+
+-- name: queue_policy
+SELECT paused, global_concurrency, max_attempts, backoff_base_seconds, backoff_max_seconds,
+       timeout_seconds, dead_letter_queue, retain_completed_seconds, retain_failed_seconds
+FROM queues WHERE name = %(queue)s
+
+-- name: ensure_queue
+INSERT INTO queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING
+
+-- name: complete_jobs
+UPDATE jobs j
+SET state = 'completed', result = v.result, finished_at = now(),
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::jsonb[]) AS v(id, token, result)
+WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
+RETURNING j.id
+
+-- name: fail_job
+-- An attempt failed: back to 'retry' after %(delay)s seconds, or 'failed' when the
+-- attempts are spent or the failure is permanent.
+UPDATE jobs j
+SET state = CASE WHEN %(permanent)s OR j.attempts >= j.max_attempts
+                 THEN 'failed'::job_state ELSE 'retry'::job_state END,
+    run_at = CASE WHEN %(permanent)s OR j.attempts >= j.max_attempts
+                  THEN j.run_at ELSE now() + make_interval(secs => %(delay)s) END,
+    finished_at = CASE WHEN %(permanent)s OR j.attempts >= j.max_attempts THEN now() END,
+    last_error = %(error)s, lease_token = NULL, lease_expires_at = NULL
+WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.state = 'active'
+RETURNING j.state::text, j.queue
+
+-- name: snooze_job
+-- RetryLater: run again after %(delay)s seconds; the attempt is given back.
+UPDATE jobs j
+SET state = CASE WHEN j.attempts > 1 THEN 'retry'::job_state ELSE 'created'::job_state END,
+    attempts = j.attempts - 1, run_at = now() + make_interval(secs => %(delay)s),
+    started_at = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.state = 'active'
+RETURNING j.queue
+
+-- name: release_jobs
+-- Drain: give claimed jobs back, available now, without spending their attempt.
+UPDATE jobs j
+SET state = CASE WHEN j.attempts > 1 THEN 'retry'::job_state ELSE 'created'::job_state END,
+    attempts = j.attempts - 1, run_at = now(), started_at = NULL,
+    lease_token = NULL, lease_expires_at = NULL
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS v(id, token)
+WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
+RETURNING j.id, j.queue
+
+-- name: renew_leases
+UPDATE jobs j
+SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS v(id, token)
+WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
+RETURNING j.id, j.lease_token
+
+-- name: dead_letter
+-- Copies failed jobs whose queue has a dead-letter queue into it.
+INSERT INTO jobs (queue, payload, max_attempts, dead_letter_of)
+SELECT q.dead_letter_queue,
+       jsonb_build_object('job_id', j.id, 'queue', j.queue, 'payload', j.payload,
+                          'attempts', j.attempts, 'error', j.last_error),
+       coalesce(dq.max_attempts, 5), j.id
+FROM jobs j
+JOIN queues q ON q.name = j.queue AND q.dead_letter_queue IS NOT NULL
+LEFT JOIN queues dq ON dq.name = q.dead_letter_queue
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.state = 'failed'
+RETURNING id, queue
+
+-- name: rescue_expired
+-- Jobs whose lease expired (their worker died or hung): the attempt counts.
+UPDATE jobs j
+SET state = CASE WHEN j.attempts >= j.max_attempts
+                 THEN 'failed'::job_state ELSE 'retry'::job_state END,
+    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+    run_at = now(),
+    last_error = 'lease expired: worker ' || coalesce(j.worker, '?') || ' stopped renewing it',
+    lease_token = NULL, lease_expires_at = NULL
+WHERE j.id IN (
+    SELECT id FROM jobs
+    WHERE state = 'active' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING j.id, j.queue, j.state::text, j.attempts
+
+-- name: try_maintenance_lock
+SELECT pg_try_advisory_xact_lock(hashtextextended('triaged.queue.maintenance', 0))
+
+-- name: purge_finished
+-- Retention: deletes one batch of finished jobs older than their queue's period.
+DELETE FROM jobs WHERE id IN (
+    SELECT j.id FROM jobs j
+    LEFT JOIN queues q ON q.name = j.queue
+    WHERE j.state = %(state)s::job_state
+      AND j.finished_at < now() - make_interval(secs => coalesce(
+          CASE WHEN j.state = 'completed' THEN q.retain_completed_seconds
+               ELSE q.retain_failed_seconds END,
+          %(default_seconds)s))
+    LIMIT %(limit)s
+    FOR UPDATE OF j SKIP LOCKED
+)
+
+-- name: get_job
+SELECT id, queue, state::text, payload, priority, run_at, attempts, max_attempts,
+       timeout_seconds, dedup_key, worker, last_error, result, dead_letter_of,
+       created_at, started_at, finished_at, lease_expires_at
+FROM jobs WHERE id = %(id)s
+
+-- name: list_jobs
+SELECT id, queue, state::text, payload, priority, run_at, attempts, max_attempts,
+       timeout_seconds, dedup_key, worker, last_error, result, dead_letter_of,
+       created_at, started_at, finished_at, lease_expires_at
+FROM jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(state)s::text IS NULL OR state = %(state)s::job_state)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: cancel_job
+UPDATE jobs
+SET state = 'cancelled', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+WHERE id = %(id)s AND state IN ('created', 'retry', 'active')
+RETURNING id
+
+-- name: retry_job
+-- Operator retry of a failed or cancelled job: runs again now with fresh attempts.
+UPDATE jobs
+SET state = 'created', attempts = 0, run_at = now(), finished_at = NULL, started_at = NULL
+WHERE id = %(id)s AND state IN ('failed', 'cancelled')
+RETURNING id, queue
+
+-- name: set_paused
+INSERT INTO queues (name, paused) VALUES (%(queue)s, %(paused)s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now()
+
+-- name: queue_depths
+SELECT queue, state::text, count(*) FROM jobs GROUP BY queue, state ORDER BY queue, state
+
+-- name: oldest_available
+SELECT queue, extract(epoch FROM now() - min(run_at))
+FROM jobs WHERE state IN ('created', 'retry') AND run_at <= now()
+GROUP BY queue
+
+-- name: list_queues
+SELECT name, paused, global_concurrency, max_attempts, backoff_base_seconds,
+       backoff_max_seconds, timeout_seconds, dead_letter_queue,
+       retain_completed_seconds, retain_failed_seconds
+FROM queues ORDER BY name

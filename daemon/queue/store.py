@@ -1,0 +1,225 @@
+"""The queue's SQL, as typed functions. The only module that knows the job tables.
+
+Each function takes a connection and runs in whatever transaction the caller holds,
+unless it says otherwise; none commits on the caller's behalf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from daemon.queue.jobs import (
+    DEFAULT_BACKOFF_BASE_SECONDS,
+    DEFAULT_BACKOFF_MAX_SECONDS,
+    Backoff,
+    Enqueued,
+    Job,
+    JobSpec,
+)
+from daemon.shared.db.queries import load_queries
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from uuid import UUID
+
+    from daemon.shared.db.psycopg_trio import TrioConnection
+
+SQL = load_queries("daemon.queue", "queries.sql")
+NOTIFY_CHANNEL = "triaged_queue"
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    paused: bool = False
+    global_concurrency: int | None = None
+    max_attempts: int | None = None
+    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
+    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS
+    timeout_seconds: float | None = None
+    dead_letter_queue: str | None = None
+    retain_completed_seconds: float | None = None
+    retain_failed_seconds: float | None = None
+
+
+def _job_params(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "queue": spec.queue,
+        "payload": Jsonb(dict(spec.payload)),
+        "priority": spec.priority,
+        "run_at": spec.run_at,
+        "max_attempts": spec.max_attempts,
+        "backoff_base": spec.backoff.base_seconds if spec.backoff else None,
+        "backoff_max": spec.backoff.max_seconds if spec.backoff else None,
+        "timeout": spec.timeout,
+        "dedup_key": spec.dedup_key,
+    }
+
+
+async def insert_job(conn: TrioConnection, spec: JobSpec) -> Enqueued | None:
+    """Insert one job (notifying workers when it is due); None on a dedup race."""
+    cursor = await conn.execute(SQL["insert_job"], _job_params(spec))
+    row = await cursor.fetchone()
+    return None if row is None else Enqueued(id=row[0], created=row[1])
+
+
+async def insert_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int]:
+    """Insert many jobs in one statement; the ids of those created (dedup skips others)."""
+    params: dict[str, list[Any]] = {
+        "queues": [], "payloads": [], "priorities": [], "run_ats": [], "max_attempts": [],
+        "backoff_bases": [], "backoff_maxes": [], "timeouts": [], "dedup_keys": [],
+    }
+    for spec in specs:
+        one = _job_params(spec)
+        params["queues"].append(one["queue"])
+        params["payloads"].append(one["payload"])
+        params["priorities"].append(one["priority"])
+        params["run_ats"].append(one["run_at"])
+        params["max_attempts"].append(one["max_attempts"])
+        params["backoff_bases"].append(one["backoff_base"])
+        params["backoff_maxes"].append(one["backoff_max"])
+        params["timeouts"].append(one["timeout"])
+        params["dedup_keys"].append(one["dedup_key"])
+    cursor = await conn.execute(SQL["insert_jobs"], params)
+    ids = [row[0] for row in await cursor.fetchall()]
+    await conn.execute(SQL["notify_queues"], {"queues": sorted(set(params["queues"]))})
+    return ids
+
+
+async def claim(
+    conn: TrioConnection,
+    *,
+    queue: str,
+    limit: int,
+    token: UUID,
+    lease_seconds: float,
+    worker: str,
+    policy: QueuePolicy,
+) -> list[Job]:
+    """Claim up to ``limit`` due jobs of ``queue``; commits (it owns its transaction).
+
+    A queue with a global cap serializes its claims with a transaction-level advisory
+    lock so that the active count the cap is checked against is current.
+    """
+    params = {"queue": queue, "limit": limit, "token": token, "lease": lease_seconds,
+              "worker": worker}
+    if policy.global_concurrency is not None:
+        async with conn.transaction():
+            await conn.execute(SQL["lock_queue_claims"], params)
+            rows = await (await conn.execute(SQL["claim"], params)).fetchall()
+    else:
+        rows = await (await conn.execute(SQL["claim"], params)).fetchall()
+        if not conn.autocommit:
+            await conn.commit()
+    return [_job_from_row(queue, token, policy, row) for row in rows]
+
+
+def _job_from_row(queue: str, token: UUID, policy: QueuePolicy, row: Sequence[Any]) -> Job:
+    (job_id, payload, priority, attempts, max_attempts, timeout, backoff_base, backoff_max,
+     created_at, run_at, started_at) = row
+    return Job(
+        id=job_id,
+        queue=queue,
+        payload=payload,
+        priority=priority,
+        attempt=attempts,
+        max_attempts=max_attempts,
+        timeout=timeout if timeout is not None else policy.timeout_seconds,
+        backoff=Backoff(
+            base_seconds=backoff_base if backoff_base is not None
+            else policy.backoff_base_seconds,
+            max_seconds=backoff_max if backoff_max is not None else policy.backoff_max_seconds,
+        ),
+        created_at=created_at,
+        run_at=run_at,
+        started_at=started_at,
+        lease_token=token,
+    )
+
+
+async def queue_policy(conn: TrioConnection, queue: str) -> QueuePolicy:
+    row = await (await conn.execute(SQL["queue_policy"], {"queue": queue})).fetchone()
+    if row is None:
+        return QueuePolicy()
+    return QueuePolicy(*row)
+
+
+async def ensure_queue(conn: TrioConnection, queue: str) -> None:
+    await conn.execute(SQL["ensure_queue"], {"queue": queue})
+
+
+async def complete_jobs(
+    conn: TrioConnection, items: Sequence[tuple[int, UUID, Any]]
+) -> set[int]:
+    """Mark jobs completed with their results; the ids whose lease was still held."""
+    if not items:
+        return set()
+    cursor = await conn.execute(
+        SQL["complete_jobs"],
+        {
+            "ids": [i[0] for i in items],
+            "tokens": [i[1] for i in items],
+            "results": [None if i[2] is None else Jsonb(i[2]) for i in items],
+        },
+    )
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def fail_job(
+    conn: TrioConnection, *, job_id: int, token: UUID, error: str, delay: float,
+    permanent: bool,
+) -> str | None:
+    """Record a failed attempt; the new state ('retry' or 'failed'), None if fenced out."""
+    cursor = await conn.execute(
+        SQL["fail_job"],
+        {"id": job_id, "token": token, "error": error[:4000], "delay": delay,
+         "permanent": permanent},
+    )
+    row = await cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def snooze_job(conn: TrioConnection, *, job_id: int, token: UUID, delay: float) -> bool:
+    cursor = await conn.execute(SQL["snooze_job"], {"id": job_id, "token": token, "delay": delay})
+    return await cursor.fetchone() is not None
+
+
+async def release_jobs(
+    conn: TrioConnection, items: Sequence[tuple[int, UUID]]
+) -> list[tuple[int, str]]:
+    """Give claimed jobs back without spending an attempt; (id, queue) of those released."""
+    if not items:
+        return []
+    cursor = await conn.execute(
+        SQL["release_jobs"], {"ids": [i[0] for i in items], "tokens": [i[1] for i in items]}
+    )
+    released = [(row[0], row[1]) for row in await cursor.fetchall()]
+    if released:
+        await conn.execute(SQL["notify_queues"], {"queues": sorted({q for _, q in released})})
+    return released
+
+
+async def renew_leases(
+    conn: TrioConnection, items: Sequence[tuple[int, UUID]], lease_seconds: float
+) -> set[tuple[int, UUID]]:
+    """Extend the leases of running jobs; the (id, token) pairs whose lease was still held."""
+    if not items:
+        return set()
+    cursor = await conn.execute(
+        SQL["renew_leases"],
+        {"ids": [i[0] for i in items], "tokens": [i[1] for i in items], "lease": lease_seconds},
+    )
+    return {(row[0], row[1]) for row in await cursor.fetchall()}
+
+
+async def dead_letter(conn: TrioConnection, failed_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Copy failed jobs into their queue's dead-letter queue, if it has one."""
+    if not failed_ids:
+        return []
+    cursor = await conn.execute(SQL["dead_letter"], {"ids": list(failed_ids)})
+    rows = [(row[0], row[1]) for row in await cursor.fetchall()]
+    if rows:
+        await conn.execute(SQL["notify_queues"], {"queues": sorted({q for _, q in rows})})
+    return rows

@@ -1,0 +1,471 @@
+"""The worker: fetches jobs of registered queues and runs their handlers.
+
+Design note
+-----------
+One ``QueueWorker`` per process (the supervisor's poller group) runs, in its nursery:
+
+* one **fetcher** per registered queue. It claims at most as many jobs as the queue has
+  free slots, in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
+  RETURNING`` statement, and starts each claimed job at once: it never holds a job it
+  cannot start. With nothing (or less than asked) to claim, it sleeps until a NOTIFY
+  for its queue, a freed slot, or the poll interval;
+* one **runner** task per claimed job: the handler runs under its lease's cancel scope
+  and the job's timeout; its outcome goes to the completer;
+* the **completer**, which writes outcomes in batches (all completions of a batch in
+  one statement) so that a slot is never held waiting for a commit;
+* the **heartbeat**, which renews the leases of all running jobs in one statement every
+  third of the lease; a job whose lease is gone (rescued after a stall, or cancelled by
+  an operator) has its handler cancelled and its outcome dropped;
+* the **listener**, a LISTEN connection that wakes fetchers (unless ``listen`` is off,
+  for poolers that drop LISTEN: then fetchers poll).
+
+Every state change of a claimed job is fenced by its lease token: a worker that lost
+the lease can neither complete nor fail nor release the job.
+
+Drain (``request_stop``): fetchers stop; running handlers go on; once they are all done
+the completer flushes and ``run`` returns. If the supervisor's job grace deadline passes
+first, it cancels the group: handlers are cancelled, and their jobs are *released*
+(back to available, the attempt given back) in one shielded statement, with the
+completer's pending outcomes flushed first. Nothing is left ``active``.
+
+Delivery is at least once: a process killed between a handler's return and the write
+of its outcome runs that job again once the lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import trio
+
+from daemon.queue import store
+from daemon.queue.jobs import Job, PermanentFailure, RetryLater
+from daemon.queue.metrics import QueueMetrics
+from daemon.queue.store import NOTIFY_CHANNEL, QueuePolicy
+from daemon.shared.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from daemon.shared.db.pool import Pool
+
+log = logging.getLogger("triaged.queue")
+
+Handler = Callable[[Job], Awaitable[Any]]
+
+_FLUSH_TIMEOUT_SECONDS = 5.0
+_POLICY_REFRESH_SECONDS = 5.0
+_MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """How the worker talks to the queue tables."""
+
+    lease_seconds: float = 30.0  # renewed every lease/3 while a handler runs
+    poll_interval: float = 1.0  # fetch at least this often without a NOTIFY
+    listen: bool = True  # False: polling only (for poolers that drop LISTEN)
+    conninfo: str | None = None  # for the LISTEN connection; required when listen is on
+
+
+@dataclass(frozen=True)
+class Registration:
+    queue: str
+    handler: Handler
+    concurrency: int
+
+
+class HandlerRegistry:
+    """Which handler runs each queue, and how many of its jobs run at once here."""
+
+    def __init__(self, default_concurrency: int = 10) -> None:
+        self.default_concurrency = default_concurrency
+        self._registrations: dict[str, Registration] = {}
+
+    def register(self, queue: str, handler: Handler, *, concurrency: int | None = None) -> None:
+        """Run ``handler`` for jobs of ``queue``, at most ``concurrency`` at once per process.
+
+        Raises:
+            ValueError: the queue already has a handler, or concurrency < 1.
+        """
+        if queue in self._registrations:
+            raise ValueError(f"queue {queue!r} already has a handler")
+        limit = self.default_concurrency if concurrency is None else concurrency
+        if limit < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._registrations[queue] = Registration(queue, handler, limit)
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of Registration
+        return iter(self._registrations.values())
+
+    def __len__(self) -> int:
+        return len(self._registrations)
+
+
+# -- outcomes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Completed:
+    job: Job
+    result: Any
+
+
+@dataclass(frozen=True)
+class _Failed:
+    job: Job
+    error: str
+    permanent: bool
+
+
+@dataclass(frozen=True)
+class _Snoozed:
+    job: Job
+    delay: float
+
+
+_Outcome = _Completed | _Failed | _Snoozed
+
+
+def worker_id() -> str:
+    """``host:pid:random``, recorded on the jobs this process claims."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _Completer:
+    """Writes outcomes in batches, retrying while the database is away."""
+
+    def __init__(self, pool: Pool, metrics: QueueMetrics) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._send, self._receive = trio.open_memory_channel[_Outcome](math.inf)
+        self._pending: list[_Outcome] = []
+
+    def submit(self, outcome: _Outcome) -> None:
+        self._send.send_nowait(outcome)
+
+    async def run(self) -> None:
+        while True:
+            first = await self._receive.receive()
+            self._pending = [first, *self._take_ready()]
+            await self._write_with_retry()
+
+    def _take_ready(self) -> list[_Outcome]:
+        ready: list[_Outcome] = []
+        while len(ready) < _MAX_BATCH:
+            try:
+                ready.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return ready
+
+    async def flush(self) -> None:
+        """Write whatever is pending or queued; for the end of the drain (call shielded)."""
+        self._pending.extend(self._take_ready())
+        while self._pending:
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            try:
+                await self._write(batch)
+            except (psycopg.Error, DatabaseError) as exc:
+                log.error("could not record %d job outcome(s) at shutdown: %s; their leases "
+                          "will expire and the jobs run again", len(batch), exc,
+                          extra={"action": "queue.flush_failed"})
+                return
+
+    async def _write_with_retry(self) -> None:
+        delay = 0.1
+        while self._pending:
+            try:
+                await self._write(self._pending)
+                self._pending = []
+            except (psycopg.Error, DatabaseError) as exc:
+                log.warning("recording %d job outcome(s) failed, retrying in %.1fs: %s",
+                            len(self._pending), delay, exc,
+                            extra={"action": "queue.complete_retry"})
+                await trio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _write(self, batch: list[_Outcome]) -> None:
+        completed = [o for o in batch if isinstance(o, _Completed)]
+        others = [o for o in batch if not isinstance(o, _Completed)]
+        failed_ids: list[int] = []
+        async with self._pool.transaction() as conn:
+            kept = await store.complete_jobs(
+                conn, [(o.job.id, o.job.lease_token, o.result) for o in completed])
+            for outcome in others:
+                if isinstance(outcome, _Snoozed):
+                    ok = await store.snooze_job(conn, job_id=outcome.job.id,
+                                                token=outcome.job.lease_token,
+                                                delay=outcome.delay)
+                    state = "snoozed" if ok else None
+                else:
+                    delay = outcome.job.backoff.delay(outcome.job.attempt)
+                    state = await store.fail_job(
+                        conn, job_id=outcome.job.id, token=outcome.job.lease_token,
+                        error=outcome.error, delay=delay, permanent=outcome.permanent)
+                    if state == "failed":
+                        failed_ids.append(outcome.job.id)
+                self._record(outcome.job, state, outcome)
+            dead = await store.dead_letter(conn, failed_ids)
+        for outcome in completed:
+            self._record(outcome.job, "completed" if outcome.job.id in kept else None, outcome)
+        for dead_id, dead_queue in dead:
+            log.info("dead-lettered to %s as job %d", dead_queue, dead_id,
+                     extra={"action": "job.dead_lettered", "queue": dead_queue,
+                            "job_id": dead_id})
+
+    def _record(self, job: Job, state: str | None, outcome: _Outcome) -> None:
+        fields = {"job_id": job.id, "queue": job.queue, "attempt": job.attempt}
+        if state is None:
+            self._metrics.finished.inc(job.queue, "lost")
+            log.warning("outcome of job %d dropped: its lease was lost (rescued or cancelled)",
+                        job.id, extra={"action": "job.lease_lost", **fields})
+            return
+        self._metrics.finished.inc(job.queue, state)
+        if state == "completed":
+            log.debug("job %d completed", job.id, extra={"action": "job.completed", **fields})
+        elif state == "snoozed":
+            assert isinstance(outcome, _Snoozed)
+            log.info("job %d snoozed for %.1fs", job.id, outcome.delay,
+                     extra={"action": "job.snoozed", **fields})
+        else:
+            assert isinstance(outcome, _Failed)
+            level = logging.WARNING if state == "retry" else logging.ERROR
+            log.log(level, "job %d attempt %d failed (%s): %s", job.id, job.attempt, state,
+                    outcome.error, extra={"action": f"job.{state}", "error": outcome.error,
+                                          **fields})
+
+
+@dataclass
+class _Running:
+    job: Job
+    lease_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class _Fetcher:
+    """Claims and starts jobs of one queue, never more than its free slots."""
+
+    def __init__(self, worker: QueueWorker, registration: Registration) -> None:
+        self.worker = worker
+        self.registration = registration
+        self.queue = registration.queue
+        self.free = registration.concurrency
+        self.slot_freed = trio.Event()
+        self.wakeup = trio.Event()
+        self.policy = QueuePolicy()
+        self._policy_loaded_at = -math.inf
+
+    def kick(self) -> None:
+        self.wakeup.set()
+
+    async def run(self, runners: trio.Nursery) -> None:
+        worker = self.worker
+        failures = 0
+        while True:
+            while self.free == 0:
+                self.slot_freed = trio.Event()
+                await self.slot_freed.wait()
+            self.wakeup = trio.Event()
+            wanted = self.free
+            try:
+                jobs = await self._claim(wanted)
+                failures = 0
+            except (psycopg.Error, DatabaseError) as exc:
+                failures += 1
+                delay = min(0.2 * 2**failures, worker.options.poll_interval * 5, 15.0)
+                log.warning("claiming from %s failed: %s", self.queue, exc,
+                            extra={"action": "queue.claim_failed", "queue": self.queue})
+                await trio.sleep(delay)
+                continue
+            for job in jobs:
+                self.free -= 1
+                runners.start_soon(self._run_job, job)
+            if len(jobs) < wanted:
+                with trio.move_on_after(worker.options.poll_interval):
+                    await self.wakeup.wait()
+            else:
+                await trio.lowlevel.checkpoint()
+
+    async def _claim(self, limit: int) -> list[Job]:
+        worker = self.worker
+        now = trio.current_time()
+        async with worker.pool.connection() as conn:
+            if now - self._policy_loaded_at > _POLICY_REFRESH_SECONDS:
+                self.policy = await store.queue_policy(conn, self.queue)
+                await conn.rollback()
+                self._policy_loaded_at = now
+            await conn.set_autocommit(self.policy.global_concurrency is None)
+            # Shielded: a claim that reached the server must reach us, or its jobs would
+            # sit leased by nobody until the lease expires.
+            with trio.CancelScope(shield=True):
+                jobs = await store.claim(
+                    conn, queue=self.queue, limit=limit, token=uuid.uuid4(),
+                    lease_seconds=worker.options.lease_seconds, worker=worker.id,
+                    policy=self.policy)
+        if jobs:
+            worker.metrics.claimed.inc(self.queue, amount=len(jobs))
+        return jobs
+
+    async def _run_job(self, job: Job) -> None:
+        worker = self.worker
+        running = _Running(job)
+        worker.running[(job.id, job.lease_token)] = running
+        metrics = worker.metrics
+        metrics.wait_seconds.observe(job.wait_seconds, job.queue)
+        started = time.monotonic()
+        log.debug("job %d started", job.id, extra={"action": "job.started", "job_id": job.id,
+                                                   "queue": job.queue, "attempt": job.attempt})
+        outcome: _Outcome | None = None
+        try:
+            outcome = await self._execute(running)
+        except trio.Cancelled:
+            # The drain deadline passed: this job goes back to the queue (see QueueWorker).
+            worker.to_release.append(job)
+            raise
+        finally:
+            del worker.running[(job.id, job.lease_token)]
+            metrics.run_seconds.observe(time.monotonic() - started, job.queue)
+            self.free += 1
+            self.slot_freed.set()
+        if outcome is None:
+            metrics.finished.inc(job.queue, "lost")
+            log.warning("job %d cancelled: its lease was lost", job.id,
+                        extra={"action": "job.lease_lost", "job_id": job.id, "queue": job.queue,
+                               "attempt": job.attempt})
+        else:
+            worker.completer.submit(outcome)
+
+    async def _execute(self, running: _Running) -> _Outcome | None:
+        job = running.job
+        try:
+            with running.lease_scope:
+                with trio.move_on_after(job.timeout or math.inf) as timeout_scope:
+                    result = await self.registration.handler(job)
+                if timeout_scope.cancelled_caught:
+                    return _Failed(job, f"timed out after {job.timeout:g}s", permanent=False)
+                return _Completed(job, result)
+            return None  # the heartbeat cancelled the lease scope
+        except RetryLater as exc:
+            return _Snoozed(job, exc.delay)
+        except PermanentFailure as exc:
+            return _Failed(job, f"permanent failure: {exc}", permanent=True)
+        except Exception as exc:
+            return _Failed(job, f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+class QueueWorker:
+    """The poller group: see the module docstring."""
+
+    name = "poller"
+
+    def __init__(self, pool: Pool, registry: HandlerRegistry, options: WorkerOptions,
+                 metrics: QueueMetrics | None = None) -> None:
+        if options.listen and not options.conninfo:
+            raise ValueError("listen=True needs the conninfo for the LISTEN connection")
+        self.pool = pool
+        self.options = options
+        self.metrics = metrics or QueueMetrics()
+        self.id = worker_id()
+        # Keyed by (id, lease token): a hung attempt and its rescued retry may both be here.
+        self.running: dict[tuple[int, uuid.UUID], _Running] = {}
+        self.to_release: list[Job] = []
+        self.completer = _Completer(pool, self.metrics)
+        self._fetchers = {r.queue: _Fetcher(self, r) for r in registry}
+        self._stop = trio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as services:
+            services.start_soon(self.completer.run)
+            services.start_soon(self._heartbeat)
+            if self.options.listen and self._fetchers:
+                services.start_soon(self._listen)
+            try:
+                async with trio.open_nursery() as runners:
+                    async with trio.open_nursery() as fetchers:
+                        for fetcher in self._fetchers.values():
+                            fetchers.start_soon(fetcher.run, runners)
+                        log.info("worker %s serving queues: %s", self.id,
+                                 ", ".join(self._fetchers) or "(none)",
+                                 extra={"action": "queue.worker_started", "worker": self.id})
+                        task_status.started()
+                        await self._stop.wait()
+                        fetchers.cancel_scope.cancel()
+                    if self.running:
+                        log.info("waiting for %d running job(s)", len(self.running),
+                                 extra={"action": "queue.draining"})
+            finally:
+                with trio.CancelScope(shield=True) as cleanup:
+                    cleanup.deadline = trio.current_time() + _FLUSH_TIMEOUT_SECONDS
+                    await self.completer.flush()
+                    await self._release_cancelled()
+            services.cancel_scope.cancel()
+
+    async def _release_cancelled(self) -> None:
+        jobs, self.to_release = self.to_release, []
+        if not jobs:
+            return
+        try:
+            async with self.pool.transaction() as conn:
+                released = await store.release_jobs(conn, [(j.id, j.lease_token) for j in jobs])
+        except (psycopg.Error, DatabaseError) as exc:
+            log.error("could not release %d job(s): %s; they return when their lease "
+                      "expires", len(jobs), exc, extra={"action": "queue.release_failed"})
+            return
+        for job_id, queue in released:
+            self.metrics.finished.inc(queue, "released")
+            log.info("job %d released (shutdown)", job_id,
+                     extra={"action": "job.released", "job_id": job_id, "queue": queue})
+
+    async def _heartbeat(self) -> None:
+        interval = self.options.lease_seconds / 3
+        while True:
+            await trio.sleep(interval)
+            running = list(self.running.values())
+            if not running:
+                continue
+            try:
+                async with self.pool.transaction() as conn:
+                    held = await store.renew_leases(
+                        conn, [(r.job.id, r.job.lease_token) for r in running],
+                        self.options.lease_seconds)
+            except (psycopg.Error, DatabaseError) as exc:
+                log.warning("renewing %d lease(s) failed: %s", len(running), exc,
+                            extra={"action": "queue.heartbeat_failed"})
+                continue
+            for entry in running:
+                if (entry.job.id, entry.job.lease_token) not in held:
+                    entry.lease_scope.cancel()
+
+    async def _listen(self) -> None:
+        from daemon.shared.db.psycopg_trio import TrioConnection
+
+        assert self.options.conninfo is not None
+        delay = 0.5
+        while True:
+            try:
+                conn = await TrioConnection.connect(self.options.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    delay = 0.5
+                    for fetcher in self._fetchers.values():
+                        fetcher.kick()  # notifications may have been missed while away
+                    async for notification in conn.notifies():
+                        fetcher = self._fetchers.get(notification.payload)
+                        if fetcher is not None:
+                            fetcher.kick()
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection lost (%s); polling every %.1fs until it is "
+                            "back", type(exc).__name__, self.options.poll_interval,
+                            extra={"action": "queue.listen_lost"})
+            await trio.sleep(delay)
+            delay = min(delay * 2, 30.0)
