@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon import __version__
+from daemon.commands import jobs, schedules
 from daemon.shared.config import Settings, load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
 from daemon.shared.logs import configure_logging
@@ -22,8 +23,14 @@ from daemon.supervisor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Role, Supervis
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from daemon.shared.db.pool import Pool
 
 log = logging.getLogger("triaged")
+
+COMMAND_MODULES = (jobs, schedules)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run only the job worker and the scheduler")
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
+    migrate.set_defaults(handler=_migrate, migrate_first=False)
+    for module in COMMAND_MODULES:
+        module.add_parsers(commands)
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_commands.add_parser("check", help="validate and print the effective configuration")
@@ -54,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_CONFIG)
     if args.command == "config":
         sys.exit(_config_check(settings))
-    if args.command == "migrate":
+    if getattr(args, "handler", None) is not None:
         # A one-shot command: its result goes to stdout, its log to stderr.
         configure_logging(settings, stream=sys.stderr)
-        sys.exit(trio.run(_migrate, settings, args.status))
+        sys.exit(trio.run(_one_shot, settings, args))
     configure_logging(settings)
     role = {"serve": Role.SERVE, "api": Role.API, "worker": Role.WORKER}[args.command]
     supervisor = Supervisor(settings, role, read_systemd_environment())
@@ -71,7 +81,12 @@ def _config_check(settings: Settings) -> int:
     return EXIT_OK
 
 
-async def _migrate(settings: Settings, status_only: bool) -> int:
+async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
+    """Run a command's handler with a pool on the configured (or embedded) database.
+
+    The schema is brought up to date first unless the command says otherwise, so a
+    command run before the first ``serve`` finds its tables.
+    """
     from daemon.shared.db import migrate
     from daemon.shared.db.database import database_url
     from daemon.shared.db.pool import open_pool
@@ -79,20 +94,28 @@ async def _migrate(settings: Settings, status_only: bool) -> int:
     try:
         async with (
             database_url(settings) as url,
-            open_pool(url, min_size=1, max_size=1,
+            open_pool(url, min_size=1, max_size=2,
                       acquire_timeout=settings.startup_timeout_seconds,
                       connect_timeout=settings.db_connect_timeout_seconds) as pool,
         ):
-            if status_only:
-                for entry in await migrate.status(pool):
-                    applied_at = entry.applied_at
-                    when = applied_at.isoformat(timespec="seconds") if applied_at else "-"
-                    print(f"{entry.version:04d}  {entry.state:<8} {when:<26} {entry.name}")
-                return EXIT_OK
-            applied = await migrate.apply(pool)
+            if getattr(args, "migrate_first", True):
+                await migrate.apply(pool)
+            status: int = await args.handler(args, pool)
+            return status
     except DaemonError as exc:
-        log.error("%s", exc.message, extra={"action": "migrate.failed"})
+        log.error("%s", exc.message, extra={"action": "cli.failed"})
         return EXIT_FAILURE
-    version = migrate.latest_version()
-    print(f"applied {len(applied)} migration(s); schema at version {version}")
+
+
+async def _migrate(args: argparse.Namespace, pool: Pool) -> int:
+    from daemon.shared.db import migrate
+
+    if args.status:
+        for entry in await migrate.status(pool):
+            applied_at = entry.applied_at
+            when = applied_at.isoformat(timespec="seconds") if applied_at else "-"
+            print(f"{entry.version:04d}  {entry.state:<8} {when:<26} {entry.name}")
+        return EXIT_OK
+    applied = await migrate.apply(pool)
+    print(f"applied {len(applied)} migration(s); schema at version {migrate.latest_version()}")
     return EXIT_OK

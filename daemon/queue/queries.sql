@@ -45,6 +45,16 @@ ON CONFLICT (queue, dedup_key)
     DO NOTHING
 RETURNING id
 
+-- name: reserve_job_ids
+SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, %(count)s)
+
+-- name: queue_max_attempts
+SELECT name, max_attempts FROM queues WHERE name = ANY(%(queues)s::text[])
+
+-- name: copy_jobs
+COPY jobs (id, queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
+           backoff_max_seconds, timeout_seconds) FROM STDIN
+
 -- name: notify_queues
 SELECT pg_notify('triaged_queue', q) FROM unnest(%(queues)s::text[]) AS q
 

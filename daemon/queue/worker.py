@@ -146,28 +146,36 @@ class _Completer:
         self._pool = pool
         self._metrics = metrics
         self._send, self._receive = trio.open_memory_channel[_Outcome](math.inf)
-        self._pending: list[_Outcome] = []
+        self._pending: list[_Outcome] = []  # taken from the channel, not yet written
+        self.done = trio.Event()
 
     def submit(self, outcome: _Outcome) -> None:
         self._send.send_nowait(outcome)
 
+    def close(self) -> None:
+        """No more outcomes will come: ``run`` returns once it has written the last."""
+        self._send.close()
+
     async def run(self) -> None:
-        while True:
-            first = await self._receive.receive()
-            self._pending = [first, *self._take_ready()]
-            await self._write_with_retry()
+        try:
+            async for first in self._receive:
+                self._pending = [first, *self._take_ready()]
+                await self._write_with_retry()
+        finally:
+            self.done.set()
 
     def _take_ready(self) -> list[_Outcome]:
         ready: list[_Outcome] = []
         while len(ready) < _MAX_BATCH:
             try:
                 ready.append(self._receive.receive_nowait())
-            except trio.WouldBlock:
+            except (trio.WouldBlock, trio.EndOfChannel):
                 break
         return ready
 
     async def flush(self) -> None:
-        """Write whatever is pending or queued; for the end of the drain (call shielded)."""
+        """Write what ``run`` left unwritten because it was cancelled (call shielded,
+        after ``run`` ended)."""
         self._pending.extend(self._take_ready())
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
@@ -384,8 +392,24 @@ class QueueWorker:
         self._stop.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as completer_nursery:
+            completer_nursery.start_soon(self.completer.run)
+            try:
+                await self._run_fetchers_and_runners(task_status)
+            finally:
+                # Graceful: the completer writes the last outcomes and returns. Cancelled
+                # (the drain deadline): it is cancelled too, and flush() below writes the rest.
+                self.completer.close()
+                with trio.CancelScope(shield=True) as wait:
+                    wait.deadline = trio.current_time() + _FLUSH_TIMEOUT_SECONDS
+                    await self.completer.done.wait()
+                completer_nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True) as flush:
+            flush.deadline = trio.current_time() + _FLUSH_TIMEOUT_SECONDS
+            await self.completer.flush()
+
+    async def _run_fetchers_and_runners(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as services:
-            services.start_soon(self.completer.run)
             services.start_soon(self._heartbeat)
             if self.options.listen and self._fetchers:
                 services.start_soon(self._listen)
@@ -404,9 +428,8 @@ class QueueWorker:
                         log.info("waiting for %d running job(s)", len(self.running),
                                  extra={"action": "queue.draining"})
             finally:
-                with trio.CancelScope(shield=True) as cleanup:
-                    cleanup.deadline = trio.current_time() + _FLUSH_TIMEOUT_SECONDS
-                    await self.completer.flush()
+                with trio.CancelScope(shield=True) as release:
+                    release.deadline = trio.current_time() + _FLUSH_TIMEOUT_SECONDS
                     await self._release_cancelled()
             services.cancel_scope.cancel()
 

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         description="Failed and cancelled jobs are deleted after this long (unless their "
         "queue says otherwise).",
     )
+    scheduler_catch_up_seconds: float = Field(
+        default=300.0, ge=0, le=30 * 86_400,
+        description="After downtime, missed schedule slots younger than this still fire "
+        "(once each); older ones are skipped and logged.",
+    )
     startup_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=60.0,
         description="At start, how long to wait for the database before giving up (exit 1).",
