@@ -22,8 +22,9 @@ Drain on the first signal:
      deadline; at a deadline the group is cancelled (its jobs are released);
   4. pool closed, embedded database stopped.
 
-Exit status: 0 after a clean drain; 1 when a deadline forced a cancellation, a group
-crashed or start-up failed; 128+n when a second signal n forced the stop (2, bad
+Exit status: 0 after a clean drain (jobs released at the job grace deadline count as
+clean: they lose nothing and run again); 1 when the http grace deadline cut off requests,
+a group crashed or start-up failed; 128+n when a second signal n forced the stop (2, bad
 configuration, is decided before the supervisor exists). A signal during start-up
 abandons the start (nothing is in flight before ``READY=1``) and stops cleanly.
 """
@@ -210,12 +211,17 @@ class Supervisor:
         if http is not None:
             # Readiness already answers 503; keep the listener open so probes see it.
             await trio.sleep(settings.pre_stop_delay_seconds)
-            await self._stop_within([http], settings.http_grace_seconds)
+            await self._stop_within([http], settings.http_grace_seconds, lossless=False)
         workers = [by_name[name] for name in ("scheduler", "poller") if name in by_name]
-        await self._stop_within(workers, settings.job_grace_seconds)
+        await self._stop_within(workers, settings.job_grace_seconds, lossless=True)
 
-    async def _stop_within(self, groups: Sequence[_Group], grace: float) -> None:
-        """Ask ``groups`` to stop; cancel those still running after ``grace`` seconds."""
+    async def _stop_within(self, groups: Sequence[_Group], grace: float, *, lossless: bool) -> None:
+        """Ask ``groups`` to stop; cancel those still running after ``grace`` seconds.
+
+        ``lossless``: cancelling these groups loses nothing (the worker releases its jobs
+        back to the queue), so it does not make the exit status 1; cutting off HTTP
+        requests does (their clients get no response).
+        """
         for group in groups:
             group.service.request_stop()
         with trio.move_on_after(grace):
@@ -223,7 +229,7 @@ class Supervisor:
                 await group.done.wait()
         for group in groups:
             if not group.done.is_set():
-                self._deadline_missed = True
+                self._deadline_missed = self._deadline_missed or not lossless
                 log.warning("%s group still busy after %.1fs: cancelling it", group.service.name,
                             grace, extra={"action": "supervisor.deadline",
                                           "group": group.service.name})

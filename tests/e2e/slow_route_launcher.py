@@ -15,11 +15,11 @@ from daemon.cli import main
 _original_create_app = supervisor.create_app
 
 
-def create_app_with_body_route(context):  # noqa: ANN001, ANN201
+def create_app_with_body_route(context):
     app = _original_create_app(context)
 
     @app.post("/test/body")
-    async def body():  # noqa: ANN202
+    async def body():
         data = await request.get_data()
         return {"bytes": len(data)}
 

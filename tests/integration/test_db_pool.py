@@ -32,7 +32,7 @@ async def create_table(url: str) -> None:
 
 async def wait_until(predicate, timeout: float = 5.0) -> None:
     with trio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 (polling the pool's public stats)
+        while not predicate():
             await trio.sleep(0.01)
 
 

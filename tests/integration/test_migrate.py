@@ -63,7 +63,7 @@ async def test_a_changed_applied_file_stops_the_run(database_url):
         await migrate.apply(pool, [_migration(1, "CREATE TABLE a (id int)")])
         changed = [_migration(1, "CREATE TABLE a (id bigint)"),
                    _migration(2, "CREATE TABLE b (id int)")]
-        with pytest.raises(ChecksumMismatch, match="0001_step.sql was changed"):
+        with pytest.raises(ChecksumMismatch, match=r"0001_step\.sql was changed"):
             await migrate.apply(pool, changed)
         assert await _versions(pool) == [1]  # nothing after the mismatch was applied
         statuses = await migrate.status(pool, changed)
@@ -79,7 +79,7 @@ async def test_a_database_ahead_of_the_code_is_refused(database_url):
 
 async def test_a_failing_migration_leaves_the_previous_version(database_url):
     async with open_pool(database_url) as pool:
-        with pytest.raises(MigrationError, match="0002_step.sql failed"):
+        with pytest.raises(MigrationError, match=r"0002_step\.sql failed"):
             await migrate.apply(pool, [
                 _migration(1, "CREATE TABLE ok (id int)"),
                 _migration(2, "CREATE TABLE half (id int); SELECT no_such_function()"),

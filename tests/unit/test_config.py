@@ -19,7 +19,8 @@ def clean_env(monkeypatch):
     import os
 
     for name in list(os.environ):
-        if name.startswith("TRIAGED_") or name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        systemd = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        if name.startswith("TRIAGED_") or name in systemd:
             monkeypatch.delenv(name)
 
 
@@ -107,7 +108,8 @@ def test_key_value_conninfo_is_accepted_and_masked(monkeypatch):
     monkeypatch.setenv("TRIAGED_DATABASE_URL", "host=db dbname=t user=app password='s3 cret'")
     settings = load_settings()
     assert not settings.embedded_database
-    assert settings.public_view()["TRIAGED_DATABASE_URL"] == "host=db dbname=t user=app password=***"
+    shown = settings.public_view()["TRIAGED_DATABASE_URL"]
+    assert shown == "host=db dbname=t user=app password=***"
 
 
 def test_garbage_conninfo_is_refused(monkeypatch):

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from daemon.shared.db.pool import Pool
-
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 log = logging.getLogger("triaged.migrate")
