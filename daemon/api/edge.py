@@ -43,7 +43,6 @@ class Edge:
     def __init__(self, app: Any, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -53,7 +52,6 @@ class Edge:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0
-        self.in_flight += 1
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -73,7 +71,6 @@ class Edge:
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
-            self.in_flight -= 1
             log.info(
                 "%s %s %s",
                 scope.get("method"),
