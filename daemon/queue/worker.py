@@ -115,7 +115,7 @@ class HandlerRegistry:
 @dataclass(frozen=True)
 class _Completed:
     job: Job
-    result: Any
+    result: str | None  # JSON text, checked by store.encode_result
 
 
 @dataclass(frozen=True)
@@ -188,17 +188,39 @@ class _Completer:
                 return
 
     async def _write_with_retry(self) -> None:
+        """Write ``_pending``; while the database is away, retry with backoff (never drop).
+
+        An error that retrying cannot fix (the database refuses a value) is one outcome's
+        problem: the batch is then written one outcome at a time and only the refused one
+        is dropped, with an error log (its lease expires and the job runs again).
+        """
         delay = 0.1
         while self._pending:
             try:
                 await self._write(self._pending)
                 self._pending = []
-            except (psycopg.Error, DatabaseError) as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError) as exc:
                 log.warning("recording %d job outcome(s) failed, retrying in %.1fs: %s",
                             len(self._pending), delay, exc,
                             extra={"action": "queue.complete_retry"})
                 await trio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+            except psycopg.Error:
+                await self._write_one_by_one()
+
+    async def _write_one_by_one(self) -> None:
+        while self._pending:
+            outcome = self._pending[0]
+            try:
+                await self._write([outcome])
+            except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError):
+                raise  # the database is away: the caller retries the rest
+            except psycopg.Error as exc:
+                log.error("the outcome of job %d cannot be recorded and is dropped: %s",
+                          outcome.job.id, exc,
+                          extra={"action": "job.outcome_refused", "job_id": outcome.job.id,
+                                 "queue": outcome.job.queue})
+            self._pending.pop(0)
 
     async def _write(self, batch: list[_Outcome]) -> None:
         completed = [o for o in batch if isinstance(o, _Completed)]
@@ -358,7 +380,10 @@ class _Fetcher:
                     result = await self.registration.handler(job)
                 if timeout_scope.cancelled_caught:
                     return _Failed(job, f"timed out after {job.timeout:g}s", permanent=False)
-                return _Completed(job, result)
+                try:
+                    return _Completed(job, store.encode_result(result))
+                except ValueError as exc:  # one job's bad result must not block the others
+                    return _Failed(job, str(exc), permanent=False)
             return None  # the heartbeat cancelled the lease scope
         except RetryLater as exc:
             return _Snoozed(job, exc.delay)
