@@ -55,6 +55,9 @@ async def rescue_expired(pool: Pool, limit: int = 1000,
         rows = await (await conn.execute(SQL["rescue_expired"], {"limit": limit})).fetchall()
         failed = [row[0] for row in rows if row[2] == "failed"]
         await store.dead_letter(conn, failed)
+        retried = sorted({row[1] for row in rows if row[2] == "retry"})
+        if retried:  # wake the workers of those queues now, not at their next poll
+            await conn.execute(SQL["notify_queues"], {"queues": retried})
     for job_id, queue, state, attempts in rows:
         if metrics is not None:
             metrics.rescued.inc(queue)
