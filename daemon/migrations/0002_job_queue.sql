@@ -65,9 +65,15 @@ CREATE TABLE schedules (
     queue             text NOT NULL,
     payload           jsonb NOT NULL DEFAULT '{}',
     enabled           boolean NOT NULL DEFAULT true,
-    last_slot         timestamptz,
+    -- Slots after this instant belong to the current definition: reset when the timing
+    -- (cron, interval, timezone) changes or the schedule is enabled again, so neither
+    -- fires slots from before. Every fire checks it, so no process fires a stale one.
+    active_since      timestamptz NOT NULL DEFAULT now(),
+    last_slot         timestamptz,  -- the latest slot fired
     last_fired_at     timestamptz,
     last_job_id       bigint,
+    -- Missed slots up to here were older than the catch-up window: skipped, not fired.
+    skipped_through   timestamptz,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CHECK ((cron IS NULL) <> (interval_seconds IS NULL))
@@ -82,6 +88,9 @@ CREATE TABLE schedule_fires (
     fired_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (schedule, slot)
 );
+
+-- Pruning: fires are kept for a day (audit: which job served which slot).
+CREATE INDEX schedule_fires_fired_at ON schedule_fires (fired_at);
 
 -- A queue table churns: vacuum it early rather than at 20% dead rows.
 ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02);

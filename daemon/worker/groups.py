@@ -18,6 +18,7 @@ from daemon.queue import (
     QueueWorker,
     WorkerOptions,
 )
+from daemon.queue.schedules import CronScheduler, SchedulerOptions
 from daemon.worker.handlers import build_registry
 
 if TYPE_CHECKING:
@@ -47,7 +48,9 @@ def scheduler_group(settings: Settings, pool: Pool, metrics: QueueMetrics) -> Se
         ),
         metrics,
     )
-    return ServiceSet("scheduler", [maintenance])
+    cron = CronScheduler(
+        pool, SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds))
+    return ServiceSet("scheduler", [maintenance, cron])
 
 
 class ServiceSet:
