@@ -21,6 +21,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from daemon.queue.scheduler import delete_schedule, list_schedules, save_schedule, set_enabled
 from daemon.queue.schedules import (
     InvalidSchedule,
     Schedule,
@@ -29,12 +30,8 @@ from daemon.queue.schedules import (
     check_cron,
     check_name,
     check_payload,
-    delete_schedule,
-    list_schedules,
     parse_duration,
     parse_timezone,
-    save_schedule,
-    set_enabled,
 )
 
 if TYPE_CHECKING:

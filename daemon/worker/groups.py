@@ -18,7 +18,7 @@ from daemon.queue import (
     QueueWorker,
     WorkerOptions,
 )
-from daemon.queue.schedules import CronScheduler, SchedulerOptions
+from daemon.queue.scheduler import CronScheduler, SchedulerOptions
 from daemon.worker.handlers import build_registry
 
 if TYPE_CHECKING:

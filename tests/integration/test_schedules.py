@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 import trio
 
 from daemon.cli import build_parser
-from daemon.queue.schedules import (
+from daemon.queue.scheduler import (
     CronScheduler,
     FireOutcome,
-    Schedule,
     SchedulerOptions,
     delete_schedule,
     fire_slot,
@@ -22,6 +21,7 @@ from daemon.queue.schedules import (
     save_schedule,
     set_enabled,
 )
+from daemon.queue.schedules import Schedule
 from daemon.shared.db import open_pool
 
 
