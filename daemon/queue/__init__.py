@@ -8,6 +8,18 @@ guarantees. The public face::
 
 from __future__ import annotations
 
+from daemon.queue.admin import (
+    JobRecord,
+    QueueStats,
+    cancel_job,
+    configure_queue,
+    get_job,
+    list_jobs,
+    pause_queue,
+    queue_stats,
+    resume_queue,
+    retry_job,
+)
 from daemon.queue.enqueue import enqueue, enqueue_many
 from daemon.queue.jobs import (
     Backoff,
@@ -23,6 +35,7 @@ from daemon.queue.jobs import (
 )
 from daemon.queue.maintenance import Maintenance, MaintenanceOptions
 from daemon.queue.metrics import QueueMetrics
+from daemon.queue.store import QueuePolicy
 from daemon.queue.worker import Handler, HandlerRegistry, QueueWorker, WorkerOptions
 
 __all__ = [
@@ -33,6 +46,7 @@ __all__ = [
     "InvalidJobState",
     "Job",
     "JobNotFound",
+    "JobRecord",
     "JobSpec",
     "JobState",
     "Maintenance",
@@ -40,9 +54,19 @@ __all__ = [
     "PermanentFailure",
     "QueueError",
     "QueueMetrics",
+    "QueuePolicy",
+    "QueueStats",
     "QueueWorker",
     "RetryLater",
     "WorkerOptions",
+    "cancel_job",
+    "configure_queue",
     "enqueue",
     "enqueue_many",
+    "get_job",
+    "list_jobs",
+    "pause_queue",
+    "queue_stats",
+    "resume_queue",
+    "retry_job",
 ]

@@ -45,11 +45,17 @@ ON CONFLICT (queue, dedup_key)
     DO NOTHING
 RETURNING id
 
--- name: reserve_job_ids
-SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, %(count)s)
-
--- name: queue_max_attempts
-SELECT name, max_attempts FROM queues WHERE name = ANY(%(queues)s::text[])
+-- name: prepare_copy_jobs
+-- One round trip before a COPY: %(count)s ids reserved from the sequence (in order),
+-- the transaction's now() for jobs without run_at, and the max_attempts of the queues
+-- that have a policy row. (The sequence is resolved once, behind OFFSET 0: resolving its
+-- name per row made reserving 10,000 ids take 45 ms instead of 6.)
+SELECT array(SELECT nextval(s.seq)
+             FROM (SELECT pg_get_serial_sequence('jobs', 'id')::regclass AS seq OFFSET 0) s,
+                  generate_series(1, %(count)s)),
+       now(),
+       (SELECT coalesce(jsonb_object_agg(name, max_attempts), '{}')
+        FROM queues WHERE name = ANY(%(queues)s::text[]))
 
 -- name: copy_jobs
 COPY jobs (id, queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
@@ -65,6 +71,13 @@ WITH policy AS (
     SELECT coalesce(bool_or(q.paused), false) AS paused, min(q.global_concurrency) AS cap
     FROM queues q WHERE q.name = %(queue)s
 ),
+async_commit AS (
+    -- The claim's commit need not wait for its WAL flush: a claim lost in a server crash
+    -- only makes its jobs claimable again (the old worker is fenced out by its token), so
+    -- at-least-once holds. Local to the claim's transaction; policy has exactly one row,
+    -- so the join below always evaluates it.
+    SELECT set_config('synchronous_commit', 'off', true)
+),
 room AS (
     SELECT CASE
         WHEN policy.paused THEN 0
@@ -72,7 +85,7 @@ room AS (
         ELSE least(%(limit)s, greatest(0, policy.cap - (
             SELECT count(*) FROM jobs WHERE queue = %(queue)s AND state = 'active')))
     END AS n
-    FROM policy
+    FROM policy CROSS JOIN async_commit
 ),
 picked AS (
     SELECT id FROM jobs
@@ -85,8 +98,10 @@ UPDATE jobs j
 SET state = 'active', attempts = j.attempts + 1, started_at = now(),
     lease_token = %(token)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
     worker = %(worker)s
-FROM picked
-WHERE j.id = picked.id
+-- = ANY(ARRAY(...)), not a join with picked: the planner cannot know how many rows the
+-- LIMIT lets through and, joining, chose a hash join over a scan of the whole table
+-- (3.6 ms instead of 0.45 ms per claim of 10 jobs from 20,000).
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.payload, j.priority, j.attempts, j.max_attempts, j.timeout_seconds,
           j.backoff_base_seconds, j.backoff_max_seconds, j.created_at, j.run_at, j.started_at
 
@@ -105,9 +120,9 @@ INSERT INTO queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING
 
 -- name: complete_jobs
 UPDATE jobs j
-SET state = 'completed', result = v.result, finished_at = now(),
+SET state = 'completed', result = v.result::jsonb, finished_at = now(),
     lease_token = NULL, lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::jsonb[]) AS v(id, token, result)
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS v(id, token, result)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
 RETURNING j.id
 
@@ -245,3 +260,80 @@ SELECT name, paused, global_concurrency, max_attempts, backoff_base_seconds,
        backoff_max_seconds, timeout_seconds, dead_letter_queue,
        retain_completed_seconds, retain_failed_seconds
 FROM queues ORDER BY name
+
+-- Operations (daemon/queue/admin.py) ---------------------------------------------------
+
+-- name: admin_cancel_job
+-- Cancels a live job; its state before, or no row (unknown id, or already finished). An
+-- active job's lease is dropped: its worker loses it at the next heartbeat, and any
+-- outcome it still reports is fenced out.
+WITH target AS (SELECT id, state FROM jobs WHERE id = %(id)s FOR UPDATE)
+UPDATE jobs j
+SET state = 'cancelled', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
+FROM target
+WHERE j.id = target.id AND target.state IN ('created', 'retry', 'active')
+RETURNING target.state::text
+
+-- name: job_state
+SELECT state::text FROM jobs WHERE id = %(id)s
+
+-- name: configure_queue
+-- Upsert of a queue's policy: a psycopg.sql template whose three fields are filled in by
+-- admin.configure_queue with column identifiers and named placeholders only (the given
+-- fields: the others keep their value, or their default in a new row).
+INSERT INTO queues (name{columns}) VALUES (%(name)s{values})
+ON CONFLICT (name) DO UPDATE SET updated_at = now(){updates}
+RETURNING paused, global_concurrency, max_attempts, backoff_base_seconds,
+          backoff_max_seconds, timeout_seconds, dead_letter_queue,
+          retain_completed_seconds, retain_failed_seconds
+
+-- name: queue_stats
+-- Every queue that has jobs or a policy row: jobs per state, the age of the oldest job
+-- that is due and waiting, and the policy (NULLs where the queue has no row).
+WITH counts AS (
+    SELECT queue,
+           count(*) FILTER (WHERE state = 'created') AS created,
+           count(*) FILTER (WHERE state = 'retry') AS retry,
+           count(*) FILTER (WHERE state = 'active') AS active,
+           count(*) FILTER (WHERE state = 'completed') AS completed,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE state = 'failed') AS failed,
+           min(run_at) FILTER (WHERE state IN ('created', 'retry') AND run_at <= now())
+               AS oldest_due
+    FROM jobs
+    GROUP BY queue
+)
+SELECT coalesce(q.name, c.queue), q.name IS NOT NULL,
+       coalesce(c.created, 0), coalesce(c.retry, 0), coalesce(c.active, 0),
+       coalesce(c.completed, 0), coalesce(c.cancelled, 0), coalesce(c.failed, 0),
+       extract(epoch FROM now() - c.oldest_due)::float8,
+       coalesce(q.paused, false), q.global_concurrency, q.max_attempts,
+       q.backoff_base_seconds, q.backoff_max_seconds, q.timeout_seconds,
+       q.dead_letter_queue, q.retain_completed_seconds, q.retain_failed_seconds
+FROM queues q
+FULL JOIN counts c ON c.queue = q.name
+ORDER BY 1
+
+-- name: admin_retry_job
+-- Operator retry of a failed or cancelled job: runs again now with fresh attempts;
+-- skipped (no row) when another live job of its queue holds its dedup key.
+UPDATE jobs j
+SET state = 'created', attempts = 0, run_at = now(), finished_at = NULL, started_at = NULL
+WHERE j.id = %(id)s AND j.state IN ('failed', 'cancelled')
+  AND NOT EXISTS (
+      SELECT 1 FROM jobs live
+      WHERE j.dedup_key IS NOT NULL AND live.queue = j.queue AND live.dedup_key = j.dedup_key
+        AND live.state IN ('created', 'retry', 'active'))
+RETURNING j.id, j.queue
+
+-- name: insert_job_plain
+-- insert_job for a job without a dedup key: no conflict to handle, so no CTE and no
+-- lookup branch (measured: about a tenth more single enqueues per second).
+INSERT INTO jobs (queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
+                  backoff_max_seconds, timeout_seconds)
+VALUES (
+    %(queue)s, %(payload)s, %(priority)s, coalesce(%(run_at)s, now()),
+    coalesce(%(max_attempts)s, (SELECT max_attempts FROM queues WHERE name = %(queue)s), 5),
+    %(backoff_base)s, %(backoff_max)s, %(timeout)s
+)
+RETURNING id, true, CASE WHEN run_at <= now() THEN pg_notify('triaged_queue', %(queue)s) END

@@ -6,8 +6,9 @@ unless it says otherwise; none commits on the caller's behalf.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
@@ -62,7 +63,12 @@ def _job_params(spec: JobSpec) -> dict[str, Any]:
 
 async def insert_job(conn: TrioConnection, spec: JobSpec) -> Enqueued | None:
     """Insert one job (notifying workers when it is due); None on a dedup race."""
-    cursor = await conn.execute(SQL["insert_job"], _job_params(spec))
+    params = _job_params(spec)
+    if spec.dedup_key is None:
+        del params["dedup_key"]
+        cursor = await conn.execute(SQL["insert_job_plain"], params)
+    else:
+        cursor = await conn.execute(SQL["insert_job"], params)
     row = await cursor.fetchone()
     return None if row is None else Enqueued(id=row[0], created=row[1])
 
@@ -96,25 +102,65 @@ async def insert_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[in
     return ids
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_CHUNK_ROWS = 2000
+
+
+def _copy_text(value: str) -> str:
+    """``value`` as a field of COPY's text format."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def _copy_float(value: float | None) -> str:
+    if value is None:
+        return "\\N"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
 async def _copy_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int]:
+    """COPY the jobs in, with ids reserved first (no dedup key among them).
+
+    The rows are formatted here, in COPY's text format, and sent in chunks: about twice
+    as fast as ``write_row`` with a ``Jsonb`` per row, and the server starts on the
+    first chunk while the next is formatted. Payloads are serialized with ``json.dumps``
+    (psycopg's default for ``Jsonb``); its output has no raw tab, newline or carriage
+    return, so escaping its backslashes is enough.
+    """
     queues = sorted({spec.queue for spec in specs})
-    rows = await (await conn.execute(SQL["queue_max_attempts"], {"queues": queues})).fetchall()
-    max_attempts = {name: attempts for name, attempts in rows}
-    ids = [row[0] for row in await (
-        await conn.execute(SQL["reserve_job_ids"], {"count": len(specs)})).fetchall()]
-    now = datetime.now(UTC)
+    row = await (await conn.execute(
+        SQL["prepare_copy_jobs"], {"count": len(specs), "queues": queues})).fetchone()
+    assert row is not None
+    ids, now, configured = row
+    now_text = now.isoformat()
+    queue_text = {q: _copy_text(q) for q in queues}
+    default_attempts = {q: str(configured.get(q, DEFAULT_MAX_ATTEMPTS)) for q in queues}
+    null = "\\N"
+    dumps = json.dumps
     async with conn.cursor().copy(SQL["copy_jobs"]) as copy:
-        for job_id, spec in zip(ids, specs, strict=True):
-            await copy.write_row((
-                job_id, spec.queue, Jsonb(dict(spec.payload)), spec.priority,
-                spec.run_at or now,
-                spec.max_attempts or max_attempts.get(spec.queue, DEFAULT_MAX_ATTEMPTS),
-                spec.backoff.base_seconds if spec.backoff else None,
-                spec.backoff.max_seconds if spec.backoff else None,
-                spec.timeout,
-            ))
+        for start in range(0, len(specs), _COPY_CHUNK_ROWS):
+            chunk = specs[start:start + _COPY_CHUNK_ROWS]
+            lines = []
+            for job_id, spec in zip(ids[start:start + len(chunk)], chunk, strict=True):
+                payload = spec.payload
+                text = dumps(payload if type(payload) is dict else dict(payload))
+                if "\\" in text:
+                    text = text.replace("\\", "\\\\")
+                run_at = now_text if spec.run_at is None else spec.run_at.isoformat()
+                attempts = (default_attempts[spec.queue] if spec.max_attempts is None
+                            else str(spec.max_attempts))
+                backoff = spec.backoff
+                if backoff is None:
+                    base = cap = null
+                else:
+                    base, cap = _copy_float(backoff.base_seconds), _copy_float(backoff.max_seconds)
+                lines.append(f"{job_id}\t{queue_text[spec.queue]}\t{text}\t{spec.priority:d}\t"
+                             f"{run_at}\t{attempts}\t{base}\t{cap}\t"
+                             f"{_copy_float(spec.timeout)}\n")
+            await copy.write("".join(lines))
     await conn.execute(SQL["notify_queues"], {"queues": queues})
-    return ids
+    return list(ids)
 
 
 async def claim(
@@ -180,9 +226,10 @@ async def ensure_queue(conn: TrioConnection, queue: str) -> None:
 
 
 async def complete_jobs(
-    conn: TrioConnection, items: Sequence[tuple[int, UUID, Any]]
+    conn: TrioConnection, items: Sequence[tuple[int, UUID, str | None]]
 ) -> set[int]:
-    """Mark jobs completed with their results; the ids whose lease was still held."""
+    """Mark jobs completed with their results (JSON text, already encoded and checked by
+    :func:`encode_result`); the ids whose lease was still held."""
     if not items:
         return set()
     cursor = await conn.execute(
@@ -190,10 +237,33 @@ async def complete_jobs(
         {
             "ids": [i[0] for i in items],
             "tokens": [i[1] for i in items],
-            "results": [None if i[2] is None else Jsonb(i[2]) for i in items],
+            "results": [i[2] for i in items],
         },
     )
     return {row[0] for row in await cursor.fetchall()}
+
+
+def encode_result(result: Any) -> str | None:
+    """A handler's return value as JSON text PostgreSQL can store (None for None).
+
+    Raises:
+        ValueError: it is not JSON-serializable, or holds a NUL character (which
+            PostgreSQL's jsonb refuses).
+    """
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the result is not JSON: {exc}") from None
+    if "\\u0000" in text:
+        raise ValueError("the result contains a NUL character, which PostgreSQL cannot store")
+    return text
+
+
+def clean_error(error: str) -> str:
+    """An error message PostgreSQL can store: NUL bytes replaced, at most 4,000 characters."""
+    return error.replace("\x00", "\\x00")[:4000]
 
 
 async def fail_job(
@@ -203,7 +273,7 @@ async def fail_job(
     """Record a failed attempt; the new state ('retry' or 'failed'), None if fenced out."""
     cursor = await conn.execute(
         SQL["fail_job"],
-        {"id": job_id, "token": token, "error": error[:4000], "delay": delay,
+        {"id": job_id, "token": token, "error": clean_error(error), "delay": delay,
          "permanent": permanent},
     )
     row = await cursor.fetchone()
