@@ -95,8 +95,10 @@ async def pool_ops(url: str, *, autocommit: bool) -> float:
 
 async def notify_wake(url: str) -> float:
     latencies: list[float] = []
-    async with await TrioConnection.connect(url, autocommit=True) as listener, \
-            await TrioConnection.connect(url, autocommit=True) as sender:
+    async with (
+        await TrioConnection.connect(url, autocommit=True) as listener,
+        await TrioConnection.connect(url, autocommit=True) as sender,
+    ):
         await listener.execute("LISTEN bench")
         # As for the reference figures: NOTIFY commits, and a WAL flush per notification
         # would measure the disk, not the driver.
@@ -128,8 +130,10 @@ async def notify_wake(url: str) -> float:
 async def cancel_latency(url: str) -> tuple[float, bool]:
     durations = []
     reusable = True
-    async with await TrioConnection.connect(url, autocommit=True) as conn, \
-            await TrioConnection.connect(url, autocommit=True) as observer:
+    async with (
+        await TrioConnection.connect(url, autocommit=True) as conn,
+        await TrioConnection.connect(url, autocommit=True) as observer,
+    ):
         for _ in range(CANCEL_ROUNDS):
             started = time.perf_counter()
             with trio.move_on_after(0.2):
@@ -217,12 +221,13 @@ def main() -> None:
         print(f"run {i + 1}/{args.runs} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
             [sys.executable, __file__, "--child", "--url", args.url],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         runs.append(json.loads(out))
 
-    header = ["metric", "unit", *(f"run {i + 1}" for i in range(len(runs))), "median",
-              "reference"]
+    header = ["metric", "unit", *(f"run {i + 1}" for i in range(len(runs))), "median", "reference"]
     rows = []
     for key, label, unit, reference in METRICS:
         values = [run[key] for run in runs]
@@ -236,8 +241,10 @@ def main() -> None:
     print(line)
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
-        cells = [str(c).ljust(w) if i < 2 else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            str(c).ljust(w) if i < 2 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         print("| " + " | ".join(cells) + " |")
 
 

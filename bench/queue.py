@@ -69,22 +69,26 @@ WAKE_GAP = 0.020
 
 # (key, label, unit, target, reference measured on this machine with the same workload)
 METRICS = [
-    ("bulk", "bulk enqueue (batches of 10,000)", "jobs/s", ">= 100,000",
-     "PgQueuer 74,608"),
-    ("single", "single enqueue (autocommit, one by one)", "jobs/s", ">= 3,500",
-     "PgQueuer 3,138"),
-    ("drain_10", "drain 20,000 no-op jobs, concurrency 10", "jobs/s", ">= 6,000",
-     "PgQueuer 1.6 2,341; pg-boss 10.4 (batch 100) 2,091; procrastinate 3.10 827"),
+    ("bulk", "bulk enqueue (batches of 10,000)", "jobs/s", ">= 100,000", "PgQueuer 74,608"),
+    ("single", "single enqueue (autocommit, one by one)", "jobs/s", ">= 3,500", "PgQueuer 3,138"),
+    (
+        "drain_10",
+        "drain 20,000 no-op jobs, concurrency 10",
+        "jobs/s",
+        ">= 6,000",
+        "PgQueuer 1.6 2,341; pg-boss 10.4 (batch 100) 2,091; procrastinate 3.10 827",
+    ),
     ("drain_100", "drain 20,000 no-op jobs, concurrency 100", "jobs/s", "-", "-"),
     ("wake_p50", "wake-up latency p50", "ms", "<= 3", "procrastinate 3.5; PgQueuer 3.9"),
     ("wake_p95", "wake-up latency p95", "ms", "<= 5", "procrastinate 4.9; PgQueuer 5.2"),
     ("wake_max", "wake-up latency max", "ms", "-", "-"),
 ]
 HIGHER_IS_BETTER = {"bulk", "single", "drain_10", "drain_100"}
-TARGETS = {"bulk": 100_000, "single": 3_500, "drain_10": 6_000, "wake_p50": 3.0,
-           "wake_p95": 5.0}
-MODES = {"on": "synchronous_commit = on (server default)",
-         "off": "synchronous_commit = off (on the bench database)"}
+TARGETS = {"bulk": 100_000, "single": 3_500, "drain_10": 6_000, "wake_p50": 3.0, "wake_p95": 5.0}
+MODES = {
+    "on": "synchronous_commit = on (server default)",
+    "off": "synchronous_commit = off (on the bench database)",
+}
 
 
 def fresh_database(admin_url: str, durable: bool) -> str:
@@ -115,7 +119,7 @@ async def bulk_enqueue(url: str) -> float:
         started = time.perf_counter()
         for start in range(0, BULK_JOBS, BULK_BATCH):
             async with conn.transaction():
-                await enqueue_many(conn, specs[start:start + BULK_BATCH])
+                await enqueue_many(conn, specs[start : start + BULK_BATCH])
         elapsed = time.perf_counter() - started
     return BULK_JOBS / elapsed
 
@@ -133,8 +137,13 @@ async def drain(url: str, concurrency: int) -> float:
     async with await TrioConnection.connect(url) as conn:
         for start in range(0, DRAIN_JOBS, BULK_BATCH):
             async with conn.transaction():
-                await enqueue_many(conn, [JobSpec(queue="drain", payload={"n": i})
-                                          for i in range(start, start + BULK_BATCH)])
+                await enqueue_many(
+                    conn,
+                    [
+                        JobSpec(queue="drain", payload={"n": i})
+                        for i in range(start, start + BULK_BATCH)
+                    ],
+                )
         await conn.set_autocommit(True)
         await conn.execute("VACUUM ANALYZE jobs")
     done = 0
@@ -157,8 +166,9 @@ async def drain(url: str, concurrency: int) -> float:
             worker.request_stop()
         elapsed = time.perf_counter() - started
         async with pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT count(*) FROM jobs WHERE state = 'completed'")).fetchone()
+            row = await (
+                await conn.execute("SELECT count(*) FROM jobs WHERE state = 'completed'")
+            ).fetchone()
     if row is None or row[0] != DRAIN_JOBS:
         raise AssertionError(f"drain: {row} completed, expected {DRAIN_JOBS}")
     return DRAIN_JOBS / elapsed
@@ -175,8 +185,10 @@ async def wake_up(url: str) -> tuple[float, float, float]:
 
     registry = HandlerRegistry()
     registry.register("wake", handler)
-    async with open_pool(url, name="bench") as pool, \
-            await TrioConnection.connect(url, autocommit=True) as producer:
+    async with (
+        open_pool(url, name="bench") as pool,
+        await TrioConnection.connect(url, autocommit=True) as producer,
+    ):
         worker = QueueWorker(pool, registry, WorkerOptions(conninfo=url))
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
@@ -197,8 +209,7 @@ async def wake_up(url: str) -> tuple[float, float, float]:
 PHASES = ("bulk", "single", "drain", "wake")
 
 
-def one_run(admin_url: str, durable: bool, phases: tuple[str, ...] = PHASES
-            ) -> dict[str, float]:
+def one_run(admin_url: str, durable: bool, phases: tuple[str, ...] = PHASES) -> dict[str, float]:
     results: dict[str, float] = {}
     try:
         if "bulk" in phases:
@@ -233,37 +244,52 @@ def verdict(key: str, value: float) -> str:
 
 def print_table(runs: dict[str, list[dict[str, float]]]) -> None:
     modes = list(runs)
-    header = ["metric", "unit", *(f"sync commit {m}" for m in modes), "target",
-              f"target met ({' / '.join(modes)})", "reference (same machine, mode not stated)",
-              f"runs ({' ; '.join(modes)})"]
+    header = [
+        "metric",
+        "unit",
+        *(f"sync commit {m}" for m in modes),
+        "target",
+        f"target met ({' / '.join(modes)})",
+        "reference (same machine, mode not stated)",
+        f"runs ({' ; '.join(modes)})",
+    ]
     rows = []
     for key, label, unit, target, reference in METRICS:
         if any(key not in r for results in runs.values() for r in results):
             continue
-        medians = {mode: statistics.median(r[key] for r in results)
-                   for mode, results in runs.items()}
-        each = " ; ".join(" / ".join(fmt(key, r[key]) for r in results)
-                          for results in runs.values())
+        medians = {
+            mode: statistics.median(r[key] for r in results) for mode, results in runs.items()
+        }
+        each = " ; ".join(
+            " / ".join(fmt(key, r[key]) for r in results) for results in runs.values()
+        )
         met = " / ".join(verdict(key, medians[m]) or "-" for m in runs)
-        rows.append([label, unit, *(fmt(key, medians[m]) for m in runs), target, met,
-                     reference, each])
+        rows.append(
+            [label, unit, *(fmt(key, medians[m]) for m in runs), target, met, reference, each]
+        )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
-              + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=DEFAULT_URL,
-                        help="a database on a server where the user may create databases")
+    parser.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="a database on a server where the user may create databases",
+    )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--modes", default="on,off",
-                        help="synchronous_commit modes to measure, comma-separated")
-    parser.add_argument("--only", default=",".join(PHASES),
-                        help=f"phases to run, comma-separated among {', '.join(PHASES)}")
+    parser.add_argument(
+        "--modes", default="on,off", help="synchronous_commit modes to measure, comma-separated"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(PHASES),
+        help=f"phases to run, comma-separated among {', '.join(PHASES)}",
+    )
     parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     phases = tuple(p for p in args.only.split(",") if p)
@@ -280,16 +306,28 @@ def main() -> None:
         for i in range(args.runs):
             print(f"{MODES[mode]}: run {i + 1}/{args.runs} ...", file=sys.stderr, flush=True)
             out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, "--url", args.url,
-                 "--only", ",".join(phases)],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    mode,
+                    "--url",
+                    args.url,
+                    "--only",
+                    ",".join(phases),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             runs[mode].append(json.loads(out))
             print(f"  {out.strip()}", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
-    print(f"Medians of {args.runs} runs (each a fresh process, each figure a fresh "
-          f"database); targets from the issue. {os.cpu_count()} CPUs; load average "
-          f"(1/5/15 min) {_load(load_before)} before, {_load(load_after)} after.")
+    print(
+        f"Medians of {args.runs} runs (each a fresh process, each figure a fresh "
+        f"database); targets from the issue. {os.cpu_count()} CPUs; load average "
+        f"(1/5/15 min) {_load(load_before)} before, {_load(load_after)} after."
+    )
     print_table(runs)
 
 

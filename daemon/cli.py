@@ -94,9 +94,13 @@ async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with (
             database_url(settings) as url,
-            open_pool(url, min_size=1, max_size=2,
-                      acquire_timeout=settings.startup_timeout_seconds,
-                      connect_timeout=settings.db_connect_timeout_seconds) as pool,
+            open_pool(
+                url,
+                min_size=1,
+                max_size=2,
+                acquire_timeout=settings.startup_timeout_seconds,
+                connect_timeout=settings.db_connect_timeout_seconds,
+            ) as pool,
         ):
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)

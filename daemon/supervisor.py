@@ -136,15 +136,21 @@ class Supervisor:
         async for signum in signals:
             name = signal.Signals(signum).name
             if not self._draining.is_set():
-                log.info("%s received: draining", name,
-                         extra={"action": "supervisor.drain", "signal": name})
+                log.info(
+                    "%s received: draining",
+                    name,
+                    extra={"action": "supervisor.drain", "signal": name},
+                )
                 self._draining.set()
                 if self._starting:
                     # Nothing is in flight before READY: abandon the start, close cleanly.
                     self._everything.cancel()
             else:
-                log.warning("%s received again: stopping now", name,
-                            extra={"action": "supervisor.force", "signal": name})
+                log.warning(
+                    "%s received again: stopping now",
+                    name,
+                    extra={"action": "supervisor.force", "signal": name},
+                )
                 self._forced_by_signal = signum
                 self._everything.cancel()
 
@@ -163,8 +169,13 @@ class Supervisor:
                 self.health.started = True
                 self._starting = False
                 await self.notifier.notify(READY=1, STATUS=f"{self.role.name.lower()}: running")
-                log.info("ready", extra={"action": "supervisor.ready",
-                                         "groups": [g.service.name for g in groups]})
+                log.info(
+                    "ready",
+                    extra={
+                        "action": "supervisor.ready",
+                        "groups": [g.service.name for g in groups],
+                    },
+                )
                 await self._draining.wait()
                 await self._drain(groups)
             log.info("groups stopped; closing resources", extra={"action": "supervisor.close"})
@@ -185,8 +196,11 @@ class Supervisor:
         await _wait_for_database(pool, settings.startup_timeout_seconds)
         applied = await migrate.apply(pool)
         if applied:
-            log.info("applied %d migration(s)", len(applied),
-                     extra={"action": "migrate.done", "versions": [m.version for m in applied]})
+            log.info(
+                "applied %d migration(s)",
+                len(applied),
+                extra={"action": "migrate.done", "versions": [m.version for m in applied]},
+            )
         return url, pool
 
     def _services(self, url: str, pool: Pool) -> list[Service]:
@@ -230,9 +244,12 @@ class Supervisor:
         for group in groups:
             if not group.done.is_set():
                 self._deadline_missed = self._deadline_missed or not lossless
-                log.warning("%s group still busy after %.1fs: cancelling it", group.service.name,
-                            grace, extra={"action": "supervisor.deadline",
-                                          "group": group.service.name})
+                log.warning(
+                    "%s group still busy after %.1fs: cancelling it",
+                    group.service.name,
+                    grace,
+                    extra={"action": "supervisor.deadline", "group": group.service.name},
+                )
                 group.scope.cancel()
         for group in groups:
             await group.done.wait()
@@ -253,8 +270,9 @@ async def _wait_for_database(pool: Pool, timeout: float) -> None:
                 return
             except DatabaseError as exc:
                 if last_error is None:
-                    log.warning("waiting for the database: %s", exc.message,
-                                extra={"action": "db.wait"})
+                    log.warning(
+                        "waiting for the database: %s", exc.message, extra={"action": "db.wait"}
+                    )
                 last_error = exc
             await trio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -270,8 +288,9 @@ def _log_failure(exc: Exception) -> None:
         if isinstance(error, DaemonError):
             log.error("%s", error.message, extra={"action": "supervisor.failed"})
         else:
-            log.critical("crashed: %r", error, exc_info=error,
-                         extra={"action": "supervisor.crashed"})
+            log.critical(
+                "crashed: %r", error, exc_info=error, extra={"action": "supervisor.crashed"}
+            )
 
 
 def _flatten(errors: Sequence[BaseException]) -> list[BaseException]:

@@ -55,8 +55,11 @@ class HttpService:
             self.urls = await nursery.start(
                 partial(serve, self._app, self._config(), shutdown_trigger=self._stop.wait)
             )
-            log.info("serving %s", " ".join(self.urls), extra={"action": "http.listening",
-                                                              "urls": self.urls})
+            log.info(
+                "serving %s",
+                " ".join(self.urls),
+                extra={"action": "http.listening", "urls": self.urls},
+            )
             task_status.started()
 
     def request_stop(self) -> None:

@@ -50,12 +50,21 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     listing = actions.add_parser("list", help="jobs, newest first")
     listing.add_argument("--queue", type=_queue_name, help="only this queue")
-    listing.add_argument("--state", choices=[s.value for s in JobState],
-                         help="only jobs in this state")
-    listing.add_argument("--limit", type=_limit, default=50,
-                         help=f"at most this many (1 to {admin.MAX_LIST_LIMIT}; default 50)")
-    listing.add_argument("--before-id", type=_job_id, metavar="ID",
-                         help="only jobs with a smaller id (the next page)")
+    listing.add_argument(
+        "--state", choices=[s.value for s in JobState], help="only jobs in this state"
+    )
+    listing.add_argument(
+        "--limit",
+        type=_limit,
+        default=50,
+        help=f"at most this many (1 to {admin.MAX_LIST_LIMIT}; default 50)",
+    )
+    listing.add_argument(
+        "--before-id",
+        type=_job_id,
+        metavar="ID",
+        help="only jobs with a smaller id (the next page)",
+    )
     listing.add_argument("--json", action="store_true", help="a JSON array")
     listing.set_defaults(handler=_jobs_list)
 
@@ -73,9 +82,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     cancel.set_defaults(handler=_jobs_cancel)
 
     queues = commands.add_parser(
-        "queues", help="queue statistics; pause, resume and configure queues",
+        "queues",
+        help="queue statistics; pause, resume and configure queues",
         description="Without an action: every queue with its jobs per state, the age of "
-        "its oldest waiting job and its policy.")
+        "its oldest waiting job and its policy.",
+    )
     queues.add_argument("--json", action="store_true", help="a JSON array")
     queues.set_defaults(handler=_queues_stats)
     queue_actions = queues.add_subparsers(dest="queues_command", metavar="ACTION")
@@ -89,27 +100,58 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     resume.set_defaults(handler=_queues_resume)
 
     configure = queue_actions.add_parser(
-        "set", help="change a queue's policy",
+        "set",
+        help="change a queue's policy",
         argument_default=argparse.SUPPRESS,  # options not given stay out of the namespace
         description="Only the options given change. 'none' clears an option that may be "
-        "empty (--global-concurrency, --timeout, --dead-letter, --retain-*).")
+        "empty (--global-concurrency, --timeout, --dead-letter, --retain-*).",
+    )
     configure.add_argument("queue", type=_queue_name)
-    configure.add_argument("--global-concurrency", type=_or_none(_positive_int), metavar="N",
-                           help="most jobs active at once, all workers together")
-    configure.add_argument("--max-attempts", type=_positive_int, metavar="N",
-                           help="default attempts of jobs enqueued from now on")
-    configure.add_argument("--backoff-base", type=_seconds(zero=True), metavar="S",
-                           help="default backoff base (seconds)")
-    configure.add_argument("--backoff-max", type=_seconds(zero=True), metavar="S",
-                           help="default backoff cap (seconds)")
-    configure.add_argument("--timeout", type=_or_none(_seconds(zero=False)), metavar="S",
-                           help="default per-attempt timeout (seconds)")
-    configure.add_argument("--dead-letter", type=_or_none(_queue_name), metavar="Q",
-                           help="queue that gets a copy of jobs that fail for good")
-    configure.add_argument("--retain-completed", type=_or_none(_seconds(zero=True)),
-                           metavar="S", help="keep completed jobs this long (seconds)")
-    configure.add_argument("--retain-failed", type=_or_none(_seconds(zero=True)),
-                           metavar="S", help="keep failed and cancelled jobs this long")
+    configure.add_argument(
+        "--global-concurrency",
+        type=_or_none(_positive_int),
+        metavar="N",
+        help="most jobs active at once, all workers together",
+    )
+    configure.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        metavar="N",
+        help="default attempts of jobs enqueued from now on",
+    )
+    configure.add_argument(
+        "--backoff-base",
+        type=_seconds(zero=True),
+        metavar="S",
+        help="default backoff base (seconds)",
+    )
+    configure.add_argument(
+        "--backoff-max", type=_seconds(zero=True), metavar="S", help="default backoff cap (seconds)"
+    )
+    configure.add_argument(
+        "--timeout",
+        type=_or_none(_seconds(zero=False)),
+        metavar="S",
+        help="default per-attempt timeout (seconds)",
+    )
+    configure.add_argument(
+        "--dead-letter",
+        type=_or_none(_queue_name),
+        metavar="Q",
+        help="queue that gets a copy of jobs that fail for good",
+    )
+    configure.add_argument(
+        "--retain-completed",
+        type=_or_none(_seconds(zero=True)),
+        metavar="S",
+        help="keep completed jobs this long (seconds)",
+    )
+    configure.add_argument(
+        "--retain-failed",
+        type=_or_none(_seconds(zero=True)),
+        metavar="S",
+        help="keep failed and cancelled jobs this long",
+    )
     configure.set_defaults(handler=_queues_set)
 
 
@@ -159,7 +201,8 @@ def _seconds(*, zero: bool) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
             raise argparse.ArgumentTypeError(
-                f"must be a number of seconds {'>= 0' if zero else '> 0'}: {text}")
+                f"must be a number of seconds {'>= 0' if zero else '> 0'}: {text}"
+            )
         return value
 
     return parse
@@ -177,21 +220,38 @@ def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 async def _jobs_list(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.connection() as conn:
-        jobs = await admin.list_jobs(conn, queue=args.queue, state=args.state,
-                                     before_id=args.before_id, limit=args.limit)
-        more = len(jobs) == args.limit and bool(await admin.list_jobs(
-            conn, queue=args.queue, state=args.state, before_id=jobs[-1].id, limit=1))
+        jobs = await admin.list_jobs(
+            conn, queue=args.queue, state=args.state, before_id=args.before_id, limit=args.limit
+        )
+        more = len(jobs) == args.limit and bool(
+            await admin.list_jobs(
+                conn, queue=args.queue, state=args.state, before_id=jobs[-1].id, limit=1
+            )
+        )
     if args.json:
         _print_json([_jsonable(job) for job in jobs])
         return EXIT_OK
     if not jobs:
         print("(no jobs)")
         return EXIT_OK
-    rows = [[str(job.id), job.queue, job.state.value, f"{job.attempts}/{job.max_attempts}",
-             str(job.priority), _when(job.run_at), _when(job.finished_at),
-             _clip(job.last_error or "")] for job in jobs]
-    _print_table(["ID", "QUEUE", "STATE", "ATTEMPTS", "PRIO", "RUN AT", "FINISHED",
-                  "LAST ERROR"], rows, right={0, 3, 4})
+    rows = [
+        [
+            str(job.id),
+            job.queue,
+            job.state.value,
+            f"{job.attempts}/{job.max_attempts}",
+            str(job.priority),
+            _when(job.run_at),
+            _when(job.finished_at),
+            _clip(job.last_error or ""),
+        ]
+        for job in jobs
+    ]
+    _print_table(
+        ["ID", "QUEUE", "STATE", "ATTEMPTS", "PRIO", "RUN AT", "FINISHED", "LAST ERROR"],
+        rows,
+        right={0, 3, 4},
+    )
     if more:
         print(f"(more: --before-id {jobs[-1].id})")
     return EXIT_OK
@@ -232,8 +292,9 @@ async def _jobs_cancel(args: argparse.Namespace, pool: Pool) -> int:
             before = await admin.cancel_job(conn, args.id)
     except QueueError as exc:
         return _failed(exc)
-    note = ("; its worker stops the handler at its next heartbeat"
-            if before is JobState.ACTIVE else "")
+    note = (
+        "; its worker stops the handler at its next heartbeat" if before is JobState.ACTIVE else ""
+    )
     print(f"job {args.id} cancelled (was {before.value}{note})")
     return EXIT_OK
 
@@ -250,17 +311,36 @@ async def _queues_stats(args: argparse.Namespace, pool: Pool) -> int:
     rows = []
     for s in stats:
         p = s.policy
-        rows.append([
-            s.name, "yes" if s.paused else "no", *(str(s.count(st)) for st in JobState),
-            _age(s.oldest_available_seconds),
-            "-" if p.global_concurrency is None else str(p.global_concurrency),
-            str(p.max_attempts), f"{p.backoff_base_seconds:g}/{p.backoff_max_seconds:g}",
-            _num(p.timeout_seconds), p.dead_letter_queue or "-",
-            f"{_num(p.retain_completed_seconds)}/{_num(p.retain_failed_seconds)}",
-        ])
-    _print_table(["QUEUE", "PAUSED", *(st.value.upper() for st in JobState), "OLDEST",
-                  "CAP", "MAX ATT", "BACKOFF S", "TIMEOUT S", "DEAD LETTER",
-                  "RETAIN S (OK/FAIL)"], rows, right=set(range(2, 10)))
+        rows.append(
+            [
+                s.name,
+                "yes" if s.paused else "no",
+                *(str(s.count(st)) for st in JobState),
+                _age(s.oldest_available_seconds),
+                "-" if p.global_concurrency is None else str(p.global_concurrency),
+                str(p.max_attempts),
+                f"{p.backoff_base_seconds:g}/{p.backoff_max_seconds:g}",
+                _num(p.timeout_seconds),
+                p.dead_letter_queue or "-",
+                f"{_num(p.retain_completed_seconds)}/{_num(p.retain_failed_seconds)}",
+            ]
+        )
+    _print_table(
+        [
+            "QUEUE",
+            "PAUSED",
+            *(st.value.upper() for st in JobState),
+            "OLDEST",
+            "CAP",
+            "MAX ATT",
+            "BACKOFF S",
+            "TIMEOUT S",
+            "DEAD LETTER",
+            "RETAIN S (OK/FAIL)",
+        ],
+        rows,
+        right=set(range(2, 10)),
+    )
     return EXIT_OK
 
 
@@ -293,8 +373,11 @@ _SET_OPTIONS = {  # argparse dest -> configure_queue keyword
 async def _queues_set(args: argparse.Namespace, pool: Pool) -> int:
     # The options default to SUPPRESS: only those given are in the namespace (None for
     # "none", which clears the field).
-    given = {keyword: getattr(args, dest) for dest, keyword in _SET_OPTIONS.items()
-             if hasattr(args, dest)}
+    given = {
+        keyword: getattr(args, dest)
+        for dest, keyword in _SET_OPTIONS.items()
+        if hasattr(args, dest)
+    }
     try:
         async with pool.transaction() as conn:
             policy = await admin.configure_queue(conn, args.queue, **given)
@@ -332,12 +415,15 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
-                 right: Collection[int] = ()) -> None:
+def _print_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, right: Collection[int] = ()
+) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         print("  ".join(cells).rstrip())
 
 
@@ -349,7 +435,7 @@ def _when(moment: datetime | None) -> str:
 
 def _clip(text: str) -> str:
     line = text.splitlines()[0] if text else ""
-    return line if len(line) <= _ERROR_WIDTH else line[:_ERROR_WIDTH - 1] + "…"
+    return line if len(line) <= _ERROR_WIDTH else line[: _ERROR_WIDTH - 1] + "…"
 
 
 def _age(seconds: float | None) -> str:

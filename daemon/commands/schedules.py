@@ -47,52 +47,81 @@ EXIT_USAGE = 2
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``schedules`` and its actions ``set``, ``enable``, ``disable``, ``delete``."""
     schedules = commands.add_parser(
-        "schedules", help="list, define, enable, disable or delete cron/interval schedules",
-        description="Without an action: list the schedules with their last and next runs.")
+        "schedules",
+        help="list, define, enable, disable or delete cron/interval schedules",
+        description="Without an action: list the schedules with their last and next runs.",
+    )
     schedules.add_argument("--json", action="store_true", help="print JSON, not a table")
     schedules.set_defaults(handler=_list)
     actions = schedules.add_subparsers(dest="schedules_action", metavar="ACTION")
 
     define = actions.add_parser(
-        "set", help="create or replace a schedule",
+        "set",
+        help="create or replace a schedule",
         description="Create a schedule, or replace its whole definition. Changing its "
-        "timing (or enabling it) starts its slots afresh from now.")
-    define.add_argument("name", metavar="NAME",
-                        type=_checked(lambda v: check_name("schedule name", v)))
+        "timing (or enabling it) starts its slots afresh from now.",
+    )
+    define.add_argument(
+        "name", metavar="NAME", type=_checked(lambda v: check_name("schedule name", v))
+    )
     timing = define.add_mutually_exclusive_group(required=True)
-    timing.add_argument("--cron", metavar="EXPR", type=_checked(check_cron),
-                        help="5 fields (minute hour day month weekday) or 6 (second first)")
-    timing.add_argument("--every", metavar="DURATION", type=_checked(parse_duration),
-                        help="an interval: seconds, or 90s, 15m, 2h, 1d (at least 1s); "
-                        "slots are multiples of it since 1970-01-01T00:00:00Z")
-    define.add_argument("--queue", required=True,
-                        type=_checked(lambda v: check_name("queue name", v)),
-                        help="the queue the jobs go to")
-    define.add_argument("--timezone", default="UTC", type=_checked(parse_timezone, keep=True),
-                        help="IANA timezone the cron expression is read in (default UTC)")
-    define.add_argument("--payload", default={}, type=_checked(_json_object),
-                        help="the jobs' payload, a JSON object (default {})")
+    timing.add_argument(
+        "--cron",
+        metavar="EXPR",
+        type=_checked(check_cron),
+        help="5 fields (minute hour day month weekday) or 6 (second first)",
+    )
+    timing.add_argument(
+        "--every",
+        metavar="DURATION",
+        type=_checked(parse_duration),
+        help="an interval: seconds, or 90s, 15m, 2h, 1d (at least 1s); "
+        "slots are multiples of it since 1970-01-01T00:00:00Z",
+    )
+    define.add_argument(
+        "--queue",
+        required=True,
+        type=_checked(lambda v: check_name("queue name", v)),
+        help="the queue the jobs go to",
+    )
+    define.add_argument(
+        "--timezone",
+        default="UTC",
+        type=_checked(parse_timezone, keep=True),
+        help="IANA timezone the cron expression is read in (default UTC)",
+    )
+    define.add_argument(
+        "--payload",
+        default={},
+        type=_checked(_json_object),
+        help="the jobs' payload, a JSON object (default {})",
+    )
     define.add_argument("--disabled", action="store_true", help="define it disabled")
     define.set_defaults(handler=_set)
 
-    for action, help_text in (("enable", "enable a schedule (its slots start from now)"),
-                              ("disable", "disable a schedule"),
-                              ("delete", "delete a schedule and its fire records")):
+    for action, help_text in (
+        ("enable", "enable a schedule (its slots start from now)"),
+        ("disable", "disable a schedule"),
+        ("delete", "delete a schedule and its fire records"),
+    ):
         parser = actions.add_parser(action, help=help_text)
         parser.add_argument("name", metavar="NAME")
-        parser.set_defaults(handler=_enable if action != "delete" else _delete,
-                            enabled=action == "enable")
+        parser.set_defaults(
+            handler=_enable if action != "delete" else _delete, enabled=action == "enable"
+        )
 
 
 def _checked(check: Callable[[str], Any], *, keep: bool = False) -> Callable[[str], Any]:
     """An argparse ``type``: ``check``'s result (or the text itself when ``keep``, or
     when it returns None); its InvalidSchedule becomes argparse's exit-2 error line."""
+
     def convert(text: str) -> Any:
         try:
             value = check(text)
         except InvalidSchedule as exc:
             raise argparse.ArgumentTypeError(exc.message) from None
         return text if keep or value is None else value
+
     return convert
 
 
@@ -109,7 +138,8 @@ async def _list(args: argparse.Namespace, pool: Pool) -> int:
     problems: list[str] = []
     async with pool.connection() as conn:
         records = await list_schedules(
-            conn, on_invalid=lambda name, exc: problems.append(f"{name}: {exc.message}"))
+            conn, on_invalid=lambda name, exc: problems.append(f"{name}: {exc.message}")
+        )
     for problem in problems:
         print(f"triaged: schedule cannot run: {problem}", file=sys.stderr)
     now = datetime.now(UTC)
@@ -124,18 +154,26 @@ async def _list(args: argparse.Namespace, pool: Pool) -> int:
 
 async def _set(args: argparse.Namespace, pool: Pool) -> int:
     try:
-        schedule = Schedule(name=args.name, queue=args.queue, cron=args.cron,
-                            interval=args.every, timezone=args.timezone,
-                            payload=args.payload, enabled=not args.disabled)
+        schedule = Schedule(
+            name=args.name,
+            queue=args.queue,
+            cron=args.cron,
+            interval=args.every,
+            timezone=args.timezone,
+            payload=args.payload,
+            enabled=not args.disabled,
+        )
     except InvalidSchedule as exc:  # each field was checked; kept for programmatic use
         print(f"triaged schedules set: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     async with pool.transaction() as conn:
         created = await save_schedule(conn, schedule)
     record = await _get(pool, schedule.name)
-    print(f"schedule {schedule.name} {'created' if created else 'replaced'}: "
-          f"{schedule.describe()} ({schedule.timezone}) -> queue {schedule.queue}; "
-          f"next run {_when(record, record.next_run(datetime.now(UTC)))}")
+    print(
+        f"schedule {schedule.name} {'created' if created else 'replaced'}: "
+        f"{schedule.describe()} ({schedule.timezone}) -> queue {schedule.queue}; "
+        f"next run {_when(record, record.next_run(datetime.now(UTC)))}"
+    )
     return EXIT_OK
 
 
@@ -148,8 +186,10 @@ async def _enable(args: argparse.Namespace, pool: Pool) -> int:
         return EXIT_NOT_FOUND
     record = await _get(pool, args.name)
     state = "enabled" if args.enabled else "disabled"
-    print(f"schedule {args.name} {state}; next run "
-          f"{_when(record, record.next_run(datetime.now(UTC)))}")
+    print(
+        f"schedule {args.name} {state}; next run "
+        f"{_when(record, record.next_run(datetime.now(UTC)))}"
+    )
     return EXIT_OK
 
 
@@ -180,13 +220,22 @@ def _table(records: list[ScheduleRecord], now: datetime) -> str:
         last = "-" if record.last_slot is None else _when(record, record.last_slot)
         if record.last_job_id is not None:
             last += f" (job {record.last_job_id})"
-        rows.append((schedule.name, schedule.describe(), schedule.timezone, schedule.queue,
-                     "yes" if schedule.enabled else "no", last,
-                     _when(record, record.next_run(now))))
+        rows.append(
+            (
+                schedule.name,
+                schedule.describe(),
+                schedule.timezone,
+                schedule.queue,
+                "yes" if schedule.enabled else "no",
+                last,
+                _when(record, record.next_run(now)),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
-                                                                         strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def _when(record: ScheduleRecord, moment: datetime | None) -> str:

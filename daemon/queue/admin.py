@@ -85,15 +85,44 @@ class JobRecord:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> JobRecord:
         """From a row of the ``get_job`` / ``list_jobs`` queries (same column order)."""
-        (job_id, queue, state, payload, priority, run_at, attempts, max_attempts, timeout,
-         dedup_key, worker, last_error, result, dead_letter_of, created_at, started_at,
-         finished_at, lease_expires_at) = row
+        (
+            job_id,
+            queue,
+            state,
+            payload,
+            priority,
+            run_at,
+            attempts,
+            max_attempts,
+            timeout,
+            dedup_key,
+            worker,
+            last_error,
+            result,
+            dead_letter_of,
+            created_at,
+            started_at,
+            finished_at,
+            lease_expires_at,
+        ) = row
         return cls(
-            id=job_id, queue=queue, state=JobState(state), payload=payload,
-            priority=priority, run_at=run_at, attempts=attempts, max_attempts=max_attempts,
-            timeout_seconds=timeout, dedup_key=dedup_key, worker=worker,
-            last_error=last_error, result=result, dead_letter_of=dead_letter_of,
-            created_at=created_at, started_at=started_at, finished_at=finished_at,
+            id=job_id,
+            queue=queue,
+            state=JobState(state),
+            payload=payload,
+            priority=priority,
+            run_at=run_at,
+            attempts=attempts,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            dedup_key=dedup_key,
+            worker=worker,
+            last_error=last_error,
+            result=result,
+            dead_letter_of=dead_letter_of,
+            created_at=created_at,
+            started_at=started_at,
+            finished_at=finished_at,
             lease_expires_at=lease_expires_at,
         )
 
@@ -124,8 +153,9 @@ class QueueStats:
 
     @property
     def total(self) -> int:
-        return (self.created + self.retry + self.active + self.completed + self.cancelled
-                + self.failed)
+        return (
+            self.created + self.retry + self.active + self.completed + self.cancelled + self.failed
+        )
 
     def count(self, state: JobState) -> int:
         count: int = getattr(self, state.value)
@@ -168,7 +198,8 @@ async def list_jobs(
     state_value = None if state is None else JobState(state).value
     cursor = await conn.execute(
         SQL["list_jobs"],
-        {"queue": queue, "state": state_value, "before_id": before_id, "limit": limit})
+        {"queue": queue, "state": state_value, "before_id": before_id, "limit": limit},
+    )
     return [JobRecord.from_row(row) for row in await cursor.fetchall()]
 
 
@@ -187,8 +218,9 @@ async def cancel_job(conn: TrioConnection, job_id: int) -> JobState:
     if row is not None:
         return JobState(row[0])
     state = await _state_of(conn, job_id)
-    raise InvalidJobState(f"job {job_id} is {state}: only created, retry or active jobs "
-                          "can be cancelled")
+    raise InvalidJobState(
+        f"job {job_id} is {state}: only created, retry or active jobs can be cancelled"
+    )
 
 
 async def retry_job(conn: TrioConnection, job_id: int) -> None:
@@ -210,8 +242,9 @@ async def retry_job(conn: TrioConnection, job_id: int) -> None:
         state = await _state_of(conn, job_id)
         if state in _RETRYABLE:
             raise InvalidJobState(_dedup_held(job_id))
-        raise InvalidJobState(f"job {job_id} is {state}: only failed or cancelled jobs can "
-                              "be retried")
+        raise InvalidJobState(
+            f"job {job_id} is {state}: only failed or cancelled jobs can be retried"
+        )
     await conn.execute(SQL["notify_queues"], {"queues": [row[1]]})
 
 
@@ -236,8 +269,9 @@ def check_queue_name(name: str) -> str:
         ValueError: it is not.
     """
     if not _QUEUE_NAME.fullmatch(name):
-        raise ValueError(f"invalid queue name {name!r}: 1 to 100 characters among "
-                         "A-Z a-z 0-9 _ . : -")
+        raise ValueError(
+            f"invalid queue name {name!r}: 1 to 100 characters among A-Z a-z 0-9 _ . : -"
+        )
     return name
 
 
@@ -300,8 +334,10 @@ async def configure_queue(
         if not _positive_int(max_attempts):
             raise ValueError("max_attempts must be a positive integer")
         fields["max_attempts"] = max_attempts
-    for key, value in (("backoff_base_seconds", backoff_base_seconds),
-                       ("backoff_max_seconds", backoff_max_seconds)):
+    for key, value in (
+        ("backoff_base_seconds", backoff_base_seconds),
+        ("backoff_max_seconds", backoff_max_seconds),
+    ):
         if value is not UNSET:
             if not _seconds(value, allow_zero=True):
                 raise ValueError(f"{key} must be a finite number >= 0")
@@ -316,8 +352,10 @@ async def configure_queue(
             if dead_letter_queue == name:
                 raise ValueError("a queue cannot be its own dead-letter queue")
         fields["dead_letter_queue"] = dead_letter_queue
-    for key, value in (("retain_completed_seconds", retain_completed_seconds),
-                       ("retain_failed_seconds", retain_failed_seconds)):
+    for key, value in (
+        ("retain_completed_seconds", retain_completed_seconds),
+        ("retain_failed_seconds", retain_failed_seconds),
+    ):
         if value is not UNSET:
             if value is not None and not _seconds(value, allow_zero=True):
                 raise ValueError(f"{key} must be a finite number >= 0 or None")
@@ -326,8 +364,7 @@ async def configure_queue(
     columns = [sql.Identifier(key) for key in fields]
     query = sql.SQL(SQL["configure_queue"]).format(
         columns=sql.SQL("").join(sql.SQL(", {}").format(c) for c in columns),
-        values=sql.SQL("").join(sql.SQL(", {}").format(sql.Placeholder(key))
-                                for key in fields),
+        values=sql.SQL("").join(sql.SQL(", {}").format(sql.Placeholder(key)) for key in fields),
         updates=sql.SQL("").join(sql.SQL(", {} = excluded.{}").format(c, c) for c in columns),
     )
     row = await (await conn.execute(query, {"name": name, **fields})).fetchone()
@@ -343,26 +380,55 @@ async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
     """
     stats = []
     for row in await (await conn.execute(SQL["queue_stats"])).fetchall():
-        (name, configured, created, retry, active, completed, cancelled, failed, oldest,
-         paused, cap, max_attempts, backoff_base, backoff_max, timeout, dead_letter,
-         retain_completed, retain_failed) = row
+        (
+            name,
+            configured,
+            created,
+            retry,
+            active,
+            completed,
+            cancelled,
+            failed,
+            oldest,
+            paused,
+            cap,
+            max_attempts,
+            backoff_base,
+            backoff_max,
+            timeout,
+            dead_letter,
+            retain_completed,
+            retain_failed,
+        ) = row
         policy = QueuePolicy(
             paused=paused,
             global_concurrency=cap,
             max_attempts=DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
-            backoff_base_seconds=(DEFAULT_BACKOFF_BASE_SECONDS if backoff_base is None
-                                  else backoff_base),
-            backoff_max_seconds=(DEFAULT_BACKOFF_MAX_SECONDS if backoff_max is None
-                                 else backoff_max),
+            backoff_base_seconds=(
+                DEFAULT_BACKOFF_BASE_SECONDS if backoff_base is None else backoff_base
+            ),
+            backoff_max_seconds=(
+                DEFAULT_BACKOFF_MAX_SECONDS if backoff_max is None else backoff_max
+            ),
             timeout_seconds=timeout,
             dead_letter_queue=dead_letter,
             retain_completed_seconds=retain_completed,
             retain_failed_seconds=retain_failed,
         )
-        stats.append(QueueStats(
-            name=name, configured=configured, created=created, retry=retry, active=active,
-            completed=completed, cancelled=cancelled, failed=failed,
-            oldest_available_seconds=oldest, policy=policy))
+        stats.append(
+            QueueStats(
+                name=name,
+                configured=configured,
+                created=created,
+                retry=retry,
+                active=active,
+                completed=completed,
+                cancelled=cancelled,
+                failed=failed,
+                oldest_available_seconds=oldest,
+                policy=policy,
+            )
+        )
     return stats
 
 

@@ -46,9 +46,16 @@ async def enqueue(
         if run_at is not None:
             raise ValueError("give run_at or delay, not both")
         run_at = datetime.now(UTC) + timedelta(seconds=delay)
-    spec = JobSpec(queue=queue, payload=payload or {}, priority=priority, run_at=run_at,
-                   max_attempts=max_attempts, backoff=backoff, timeout=timeout,
-                   dedup_key=dedup_key)
+    spec = JobSpec(
+        queue=queue,
+        payload=payload or {},
+        priority=priority,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        timeout=timeout,
+        dedup_key=dedup_key,
+    )
     for _ in range(_DEDUP_RACE_TRIES):
         result = await store.insert_job(conn, spec)
         # None: the live job holding the key finished between the conflict and the lookup.

@@ -61,10 +61,12 @@ class Backoff:
     many jobs that failed together spread out instead of stampeding.
     """
 
-    base_seconds: float = attrs.field(default=DEFAULT_BACKOFF_BASE_SECONDS,
-                                      validator=attrs.validators.ge(0))
-    max_seconds: float = attrs.field(default=DEFAULT_BACKOFF_MAX_SECONDS,
-                                     validator=attrs.validators.ge(0))
+    base_seconds: float = attrs.field(
+        default=DEFAULT_BACKOFF_BASE_SECONDS, validator=attrs.validators.ge(0)
+    )
+    max_seconds: float = attrs.field(
+        default=DEFAULT_BACKOFF_MAX_SECONDS, validator=attrs.validators.ge(0)
+    )
 
     def ceiling(self, attempts: int) -> float:
         exponent = min(max(attempts - 1, 0), 62)

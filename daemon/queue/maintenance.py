@@ -45,8 +45,7 @@ class MaintenanceOptions:
     rescue_batch: int = 1000
 
 
-async def rescue_expired(pool: Pool, limit: int = 1000,
-                         metrics: QueueMetrics | None = None) -> int:
+async def rescue_expired(pool: Pool, limit: int = 1000, metrics: QueueMetrics | None = None) -> int:
     """One rescue pass; the number of jobs rescued (0 when another process holds the lock)."""
     async with pool.transaction() as conn:
         locked = await (await conn.execute(SQL["try_maintenance_lock"])).fetchone()
@@ -61,18 +60,29 @@ async def rescue_expired(pool: Pool, limit: int = 1000,
     for job_id, queue, state, attempts in rows:
         if metrics is not None:
             metrics.rescued.inc(queue)
-        log.warning("job %d rescued: lease expired; now %s", job_id, state,
-                    extra={"action": "job.rescued", "job_id": job_id, "queue": queue,
-                           "attempt": attempts, "state": state})
+        log.warning(
+            "job %d rescued: lease expired; now %s",
+            job_id,
+            state,
+            extra={
+                "action": "job.rescued",
+                "job_id": job_id,
+                "queue": queue,
+                "attempt": attempts,
+                "state": state,
+            },
+        )
     return len(rows)
 
 
 async def purge_finished(pool: Pool, options: MaintenanceOptions) -> int:
     """Delete finished jobs past retention in batches; the number deleted."""
     total = 0
-    for state, default_seconds in (("completed", options.retain_completed_seconds),
-                                   ("cancelled", options.retain_failed_seconds),
-                                   ("failed", options.retain_failed_seconds)):
+    for state, default_seconds in (
+        ("completed", options.retain_completed_seconds),
+        ("cancelled", options.retain_failed_seconds),
+        ("failed", options.retain_failed_seconds),
+    ):
         while True:
             async with pool.transaction() as conn:
                 locked = await (await conn.execute(SQL["try_maintenance_lock"])).fetchone()
@@ -80,16 +90,23 @@ async def purge_finished(pool: Pool, options: MaintenanceOptions) -> int:
                     return total
                 cursor = await conn.execute(
                     SQL["purge_finished"],
-                    {"state": state, "default_seconds": default_seconds,
-                     "limit": options.purge_batch})
+                    {
+                        "state": state,
+                        "default_seconds": default_seconds,
+                        "limit": options.purge_batch,
+                    },
+                )
                 deleted = cursor.rowcount
             total += deleted
             if deleted < options.purge_batch:
                 break
             await trio.lowlevel.checkpoint()  # let other tasks in between batches
     if total:
-        log.info("purged %d finished job(s) past retention", total,
-                 extra={"action": "queue.purged", "count": total})
+        log.info(
+            "purged %d finished job(s) past retention",
+            total,
+            extra={"action": "queue.purged", "count": total},
+        )
     return total
 
 
@@ -98,8 +115,9 @@ class Maintenance:
 
     name = "maintenance"
 
-    def __init__(self, pool: Pool, options: MaintenanceOptions,
-                 metrics: QueueMetrics | None = None) -> None:
+    def __init__(
+        self, pool: Pool, options: MaintenanceOptions, metrics: QueueMetrics | None = None
+    ) -> None:
         self.pool = pool
         self.options = options
         self.metrics = metrics
@@ -113,14 +131,17 @@ class Maintenance:
         next_retention = trio.current_time()
         while not self._stop.is_set():
             try:
-                while await rescue_expired(self.pool, self.options.rescue_batch, self.metrics) \
-                        >= self.options.rescue_batch:
+                while (
+                    await rescue_expired(self.pool, self.options.rescue_batch, self.metrics)
+                    >= self.options.rescue_batch
+                ):
                     pass
                 if trio.current_time() >= next_retention:
                     next_retention = trio.current_time() + self.options.retention_interval
                     await purge_finished(self.pool, self.options)
             except (psycopg.Error, DatabaseError) as exc:
-                log.warning("maintenance pass failed: %s", exc,
-                            extra={"action": "queue.maintenance_failed"})
+                log.warning(
+                    "maintenance pass failed: %s", exc, extra={"action": "queue.maintenance_failed"}
+                )
             with trio.move_on_after(self.options.rescue_interval):
                 await self._stop.wait()

@@ -18,18 +18,25 @@ class QueueMetrics:
     def __init__(self, registry: Registry | None = None) -> None:
         registry = registry or Registry()
         self.claimed = registry.counter(
-            "triaged_jobs_claimed_total", "Jobs claimed by this process.", ["queue"])
+            "triaged_jobs_claimed_total", "Jobs claimed by this process.", ["queue"]
+        )
         self.finished = registry.counter(
             "triaged_jobs_finished_total",
             "Attempts ended in this process, by outcome (completed, retry, failed, "
-            "snoozed, released, lost).", ["queue", "outcome"])
+            "snoozed, released, lost).",
+            ["queue", "outcome"],
+        )
         self.rescued = registry.counter(
-            "triaged_jobs_rescued_total", "Jobs whose lease expired, returned by maintenance.",
-            ["queue"])
+            "triaged_jobs_rescued_total",
+            "Jobs whose lease expired, returned by maintenance.",
+            ["queue"],
+        )
         self.wait_seconds = registry.histogram(
-            "triaged_job_wait_seconds", "Time from a job being due to its start.", ["queue"])
+            "triaged_job_wait_seconds", "Time from a job being due to its start.", ["queue"]
+        )
         self.run_seconds = registry.histogram(
-            "triaged_job_run_seconds", "Run time of an attempt.", ["queue"])
+            "triaged_job_run_seconds", "Run time of an attempt.", ["queue"]
+        )
 
 
 @dataclass(frozen=True)
@@ -48,5 +55,7 @@ async def queue_depths(conn: TrioConnection) -> list[QueueDepth]:
         queue: float(age)
         for queue, age in await (await conn.execute(SQL["oldest_available"])).fetchall()
     }
-    return [QueueDepth(queue=q, by_state=states, oldest_available_seconds=oldest.get(q))
-            for q, states in sorted(depths.items())]
+    return [
+        QueueDepth(queue=q, by_state=states, oldest_available_seconds=oldest.get(q))
+        for q, states in sorted(depths.items())
+    ]

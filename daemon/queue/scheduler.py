@@ -31,7 +31,6 @@ Failures
 batches). The clock is the process's own; hosts must keep time (NTP).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -81,11 +80,20 @@ async def save_schedule(conn: TrioConnection, schedule: Schedule) -> bool:
     from now (``active_since``) only when the timing changed or it was enabled again.
     Runs in the caller's transaction.
     """
-    row = await (await conn.execute(SQL["upsert_schedule"], {
-        "name": schedule.name, "cron": schedule.cron, "interval": schedule.interval,
-        "timezone": schedule.timezone, "queue": schedule.queue,
-        "payload": Jsonb(dict(schedule.payload)), "enabled": schedule.enabled,
-    })).fetchone()
+    row = await (
+        await conn.execute(
+            SQL["upsert_schedule"],
+            {
+                "name": schedule.name,
+                "cron": schedule.cron,
+                "interval": schedule.interval,
+                "timezone": schedule.timezone,
+                "queue": schedule.queue,
+                "payload": Jsonb(dict(schedule.payload)),
+                "enabled": schedule.enabled,
+            },
+        )
+    ).fetchone()
     assert row is not None
     return bool(row[0])
 
@@ -114,7 +122,9 @@ async def delete_schedule(conn: TrioConnection, name: str) -> None:
 
 
 async def list_schedules(
-    conn: TrioConnection, *, enabled_only: bool = False,
+    conn: TrioConnection,
+    *,
+    enabled_only: bool = False,
     on_invalid: Callable[[str, InvalidSchedule], None] | None = None,
 ) -> list[ScheduleRecord]:
     """Every schedule (or the enabled ones), by name.
@@ -122,8 +132,9 @@ async def list_schedules(
     A stored row that is not a valid definition (written by hand, or a timezone this
     host does not know) is passed to ``on_invalid`` and left out; without it, raised.
     """
-    rows = await (await conn.execute(SQL["list_schedules"],
-                                     {"enabled_only": enabled_only})).fetchall()
+    rows = await (
+        await conn.execute(SQL["list_schedules"], {"enabled_only": enabled_only})
+    ).fetchall()
     records = []
     for row in rows:
         try:
@@ -136,13 +147,37 @@ async def list_schedules(
 
 
 def _record_from_row(row: tuple[Any, ...]) -> ScheduleRecord:
-    (name, cron, interval, timezone, queue, payload, enabled, active_since, last_slot,
-     last_fired_at, last_job_id, skipped_through) = row
-    schedule = Schedule(name=name, cron=cron, interval=interval, timezone=timezone,
-                        queue=queue, payload=payload, enabled=enabled)
-    return ScheduleRecord(schedule=schedule, active_since=active_since, last_slot=last_slot,
-                          last_fired_at=last_fired_at, last_job_id=last_job_id,
-                          skipped_through=skipped_through)
+    (
+        name,
+        cron,
+        interval,
+        timezone,
+        queue,
+        payload,
+        enabled,
+        active_since,
+        last_slot,
+        last_fired_at,
+        last_job_id,
+        skipped_through,
+    ) = row
+    schedule = Schedule(
+        name=name,
+        cron=cron,
+        interval=interval,
+        timezone=timezone,
+        queue=queue,
+        payload=payload,
+        enabled=enabled,
+    )
+    return ScheduleRecord(
+        schedule=schedule,
+        active_since=active_since,
+        last_slot=last_slot,
+        last_fired_at=last_fired_at,
+        last_job_id=last_job_id,
+        skipped_through=skipped_through,
+    )
 
 
 class FireOutcome(StrEnum):
@@ -158,8 +193,7 @@ class FireResult:
     queue: str | None = None
 
 
-async def fire_slot(pool: Pool, name: str, active_since: datetime,
-                    slot: datetime) -> FireResult:
+async def fire_slot(pool: Pool, name: str, active_since: datetime, slot: datetime) -> FireResult:
     """Fire one slot of schedule ``name``, at most once across all processes.
 
     Owns its transaction: the fire record, the job and the schedule's ``last_*`` commit
@@ -183,8 +217,9 @@ async def fire_slot(pool: Pool, name: str, active_since: datetime,
     return FireResult(FireOutcome.FIRED, job.id, queue)
 
 
-async def skip_missed(pool: Pool, schedule: Schedule, active_since: datetime,
-                      cutoff: datetime) -> SlotRange | None:
+async def skip_missed(
+    pool: Pool, schedule: Schedule, active_since: datetime, cutoff: datetime
+) -> SlotRange | None:
     """Mark the unfired slots up to ``cutoff`` skipped; the slots this call skipped.
 
     Owns its transaction, under the schedule's row lock: of several processes, the first
@@ -192,8 +227,7 @@ async def skip_missed(pool: Pool, schedule: Schedule, active_since: datetime,
     deleted, disabled or redefined since ``active_since``.
     """
     async with pool.transaction() as conn:
-        row = await (await conn.execute(SQL["lock_schedule"],
-                                        {"name": schedule.name})).fetchone()
+        row = await (await conn.execute(SQL["lock_schedule"], {"name": schedule.name})).fetchone()
         if row is None or not row[0] or row[1] != active_since:
             return None
         skipped = schedule.slot_range(row[2], cutoff)
@@ -211,8 +245,9 @@ async def prune_fires(pool: Pool, keep_seconds: float, batch: int = 1000) -> int
             locked = await (await conn.execute(SQL["try_prune_lock"])).fetchone()
             if not locked or not locked[0]:
                 return total
-            cursor = await conn.execute(SQL["prune_fires"],
-                                        {"keep_seconds": keep_seconds, "limit": batch})
+            cursor = await conn.execute(
+                SQL["prune_fires"], {"keep_seconds": keep_seconds, "limit": batch}
+            )
             deleted = cursor.rowcount
         total += deleted
         if deleted < batch:
@@ -252,8 +287,13 @@ class CronScheduler:
 
     name = "cron"
 
-    def __init__(self, pool: Pool, options: SchedulerOptions | None = None, *,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        options: SchedulerOptions | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self.pool = pool
         self.options = options or SchedulerOptions()
         self.clock = clock
@@ -277,8 +317,12 @@ class CronScheduler:
                 failures += 1
                 wait = min(0.5 * 2 ** (failures - 1), 10.0)
                 self._reload_at = -math.inf
-                log.warning("schedule pass failed, retrying in %.1fs: %s", wait, exc,
-                            extra={"action": "schedule.pass_failed"})
+                log.warning(
+                    "schedule pass failed, retrying in %.1fs: %s",
+                    wait,
+                    exc,
+                    extra={"action": "schedule.pass_failed"},
+                )
             with trio.move_on_after(wait):
                 await self._stop.wait()
 
@@ -296,21 +340,26 @@ class CronScheduler:
             self._prune_at = trio.current_time() + self.options.prune_interval
             pruned = await prune_fires(self.pool, self.options.fires_retention_seconds)
             if pruned:
-                log.debug("pruned %d schedule fire record(s)", pruned,
-                          extra={"action": "schedule.pruned", "count": pruned})
+                log.debug(
+                    "pruned %d schedule fire record(s)",
+                    pruned,
+                    extra={"action": "schedule.pruned", "count": pruned},
+                )
         return 0.0 if more else self._seconds_to_next()
 
     async def _reload(self) -> None:
         async with self.pool.connection() as conn:
-            records = await list_schedules(conn, enabled_only=True,
-                                           on_invalid=self._report_invalid)
+            records = await list_schedules(conn, enabled_only=True, on_invalid=self._report_invalid)
         tracked = {}
         for record in records:
             name = record.schedule.name
             handled = record.handled_until
             old = self._tracked.get(name)
-            if old is not None and old.schedule == record.schedule \
-                    and old.active_since == record.active_since:
+            if (
+                old is not None
+                and old.schedule == record.schedule
+                and old.active_since == record.active_since
+            ):
                 handled = max(handled, old.handled_until)
             tracked[name] = _Tracked(record.schedule, record.active_since, handled)
         self._tracked = tracked
@@ -318,15 +367,23 @@ class CronScheduler:
     def _report_invalid(self, name: str, error: InvalidSchedule) -> None:
         if self._invalid.get(name) != error.message:  # once per name and problem
             self._invalid[name] = error.message
-            log.error("schedule %s cannot run: %s", name, error.message,
-                      extra={"action": "schedule.invalid", "schedule": name})
+            log.error(
+                "schedule %s cannot run: %s",
+                name,
+                error.message,
+                extra={"action": "schedule.invalid", "schedule": name},
+            )
 
     async def _fire_due(self, tracked: _Tracked) -> bool:
         """Skip and fire what is due of one schedule; True if more is due at once."""
         schedule = tracked.schedule
-        plan = plan_slots(schedule, handled_until=tracked.handled_until, now=self.clock(),
-                          catch_up_seconds=self.options.catch_up_seconds,
-                          limit=self.options.batch)
+        plan = plan_slots(
+            schedule,
+            handled_until=tracked.handled_until,
+            now=self.clock(),
+            catch_up_seconds=self.options.catch_up_seconds,
+            limit=self.options.batch,
+        )
         if plan.skipped is not None:
             skipped = await skip_missed(self.pool, schedule, tracked.active_since, plan.cutoff)
             tracked.handled_until = max(tracked.handled_until, plan.cutoff)
@@ -346,8 +403,7 @@ class CronScheduler:
 
     def _seconds_to_next(self) -> float:
         now = self.clock()
-        floor = now - timedelta(seconds=max(self.options.catch_up_seconds,
-                                            MIN_CATCH_UP_SECONDS))
+        floor = now - timedelta(seconds=max(self.options.catch_up_seconds, MIN_CATCH_UP_SECONDS))
         wait = max(0.0, self._reload_at - trio.current_time())
         for tracked in self._tracked.values():
             slot = tracked.schedule.next_slot(max(tracked.handled_until, floor))
@@ -360,20 +416,37 @@ class CronScheduler:
 def _log_fired(schedule: Schedule, slot: datetime, result: FireResult) -> None:
     following = schedule.next_slot(slot)
     # Per-second schedules would flood INFO: fires more frequent than a minute go to DEBUG.
-    level = logging.INFO if following is None or following - slot >= _INFO_PERIOD \
-        else logging.DEBUG
-    log.log(level, "schedule %s fired for %s as job %s", schedule.name, slot.isoformat(),
-            result.job_id, extra={"action": "schedule.fired", "schedule": schedule.name,
-                                  "slot": slot.isoformat(), "job_id": result.job_id,
-                                  "queue": result.queue})
+    level = logging.INFO if following is None or following - slot >= _INFO_PERIOD else logging.DEBUG
+    log.log(
+        level,
+        "schedule %s fired for %s as job %s",
+        schedule.name,
+        slot.isoformat(),
+        result.job_id,
+        extra={
+            "action": "schedule.fired",
+            "schedule": schedule.name,
+            "slot": slot.isoformat(),
+            "job_id": result.job_id,
+            "queue": result.queue,
+        },
+    )
 
 
 def _log_skipped(schedule: Schedule, skipped: SlotRange, cutoff: datetime) -> None:
     count = f"{skipped.count}" if skipped.complete else f"more than {skipped.count}"
-    log.warning("schedule %s: skipped %s missed slot(s) from %s, older than the catch-up "
-                "window", schedule.name, count, skipped.first.isoformat(),
-                extra={"action": "schedule.skipped", "schedule": schedule.name,
-                       "count": skipped.count, "count_complete": skipped.complete,
-                       "first_slot": skipped.first.isoformat(),
-                       "last_slot": skipped.last.isoformat(),
-                       "cutoff": cutoff.isoformat()})
+    log.warning(
+        "schedule %s: skipped %s missed slot(s) from %s, older than the catch-up window",
+        schedule.name,
+        count,
+        skipped.first.isoformat(),
+        extra={
+            "action": "schedule.skipped",
+            "schedule": schedule.name,
+            "count": skipped.count,
+            "count_complete": skipped.complete,
+            "first_slot": skipped.first.isoformat(),
+            "last_slot": skipped.last.isoformat(),
+            "cutoff": cutoff.isoformat(),
+        },
+    )

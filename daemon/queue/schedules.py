@@ -87,7 +87,8 @@ class Schedule:
     name: str
     queue: str
     cron: str | None = attrs.field(
-        default=None, converter=lambda v: None if v is None else " ".join(str(v).split()))
+        default=None, converter=lambda v: None if v is None else " ".join(str(v).split())
+    )
     interval: float | None = None  # seconds
     timezone: str = "UTC"
     payload: JsonObject = attrs.field(factory=dict)
@@ -98,8 +99,10 @@ class Schedule:
         check_name("schedule name", self.name)
         check_name("queue name", self.queue)
         if (self.cron is None) == (self.interval is None):
-            raise InvalidSchedule("give either a cron expression or an interval"
-                                  + (", not both" if self.cron is not None else ""))
+            raise InvalidSchedule(
+                "give either a cron expression or an interval"
+                + (", not both" if self.cron is not None else "")
+            )
         if self.cron is not None:
             check_cron(self.cron)
         else:
@@ -126,8 +129,9 @@ class Schedule:
                 return
             yield slot
 
-    def slot_range(self, after: datetime, until: datetime,
-                   limit: int = SKIP_COUNT_LIMIT) -> SlotRange | None:
+    def slot_range(
+        self, after: datetime, until: datetime, limit: int = SKIP_COUNT_LIMIT
+    ) -> SlotRange | None:
         """Count the slots in ``(after, until]``: None when there are none. Interval
         slots are counted exactly; cron slots one by one, up to ``limit``."""
         if self.interval is not None:
@@ -136,8 +140,12 @@ class Schedule:
             last = _micros(until) // step
             if last < first:
                 return None
-            return SlotRange(first=_from_micros(first * step), last=_from_micros(last * step),
-                             count=last - first + 1, complete=True)
+            return SlotRange(
+                first=_from_micros(first * step),
+                last=_from_micros(last * step),
+                count=last - first + 1,
+                complete=True,
+            )
         slots = list(itertools.islice(self.next_slots(after, until), limit + 1))
         if not slots:
             return None
@@ -174,8 +182,14 @@ class Plan:
     due: tuple[datetime, ...]  # slots to fire now, oldest first
 
 
-def plan_slots(schedule: Schedule, *, handled_until: datetime, now: datetime,
-               catch_up_seconds: float, limit: int) -> Plan:
+def plan_slots(
+    schedule: Schedule,
+    *,
+    handled_until: datetime,
+    now: datetime,
+    catch_up_seconds: float,
+    limit: int,
+) -> Plan:
     """The catch-up arithmetic. Slots after ``handled_until`` (the last slot fired or
     skipped, or when the definition became active) and up to ``now`` are missed or due:
     those in the window ``(now - catch_up, now]`` are due (the oldest ``limit`` of them),
@@ -204,8 +218,9 @@ class ScheduleRecord:
     @property
     def handled_until(self) -> datetime:
         """Slots up to this instant were fired, skipped, or predate the definition."""
-        return max(t for t in (self.active_since, self.last_slot, self.skipped_through)
-                   if t is not None)
+        return max(
+            t for t in (self.active_since, self.last_slot, self.skipped_through) if t is not None
+        )
 
     def next_run(self, now: datetime) -> datetime | None:
         """The next slot after ``now``; None when disabled or when there is none."""
@@ -235,8 +250,7 @@ def scheduled_run(job: Job) -> ScheduledRun | None:
 
 def check_name(what: str, value: str) -> None:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidSchedule(f"{what} must be 1 to 100 letters, digits or _ . : - "
-                              f"(got {value!r})")
+        raise InvalidSchedule(f"{what} must be 1 to 100 letters, digits or _ . : - (got {value!r})")
 
 
 def check_cron(expr: str) -> None:
@@ -244,7 +258,8 @@ def check_cron(expr: str) -> None:
     if len(fields) not in (5, 6):
         raise InvalidSchedule(
             f"cron expression {expr!r} has {len(fields)} field(s): give 5 (minute hour "
-            "day month weekday) or 6 (second minute hour day month weekday)")
+            "day month weekday) or 6 (second minute hour day month weekday)"
+        )
     try:
         CronSim(expr, _EPOCH)
     except CronSimError as exc:
@@ -253,16 +268,18 @@ def check_cron(expr: str) -> None:
 
 def check_interval(seconds: float | None) -> None:
     if seconds is None or not math.isfinite(seconds) or seconds < MIN_INTERVAL_SECONDS:
-        raise InvalidSchedule(f"interval must be at least {MIN_INTERVAL_SECONDS:g} second "
-                              f"(got {seconds!r})")
+        raise InvalidSchedule(
+            f"interval must be at least {MIN_INTERVAL_SECONDS:g} second (got {seconds!r})"
+        )
 
 
 def parse_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (KeyError, ValueError, TypeError):  # ZoneInfoNotFoundError is a KeyError
-        raise InvalidSchedule(f"unknown timezone {name!r} (want an IANA name such as "
-                              "'Europe/Berlin' or 'UTC')") from None
+        raise InvalidSchedule(
+            f"unknown timezone {name!r} (want an IANA name such as 'Europe/Berlin' or 'UTC')"
+        ) from None
 
 
 def check_payload(payload: object) -> None:
@@ -287,8 +304,9 @@ def parse_duration(text: str) -> float:
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if match is None:
-        raise InvalidSchedule(f"invalid interval {text!r}: give seconds, or a number "
-                              "with s, m, h or d")
+        raise InvalidSchedule(
+            f"invalid interval {text!r}: give seconds, or a number with s, m, h or d"
+        )
     seconds = float(match[1]) * _UNITS[match[2] or "s"]
     check_interval(seconds)
     return seconds

@@ -82,8 +82,15 @@ async def insert_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[in
     if all(spec.dedup_key is None for spec in specs):
         return await _copy_jobs(conn, specs)
     params: dict[str, list[Any]] = {
-        "queues": [], "payloads": [], "priorities": [], "run_ats": [], "max_attempts": [],
-        "backoff_bases": [], "backoff_maxes": [], "timeouts": [], "dedup_keys": [],
+        "queues": [],
+        "payloads": [],
+        "priorities": [],
+        "run_ats": [],
+        "max_attempts": [],
+        "backoff_bases": [],
+        "backoff_maxes": [],
+        "timeouts": [],
+        "dedup_keys": [],
     }
     for spec in specs:
         one = _job_params(spec)
@@ -129,8 +136,9 @@ async def _copy_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int
     return, so escaping its backslashes is enough.
     """
     queues = sorted({spec.queue for spec in specs})
-    row = await (await conn.execute(
-        SQL["prepare_copy_jobs"], {"count": len(specs), "queues": queues})).fetchone()
+    row = await (
+        await conn.execute(SQL["prepare_copy_jobs"], {"count": len(specs), "queues": queues})
+    ).fetchone()
     assert row is not None
     ids, now, configured = row
     now_text = now.isoformat()
@@ -140,24 +148,29 @@ async def _copy_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int
     dumps = json.dumps
     async with conn.cursor().copy(SQL["copy_jobs"]) as copy:
         for start in range(0, len(specs), _COPY_CHUNK_ROWS):
-            chunk = specs[start:start + _COPY_CHUNK_ROWS]
+            chunk = specs[start : start + _COPY_CHUNK_ROWS]
             lines = []
-            for job_id, spec in zip(ids[start:start + len(chunk)], chunk, strict=True):
+            for job_id, spec in zip(ids[start : start + len(chunk)], chunk, strict=True):
                 payload = spec.payload
                 text = dumps(payload if type(payload) is dict else dict(payload))
                 if "\\" in text:
                     text = text.replace("\\", "\\\\")
                 run_at = now_text if spec.run_at is None else spec.run_at.isoformat()
-                attempts = (default_attempts[spec.queue] if spec.max_attempts is None
-                            else str(spec.max_attempts))
+                attempts = (
+                    default_attempts[spec.queue]
+                    if spec.max_attempts is None
+                    else str(spec.max_attempts)
+                )
                 backoff = spec.backoff
                 if backoff is None:
                     base = cap = null
                 else:
                     base, cap = _copy_float(backoff.base_seconds), _copy_float(backoff.max_seconds)
-                lines.append(f"{job_id}\t{queue_text[spec.queue]}\t{text}\t{spec.priority:d}\t"
-                             f"{run_at}\t{attempts}\t{base}\t{cap}\t"
-                             f"{_copy_float(spec.timeout)}\n")
+                lines.append(
+                    f"{job_id}\t{queue_text[spec.queue]}\t{text}\t{spec.priority:d}\t"
+                    f"{run_at}\t{attempts}\t{base}\t{cap}\t"
+                    f"{_copy_float(spec.timeout)}\n"
+                )
             await copy.write("".join(lines))
     await conn.execute(SQL["notify_queues"], {"queues": queues})
     return list(ids)
@@ -178,8 +191,13 @@ async def claim(
     A queue with a global cap serializes its claims with a transaction-level advisory
     lock so that the active count the cap is checked against is current.
     """
-    params = {"queue": queue, "limit": limit, "token": token, "lease": lease_seconds,
-              "worker": worker}
+    params = {
+        "queue": queue,
+        "limit": limit,
+        "token": token,
+        "lease": lease_seconds,
+        "worker": worker,
+    }
     if policy.global_concurrency is not None:
         async with conn.transaction():
             await conn.execute(SQL["lock_queue_claims"], params)
@@ -192,8 +210,19 @@ async def claim(
 
 
 def _job_from_row(queue: str, token: UUID, policy: QueuePolicy, row: Sequence[Any]) -> Job:
-    (job_id, payload, priority, attempts, max_attempts, timeout, backoff_base, backoff_max,
-     created_at, run_at, started_at) = row
+    (
+        job_id,
+        payload,
+        priority,
+        attempts,
+        max_attempts,
+        timeout,
+        backoff_base,
+        backoff_max,
+        created_at,
+        run_at,
+        started_at,
+    ) = row
     return Job(
         id=job_id,
         queue=queue,
@@ -203,8 +232,7 @@ def _job_from_row(queue: str, token: UUID, policy: QueuePolicy, row: Sequence[An
         max_attempts=max_attempts,
         timeout=timeout if timeout is not None else policy.timeout_seconds,
         backoff=Backoff(
-            base_seconds=backoff_base if backoff_base is not None
-            else policy.backoff_base_seconds,
+            base_seconds=backoff_base if backoff_base is not None else policy.backoff_base_seconds,
             max_seconds=backoff_max if backoff_max is not None else policy.backoff_max_seconds,
         ),
         created_at=created_at,
@@ -267,14 +295,24 @@ def clean_error(error: str) -> str:
 
 
 async def fail_job(
-    conn: TrioConnection, *, job_id: int, token: UUID, error: str, delay: float,
+    conn: TrioConnection,
+    *,
+    job_id: int,
+    token: UUID,
+    error: str,
+    delay: float,
     permanent: bool,
 ) -> str | None:
     """Record a failed attempt; the new state ('retry' or 'failed'), None if fenced out."""
     cursor = await conn.execute(
         SQL["fail_job"],
-        {"id": job_id, "token": token, "error": clean_error(error), "delay": delay,
-         "permanent": permanent},
+        {
+            "id": job_id,
+            "token": token,
+            "error": clean_error(error),
+            "delay": delay,
+            "permanent": permanent,
+        },
     )
     row = await cursor.fetchone()
     return None if row is None else str(row[0])

@@ -182,9 +182,13 @@ class _Completer:
             try:
                 await self._write(batch)
             except (psycopg.Error, DatabaseError) as exc:
-                log.error("could not record %d job outcome(s) at shutdown: %s; their leases "
-                          "will expire and the jobs run again", len(batch), exc,
-                          extra={"action": "queue.flush_failed"})
+                log.error(
+                    "could not record %d job outcome(s) at shutdown: %s; their leases "
+                    "will expire and the jobs run again",
+                    len(batch),
+                    exc,
+                    extra={"action": "queue.flush_failed"},
+                )
                 return
 
     async def _write_with_retry(self) -> None:
@@ -200,9 +204,13 @@ class _Completer:
                 await self._write(self._pending)
                 self._pending = []
             except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError) as exc:
-                log.warning("recording %d job outcome(s) failed, retrying in %.1fs: %s",
-                            len(self._pending), delay, exc,
-                            extra={"action": "queue.complete_retry"})
+                log.warning(
+                    "recording %d job outcome(s) failed, retrying in %.1fs: %s",
+                    len(self._pending),
+                    delay,
+                    exc,
+                    extra={"action": "queue.complete_retry"},
+                )
                 await trio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             except psycopg.Error:
@@ -216,10 +224,16 @@ class _Completer:
             except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError):
                 raise  # the database is away: the caller retries the rest
             except psycopg.Error as exc:
-                log.error("the outcome of job %d cannot be recorded and is dropped: %s",
-                          outcome.job.id, exc,
-                          extra={"action": "job.outcome_refused", "job_id": outcome.job.id,
-                                 "queue": outcome.job.queue})
+                log.error(
+                    "the outcome of job %d cannot be recorded and is dropped: %s",
+                    outcome.job.id,
+                    exc,
+                    extra={
+                        "action": "job.outcome_refused",
+                        "job_id": outcome.job.id,
+                        "queue": outcome.job.queue,
+                    },
+                )
             self._pending.pop(0)
 
     async def _write(self, batch: list[_Outcome]) -> None:
@@ -228,18 +242,27 @@ class _Completer:
         failed_ids: list[int] = []
         async with self._pool.transaction() as conn:
             kept = await store.complete_jobs(
-                conn, [(o.job.id, o.job.lease_token, o.result) for o in completed])
+                conn, [(o.job.id, o.job.lease_token, o.result) for o in completed]
+            )
             for outcome in others:
                 if isinstance(outcome, _Snoozed):
-                    ok = await store.snooze_job(conn, job_id=outcome.job.id,
-                                                token=outcome.job.lease_token,
-                                                delay=outcome.delay)
+                    ok = await store.snooze_job(
+                        conn,
+                        job_id=outcome.job.id,
+                        token=outcome.job.lease_token,
+                        delay=outcome.delay,
+                    )
                     state = "snoozed" if ok else None
                 else:
                     delay = outcome.job.backoff.delay(outcome.job.attempt)
                     state = await store.fail_job(
-                        conn, job_id=outcome.job.id, token=outcome.job.lease_token,
-                        error=outcome.error, delay=delay, permanent=outcome.permanent)
+                        conn,
+                        job_id=outcome.job.id,
+                        token=outcome.job.lease_token,
+                        error=outcome.error,
+                        delay=delay,
+                        permanent=outcome.permanent,
+                    )
                     if state == "failed":
                         failed_ids.append(outcome.job.id)
                 self._record(outcome.job, state, outcome)
@@ -247,30 +270,46 @@ class _Completer:
         for outcome in completed:
             self._record(outcome.job, "completed" if outcome.job.id in kept else None, outcome)
         for dead_id, dead_queue in dead:
-            log.info("dead-lettered to %s as job %d", dead_queue, dead_id,
-                     extra={"action": "job.dead_lettered", "queue": dead_queue,
-                            "job_id": dead_id})
+            log.info(
+                "dead-lettered to %s as job %d",
+                dead_queue,
+                dead_id,
+                extra={"action": "job.dead_lettered", "queue": dead_queue, "job_id": dead_id},
+            )
 
     def _record(self, job: Job, state: str | None, outcome: _Outcome) -> None:
         fields = {"job_id": job.id, "queue": job.queue, "attempt": job.attempt}
         if state is None:
             self._metrics.finished.inc(job.queue, "lost")
-            log.warning("outcome of job %d dropped: its lease was lost (rescued or cancelled)",
-                        job.id, extra={"action": "job.lease_lost", **fields})
+            log.warning(
+                "outcome of job %d dropped: its lease was lost (rescued or cancelled)",
+                job.id,
+                extra={"action": "job.lease_lost", **fields},
+            )
             return
         self._metrics.finished.inc(job.queue, state)
         if state == "completed":
             log.debug("job %d completed", job.id, extra={"action": "job.completed", **fields})
         elif state == "snoozed":
             assert isinstance(outcome, _Snoozed)
-            log.info("job %d snoozed for %.1fs", job.id, outcome.delay,
-                     extra={"action": "job.snoozed", **fields})
+            log.info(
+                "job %d snoozed for %.1fs",
+                job.id,
+                outcome.delay,
+                extra={"action": "job.snoozed", **fields},
+            )
         else:
             assert isinstance(outcome, _Failed)
             level = logging.WARNING if state == "retry" else logging.ERROR
-            log.log(level, "job %d attempt %d failed (%s): %s", job.id, job.attempt, state,
-                    outcome.error, extra={"action": f"job.{state}", "error": outcome.error,
-                                          **fields})
+            log.log(
+                level,
+                "job %d attempt %d failed (%s): %s",
+                job.id,
+                job.attempt,
+                state,
+                outcome.error,
+                extra={"action": f"job.{state}", "error": outcome.error, **fields},
+            )
 
 
 @dataclass
@@ -310,8 +349,12 @@ class _Fetcher:
             except (psycopg.Error, DatabaseError) as exc:
                 failures += 1
                 delay = min(0.2 * 2**failures, worker.options.poll_interval * 5, 15.0)
-                log.warning("claiming from %s failed: %s", self.queue, exc,
-                            extra={"action": "queue.claim_failed", "queue": self.queue})
+                log.warning(
+                    "claiming from %s failed: %s",
+                    self.queue,
+                    exc,
+                    extra={"action": "queue.claim_failed", "queue": self.queue},
+                )
                 await trio.sleep(delay)
                 continue
             for job in jobs:
@@ -336,9 +379,14 @@ class _Fetcher:
             # sit leased by nobody until the lease expires.
             with trio.CancelScope(shield=True):
                 jobs = await store.claim(
-                    conn, queue=self.queue, limit=limit, token=uuid.uuid4(),
-                    lease_seconds=worker.options.lease_seconds, worker=worker.id,
-                    policy=self.policy)
+                    conn,
+                    queue=self.queue,
+                    limit=limit,
+                    token=uuid.uuid4(),
+                    lease_seconds=worker.options.lease_seconds,
+                    worker=worker.id,
+                    policy=self.policy,
+                )
         if jobs:
             worker.metrics.claimed.inc(self.queue, amount=len(jobs))
         return jobs
@@ -350,8 +398,16 @@ class _Fetcher:
         metrics = worker.metrics
         metrics.wait_seconds.observe(job.wait_seconds, job.queue)
         started = time.monotonic()
-        log.debug("job %d started", job.id, extra={"action": "job.started", "job_id": job.id,
-                                                   "queue": job.queue, "attempt": job.attempt})
+        log.debug(
+            "job %d started",
+            job.id,
+            extra={
+                "action": "job.started",
+                "job_id": job.id,
+                "queue": job.queue,
+                "attempt": job.attempt,
+            },
+        )
         outcome: _Outcome | None = None
         try:
             outcome = await self._execute(running)
@@ -366,9 +422,16 @@ class _Fetcher:
             self.slot_freed.set()
         if outcome is None:
             metrics.finished.inc(job.queue, "lost")
-            log.warning("job %d cancelled: its lease was lost", job.id,
-                        extra={"action": "job.lease_lost", "job_id": job.id, "queue": job.queue,
-                               "attempt": job.attempt})
+            log.warning(
+                "job %d cancelled: its lease was lost",
+                job.id,
+                extra={
+                    "action": "job.lease_lost",
+                    "job_id": job.id,
+                    "queue": job.queue,
+                    "attempt": job.attempt,
+                },
+            )
         else:
             worker.completer.submit(outcome)
 
@@ -398,8 +461,13 @@ class QueueWorker:
 
     name = "poller"
 
-    def __init__(self, pool: Pool, registry: HandlerRegistry, options: WorkerOptions,
-                 metrics: QueueMetrics | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        registry: HandlerRegistry,
+        options: WorkerOptions,
+        metrics: QueueMetrics | None = None,
+    ) -> None:
         if options.listen and not options.conninfo:
             raise ValueError("listen=True needs the conninfo for the LISTEN connection")
         self.pool = pool
@@ -443,15 +511,21 @@ class QueueWorker:
                     async with trio.open_nursery() as fetchers:
                         for fetcher in self._fetchers.values():
                             fetchers.start_soon(fetcher.run, runners)
-                        log.info("worker %s serving queues: %s", self.id,
-                                 ", ".join(self._fetchers) or "(none)",
-                                 extra={"action": "queue.worker_started", "worker": self.id})
+                        log.info(
+                            "worker %s serving queues: %s",
+                            self.id,
+                            ", ".join(self._fetchers) or "(none)",
+                            extra={"action": "queue.worker_started", "worker": self.id},
+                        )
                         task_status.started()
                         await self._stop.wait()
                         fetchers.cancel_scope.cancel()
                     if self.running:
-                        log.info("waiting for %d running job(s)", len(self.running),
-                                 extra={"action": "queue.draining"})
+                        log.info(
+                            "waiting for %d running job(s)",
+                            len(self.running),
+                            extra={"action": "queue.draining"},
+                        )
             finally:
                 with trio.CancelScope(shield=True) as release:
                     release.deadline = trio.current_time() + _FLUSH_TIMEOUT_SECONDS
@@ -466,13 +540,20 @@ class QueueWorker:
             async with self.pool.transaction() as conn:
                 released = await store.release_jobs(conn, [(j.id, j.lease_token) for j in jobs])
         except (psycopg.Error, DatabaseError) as exc:
-            log.error("could not release %d job(s): %s; they return when their lease "
-                      "expires", len(jobs), exc, extra={"action": "queue.release_failed"})
+            log.error(
+                "could not release %d job(s): %s; they return when their lease expires",
+                len(jobs),
+                exc,
+                extra={"action": "queue.release_failed"},
+            )
             return
         for job_id, queue in released:
             self.metrics.finished.inc(queue, "released")
-            log.info("job %d released (shutdown)", job_id,
-                     extra={"action": "job.released", "job_id": job_id, "queue": queue})
+            log.info(
+                "job %d released (shutdown)",
+                job_id,
+                extra={"action": "job.released", "job_id": job_id, "queue": queue},
+            )
 
     async def _heartbeat(self) -> None:
         interval = self.options.lease_seconds / 3
@@ -484,11 +565,17 @@ class QueueWorker:
             try:
                 async with self.pool.transaction() as conn:
                     held = await store.renew_leases(
-                        conn, [(r.job.id, r.job.lease_token) for r in running],
-                        self.options.lease_seconds)
+                        conn,
+                        [(r.job.id, r.job.lease_token) for r in running],
+                        self.options.lease_seconds,
+                    )
             except (psycopg.Error, DatabaseError) as exc:
-                log.warning("renewing %d lease(s) failed: %s", len(running), exc,
-                            extra={"action": "queue.heartbeat_failed"})
+                log.warning(
+                    "renewing %d lease(s) failed: %s",
+                    len(running),
+                    exc,
+                    extra={"action": "queue.heartbeat_failed"},
+                )
                 continue
             for entry in running:
                 if (entry.job.id, entry.job.lease_token) not in held:
@@ -512,8 +599,11 @@ class QueueWorker:
                         if fetcher is not None:
                             fetcher.kick()
             except psycopg.Error as exc:
-                log.warning("LISTEN connection lost (%s); polling every %.1fs until it is "
-                            "back", type(exc).__name__, self.options.poll_interval,
-                            extra={"action": "queue.listen_lost"})
+                log.warning(
+                    "LISTEN connection lost (%s); polling every %.1fs until it is back",
+                    type(exc).__name__,
+                    self.options.poll_interval,
+                    extra={"action": "queue.listen_lost"},
+                )
             await trio.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -88,22 +88,25 @@ class Settings(BaseSettings):
         description="On shutdown, how long /readyz answers 503 before the listener closes.",
     )
     http_keep_alive_seconds: float = Field(
-        default=DEFAULT_KEEP_ALIVE_SECONDS, gt=0, le=3600,
+        default=DEFAULT_KEEP_ALIVE_SECONDS,
+        gt=0,
+        le=3600,
         description="Idle keep-alive HTTP connections are closed after this long.",
     )
     max_request_bytes: int = Field(
-        default=DEFAULT_MAX_REQUEST_BYTES, ge=1024,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        ge=1024,
         description="Largest request body accepted; larger ones get 413.",
     )
-    log_level: LogLevel = Field(
-        default=LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR."
-    )
+    log_level: LogLevel = Field(default=LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR.")
     log_format: LogFormat = Field(
         default=LogFormat.AUTO,
         description="json, text, or auto (text on a terminal, JSON lines otherwise).",
     )
     worker_concurrency: int = Field(
-        default=DEFAULT_WORKER_CONCURRENCY, ge=1, le=1000,
+        default=DEFAULT_WORKER_CONCURRENCY,
+        ge=1,
+        le=1000,
         description="Jobs this process runs at once (default for queues without their own).",
     )
     db_pool_min_size: int = Field(
@@ -113,7 +116,9 @@ class Settings(BaseSettings):
         default=10, ge=1, le=500, description="Most database connections this process opens."
     )
     db_acquire_timeout_seconds: float = Field(
-        default=10.0, gt=0, le=600,
+        default=10.0,
+        gt=0,
+        le=600,
         description="How long a caller waits for a free database connection.",
     )
     db_max_lifetime_seconds: float = Field(
@@ -123,12 +128,16 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=600, description="Timeout of one attempt to connect."
     )
     queue_lease_seconds: float = Field(
-        default=30.0, ge=1, le=3600,
+        default=30.0,
+        ge=1,
+        le=3600,
         description="Lease of a running job, renewed every third of it; a dead worker's "
         "jobs return this long after its last renewal.",
     )
     queue_poll_interval_seconds: float = Field(
-        default=1.0, gt=0, le=300,
+        default=1.0,
+        gt=0,
+        le=300,
         description="Fetch at least this often without a notification (delayed jobs, "
         "polling-only mode).",
     )
@@ -141,17 +150,21 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=300, description="How often expired leases are looked for."
     )
     queue_retain_completed_seconds: float = Field(
-        default=86_400.0, ge=0,
+        default=86_400.0,
+        ge=0,
         description="Completed jobs are deleted after this long (unless their queue says "
         "otherwise).",
     )
     queue_retain_failed_seconds: float = Field(
-        default=14 * 86_400.0, ge=0,
+        default=14 * 86_400.0,
+        ge=0,
         description="Failed and cancelled jobs are deleted after this long (unless their "
         "queue says otherwise).",
     )
     scheduler_catch_up_seconds: float = Field(
-        default=300.0, ge=0, le=30 * 86_400,
+        default=300.0,
+        ge=0,
+        le=30 * 86_400,
         description="After downtime, missed schedule slots younger than this still fire "
         "(once each); older ones are skipped and logged.",
     )
@@ -284,5 +297,6 @@ def read_systemd_environment() -> SystemdEnvironment:
             usec = int(os.environ.get("WATCHDOG_USEC", "")) or None
         except ValueError:
             usec = None
-    return SystemdEnvironment(notify_socket=os.environ.get("NOTIFY_SOCKET") or None,
-                              watchdog_usec=usec)
+    return SystemdEnvironment(
+        notify_socket=os.environ.get("NOTIFY_SOCKET") or None, watchdog_usec=usec
+    )

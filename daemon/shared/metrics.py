@@ -18,7 +18,22 @@ Labels = tuple[str, ...]
 
 # Seconds; spans the queue's wake-up latency (ms) to long jobs (minutes).
 DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
 )
 
 
@@ -41,8 +56,13 @@ class Counter:
 class Histogram:
     """Observations bucketed by upper bound, with their count and sum, per label set."""
 
-    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = (),
-                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        label_names: Sequence[str] = (),
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
         self.name = name
         self.help = help_text
         self.label_names = tuple(label_names)
@@ -85,8 +105,13 @@ class Registry:
         assert isinstance(metric, Counter)
         return metric
 
-    def histogram(self, name: str, help_text: str, label_names: Sequence[str] = (),
-                  buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:
+    def histogram(
+        self,
+        name: str,
+        help_text: str,
+        label_names: Sequence[str] = (),
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> Histogram:
         metric = self.metrics.setdefault(name, Histogram(name, help_text, label_names, buckets))
         assert isinstance(metric, Histogram)
         return metric

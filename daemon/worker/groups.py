@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from daemon.shared.service import Service
 
 
-def poller_group(settings: Settings, pool: Pool, conninfo: str,
-                 metrics: QueueMetrics) -> QueueWorker:
+def poller_group(
+    settings: Settings, pool: Pool, conninfo: str, metrics: QueueMetrics
+) -> QueueWorker:
     options = WorkerOptions(
         lease_seconds=settings.queue_lease_seconds,
         poll_interval=settings.queue_poll_interval_seconds,
@@ -49,7 +50,8 @@ def scheduler_group(settings: Settings, pool: Pool, metrics: QueueMetrics) -> Se
         metrics,
     )
     cron = CronScheduler(
-        pool, SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds))
+        pool, SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds)
+    )
     return ServiceSet("scheduler", [maintenance, cron])
 
 

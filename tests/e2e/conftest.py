@@ -20,8 +20,9 @@ def start_triaged(tmp_path: Path, database_url: str) -> Iterator:
             "TRIAGED_DATA_DIR": str(tmp_path / "data"),
         }
         settings.update(env)
-        process = Triaged(tmp_path, args=list(args or ["serve"]), env=base_env(**settings),
-                          launcher=launcher)
+        process = Triaged(
+            tmp_path, args=list(args or ["serve"]), env=base_env(**settings), launcher=launcher
+        )
         started.append(process)
         return process
 

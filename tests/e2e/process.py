@@ -34,15 +34,25 @@ def base_env(**overrides: str) -> dict[str, str]:
 class Triaged:
     """One ``triaged`` process: ``argv`` after the interpreter, output kept in a file."""
 
-    def __init__(self, tmp_path: Path, *, args: list[str], env: dict[str, str],
-                 launcher: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        args: list[str],
+        env: dict[str, str],
+        launcher: list[str] | None = None,
+    ) -> None:
         self.port = int(env.get("TRIAGED_HTTP_PORT", "0")) or None
         self.log_path = tmp_path / f"triaged-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         command = launcher or [sys.executable, "-m", "daemon"]
         self.proc = subprocess.Popen(
-            [*command, *args], env=env, cwd=ROOT, stdout=self._log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [*command, *args],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
 
     @property
@@ -79,8 +89,9 @@ class Triaged:
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() - started < timeout:
                 if self.proc.poll() is not None:
-                    raise AssertionError(f"triaged exited with {self.proc.returncode}:\n"
-                                         f"{self.output()}")
+                    raise AssertionError(
+                        f"triaged exited with {self.proc.returncode}:\n{self.output()}"
+                    )
                 try:
                     response = await client.get(f"{self.url}/readyz")
                     if response.status_code == 200:

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.e2e
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_bad_port_exits_2_with_one_line_naming_the_field():
@@ -33,8 +40,10 @@ def test_bad_port_exits_2_with_one_line_naming_the_field():
 
 
 def test_config_check_prints_effective_values_with_the_password_masked():
-    env = base_env(TRIAGED_DATABASE_URL="postgresql://app:topsecret@db.example:5432/t",
-                   TRIAGED_WORKER_CONCURRENCY="7")
+    env = base_env(
+        TRIAGED_DATABASE_URL="postgresql://app:topsecret@db.example:5432/t",
+        TRIAGED_WORKER_CONCURRENCY="7",
+    )
     result = run_cli("config", "check", env=env)
     assert result.returncode == 0, result.stderr
     assert "TRIAGED_WORKER_CONCURRENCY=7" in result.stdout
@@ -44,9 +53,17 @@ def test_config_check_prints_effective_values_with_the_password_masked():
 
 def test_two_migrate_commands_at_once_apply_each_migration_once(database_url, tmp_path):
     env = base_env(TRIAGED_DATABASE_URL=database_url, TRIAGED_DATA_DIR=str(tmp_path))
-    procs = [subprocess.Popen([sys.executable, "-m", "daemon", "migrate"], env=env, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daemon", "migrate"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     applied = sorted(out.split()[1] for out, _err in outputs)
@@ -61,8 +78,11 @@ def test_two_migrate_commands_at_once_apply_each_migration_once(database_url, tm
 
 async def test_readyz_follows_the_database_and_livez_does_not(tmp_path):
     server = embedded.start(tmp_path / "own-db")
-    env = base_env(TRIAGED_DATABASE_URL=server.url, TRIAGED_HTTP_PORT=str(free_port()),
-                   TRIAGED_DATA_DIR=str(tmp_path / "data"))
+    env = base_env(
+        TRIAGED_DATABASE_URL=server.url,
+        TRIAGED_HTTP_PORT=str(free_port()),
+        TRIAGED_DATA_DIR=str(tmp_path / "data"),
+    )
     triaged = Triaged(tmp_path, args=["serve"], env=env)
     try:
         await triaged.wait_ready()
@@ -102,10 +122,16 @@ async def test_api_and_worker_roles_run_their_groups(start_triaged):
     while not any(r.get("action") == "supervisor.ready" for r in worker.log_records()):
         assert time.monotonic() < deadline and worker.proc.poll() is None, worker.output()
         await trio.sleep(0.05)
-    ready = {r["action"]: r for r in api.log_records() + worker.log_records()
-             if r.get("action") == "supervisor.ready"}
-    groups = sorted(tuple(r["groups"]) for r in api.log_records() + worker.log_records()
-                    if r.get("action") == "supervisor.ready")
+    ready = {
+        r["action"]: r
+        for r in api.log_records() + worker.log_records()
+        if r.get("action") == "supervisor.ready"
+    }
+    groups = sorted(
+        tuple(r["groups"])
+        for r in api.log_records() + worker.log_records()
+        if r.get("action") == "supervisor.ready"
+    )
     assert ready and groups == [("http",), ("poller", "scheduler")]
     for process in (api, worker):
         process.signal(signal.SIGTERM)

@@ -21,14 +21,22 @@ class Cli:
     """Runs ``python -m daemon ARGS`` on one database; warnings only on stderr."""
 
     def __init__(self, database_url: str, data_dir: Path) -> None:
-        self.env = base_env(TRIAGED_DATABASE_URL=database_url, TRIAGED_DATA_DIR=str(data_dir),
-                            TRIAGED_LOG_LEVEL="WARNING")
+        self.env = base_env(
+            TRIAGED_DATABASE_URL=database_url,
+            TRIAGED_DATA_DIR=str(data_dir),
+            TRIAGED_LOG_LEVEL="WARNING",
+        )
 
     async def __call__(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         with trio.fail_after(60):
             return await trio.run_process(
-                [sys.executable, "-m", "daemon", *args], env=self.env, cwd=ROOT,
-                capture_stdout=True, capture_stderr=True, check=False)
+                [sys.executable, "-m", "daemon", *args],
+                env=self.env,
+                cwd=ROOT,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
 
     async def ok(self, *args: str) -> str:
         result = await self(*args)
@@ -54,12 +62,15 @@ async def _seed(database_url: str) -> list[int]:
     async with open_pool(database_url, max_size=2) as pool:
         await migrate.apply(pool)
         async with pool.transaction() as conn:
-            ids = await enqueue_many(conn, [JobSpec(queue="mail", payload={"n": i})
-                                            for i in range(3)])
+            ids = await enqueue_many(
+                conn, [JobSpec(queue="mail", payload={"n": i}) for i in range(3)]
+            )
             await enqueue_many(conn, [JobSpec(queue="other")])
-            await conn.execute("UPDATE jobs SET state = 'failed', finished_at = now(), "
-                               "attempts = 5, last_error = 'SMTPError: 550' WHERE id = %s",
-                               (ids[0],))
+            await conn.execute(
+                "UPDATE jobs SET state = 'failed', finished_at = now(), "
+                "attempts = 5, last_error = 'SMTPError: 550' WHERE id = %s",
+                (ids[0],),
+            )
     return ids
 
 
@@ -85,23 +96,44 @@ async def _concurrently(*calls):
 async def test_jobs_list_show_cancel_and_retry(cli, database_url):
     failed, waiting, other_mail = await _seed(database_url)
 
-    listed, table, page2, only_failed, shown, text, show_unknown, cancel_unknown = \
-        await _concurrently(
-            cli.ok("jobs", "list", "--queue", "mail", "--json"),
-            cli.ok("jobs", "list", "--limit", "2"),
-            cli.ok("jobs", "list", "--limit", "2", "--before-id", str(other_mail)),
-            cli.ok("jobs", "list", "--state", "failed"),
-            cli.ok("jobs", "show", str(waiting), "--json"),
-            cli.ok("jobs", "show", str(failed)),
-            cli.fails(1, "jobs", "show", "987654"),
-            cli.fails(1, "jobs", "cancel", "987654"),
-        )
+    (
+        listed,
+        table,
+        page2,
+        only_failed,
+        shown,
+        text,
+        show_unknown,
+        cancel_unknown,
+    ) = await _concurrently(
+        cli.ok("jobs", "list", "--queue", "mail", "--json"),
+        cli.ok("jobs", "list", "--limit", "2"),
+        cli.ok("jobs", "list", "--limit", "2", "--before-id", str(other_mail)),
+        cli.ok("jobs", "list", "--state", "failed"),
+        cli.ok("jobs", "show", str(waiting), "--json"),
+        cli.ok("jobs", "show", str(failed)),
+        cli.fails(1, "jobs", "show", "987654"),
+        cli.fails(1, "jobs", "cancel", "987654"),
+    )
     assert [(j["id"], j["state"]) for j in json.loads(listed)] == [
-        (other_mail, "created"), (waiting, "created"), (failed, "failed")]
+        (other_mail, "created"),
+        (waiting, "created"),
+        (failed, "failed"),
+    ]
     assert json.loads(listed)[2]["last_error"] == "SMTPError: 550"
     lines = table.splitlines()
-    assert lines[0].split() == ["ID", "QUEUE", "STATE", "ATTEMPTS", "PRIO", "RUN", "AT",
-                                "FINISHED", "LAST", "ERROR"]
+    assert lines[0].split() == [
+        "ID",
+        "QUEUE",
+        "STATE",
+        "ATTEMPTS",
+        "PRIO",
+        "RUN",
+        "AT",
+        "FINISHED",
+        "LAST",
+        "ERROR",
+    ]
     assert lines[1].split()[:4] == [str(other_mail + 1), "other", "created", "0/5"]
     assert len(lines) == 4 and lines[-1] == f"(more: --before-id {other_mail})"
     assert [line.split()[0] for line in page2.splitlines()[1:]] == [str(waiting), str(failed)]
@@ -117,19 +149,35 @@ async def test_jobs_list_show_cancel_and_retry(cli, database_url):
         cli.ok("jobs", "retry", str(failed)),
         cli.fails(1, "jobs", "retry", str(other_mail)),
     )
-    assert cancel_again == (f"triaged: job {waiting} is cancelled: only created, retry or "
-                            "active jobs can be cancelled")
-    assert retry_live == (f"triaged: job {other_mail} is created: only failed or cancelled "
-                          "jobs can be retried")
+    assert cancel_again == (
+        f"triaged: job {waiting} is cancelled: only created, retry or active jobs can be cancelled"
+    )
+    assert retry_live == (
+        f"triaged: job {other_mail} is created: only failed or cancelled jobs can be retried"
+    )
     states = await _states(database_url)
     assert (states[failed], states[waiting], states[other_mail]) == (
-        "created", "cancelled", "created")
+        "created",
+        "cancelled",
+        "created",
+    )
 
 
 async def test_queues_stats_pause_resume_and_set(cli, database_url):
     await _seed(database_url)
-    out = await cli.ok("queues", "set", "mail", "--global-concurrency", "2",
-                       "--max-attempts", "3", "--dead-letter", "mail.dead", "--timeout", "30")
+    out = await cli.ok(
+        "queues",
+        "set",
+        "mail",
+        "--global-concurrency",
+        "2",
+        "--max-attempts",
+        "3",
+        "--dead-letter",
+        "mail.dead",
+        "--timeout",
+        "30",
+    )
     assert json.loads(out.splitlines()[-1])["dead_letter_queue"] == "mail.dead"
     await cli.ok("queues", "set", "mail", "--timeout", "none", "--retain-completed", "60")
     await cli.ok("queues", "pause", "mail")
@@ -144,14 +192,28 @@ async def test_queues_stats_pause_resume_and_set(cli, database_url):
     mail = stats["mail"]
     assert (mail["created"], mail["failed"], mail["configured"]) == (2, 1, True)
     assert mail["policy"] == {
-        "paused": True, "global_concurrency": 2, "max_attempts": 3,
-        "backoff_base_seconds": 1.0, "backoff_max_seconds": 600.0, "timeout_seconds": None,
-        "dead_letter_queue": "mail.dead", "retain_completed_seconds": 60.0,
-        "retain_failed_seconds": None}
+        "paused": True,
+        "global_concurrency": 2,
+        "max_attempts": 3,
+        "backoff_base_seconds": 1.0,
+        "backoff_max_seconds": 600.0,
+        "timeout_seconds": None,
+        "dead_letter_queue": "mail.dead",
+        "retain_completed_seconds": 60.0,
+        "retain_failed_seconds": None,
+    }
     assert (stats["other"]["configured"], stats["other"]["policy"]["paused"]) == (False, False)
     lines = table.splitlines()
-    assert lines[0].split()[:8] == ["QUEUE", "PAUSED", "CREATED", "RETRY", "ACTIVE",
-                                    "COMPLETED", "CANCELLED", "FAILED"]
+    assert lines[0].split()[:8] == [
+        "QUEUE",
+        "PAUSED",
+        "CREATED",
+        "RETRY",
+        "ACTIVE",
+        "COMPLETED",
+        "CANCELLED",
+        "FAILED",
+    ]
     assert lines[1].split()[:8] == ["mail", "yes", "2", "0", "0", "0", "0", "1"]
     assert lines[2].split()[:2] == ["other", "no"]
     assert self_dead_letter == "triaged: a queue cannot be its own dead-letter queue"
@@ -164,25 +226,36 @@ async def test_queues_stats_pause_resume_and_set(cli, database_url):
 def test_bad_arguments_exit_2_in_a_real_process(tmp_path):
     # An unreachable database: argparse refuses the command line before any connection.
     env = Cli("postgresql://nobody@127.0.0.1:1/none", tmp_path).env
-    result = subprocess.run([sys.executable, "-m", "daemon", "jobs", "show", "abc"], env=env,
-                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "jobs", "show", "abc"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
-        "triaged jobs show: error: argument id: not an integer: 'abc'")
+        "triaged jobs show: error: argument id: not an integer: 'abc'"
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["jobs", "list", "--state", "done"], "argument --state: invalid choice: 'done'"),
-    (["jobs", "list", "--limit", "0"], "argument --limit: must be between 1 and 1000"),
-    (["jobs", "list", "--before-id", "-4"], "argument --before-id: not a job id: -4"),
-    (["queues", "set", "q", "--max-attempts", "0"], "--max-attempts: must be at least 1: 0"),
-    (["queues", "set", "q", "--backoff-base", "-1"], "must be a number of seconds >= 0: -1"),
-    (["queues", "set", "q", "--timeout", "0"], "must be a number of seconds > 0: 0"),
-    (["queues", "set", "q", "--global-concurrency", "x"], "not an integer: 'x'"),
-    (["queues", "set", "q", "--retain-failed", "soon"], "not a number: 'soon'"),
-    (["queues", "pause", "bad name"], "invalid queue name 'bad name'"),
-    (["jobs"], "the following arguments are required: ACTION"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["jobs", "list", "--state", "done"], "argument --state: invalid choice: 'done'"),
+        (["jobs", "list", "--limit", "0"], "argument --limit: must be between 1 and 1000"),
+        (["jobs", "list", "--before-id", "-4"], "argument --before-id: not a job id: -4"),
+        (["queues", "set", "q", "--max-attempts", "0"], "--max-attempts: must be at least 1: 0"),
+        (["queues", "set", "q", "--backoff-base", "-1"], "must be a number of seconds >= 0: -1"),
+        (["queues", "set", "q", "--timeout", "0"], "must be a number of seconds > 0: 0"),
+        (["queues", "set", "q", "--global-concurrency", "x"], "not an integer: 'x'"),
+        (["queues", "set", "q", "--retain-failed", "soon"], "not a number: 'soon'"),
+        (["queues", "pause", "bad name"], "invalid queue name 'bad name'"),
+        (["jobs"], "the following arguments are required: ACTION"),
+    ],
+)
 def test_bad_arguments_exit_2(capsys, args, message):
     from daemon.cli import main
 

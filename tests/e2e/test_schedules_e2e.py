@@ -26,15 +26,20 @@ pytestmark = pytest.mark.e2e
 WINDOW_SECONDS = 10
 SCHEDULES = {
     "every-second": ["--every", "1", "--queue", "e2e.interval"],
-    "cron-second": ["--cron", "* * * * * *", "--queue", "e2e.cron",
-                    "--timezone", "Europe/Berlin"],
+    "cron-second": ["--cron", "* * * * * *", "--queue", "e2e.cron", "--timezone", "Europe/Berlin"],
 }
 
 
 async def cli(database_url: str, *args: str) -> str:
     env = base_env(TRIAGED_DATABASE_URL=database_url)
-    result = await trio.run_process([sys.executable, "-m", "daemon", *args], env=env, cwd=ROOT,
-                                    capture_stdout=True, capture_stderr=True, check=False)
+    result = await trio.run_process(
+        [sys.executable, "-m", "daemon", *args],
+        env=env,
+        cwd=ROOT,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
 
@@ -55,9 +60,12 @@ async def wait_ready(workers: list[Triaged], timeout: float = 20.0) -> None:
 
 async def slots_by_schedule(pool) -> dict[str, list[datetime]]:
     async with pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT payload->'_schedule'->>'name', (payload->'_schedule'->>'slot')::timestamptz"
-            " FROM jobs ORDER BY 1, 2")).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT payload->'_schedule'->>'name', (payload->'_schedule'->>'slot')::timestamptz"
+                " FROM jobs ORDER BY 1, 2"
+            )
+        ).fetchall()
     slots: dict[str, list[datetime]] = {name: [] for name in SCHEDULES}
     for name, slot in rows:
         slots[name].append(slot)
@@ -74,8 +82,7 @@ async def define_schedules(database_url: str) -> None:
             nursery.start_soon(define, name, options)
 
 
-async def test_three_workers_fire_every_per_second_slot_exactly_once(start_triaged,
-                                                                     database_url):
+async def test_three_workers_fire_every_per_second_slot_exactly_once(start_triaged, database_url):
     # The schedules are defined while the workers start (each re-reads them every 2 s);
     # slots a worker reaches late still fire, within the catch-up window.
     workers = [start_triaged("worker", TRIAGED_LOG_LEVEL="DEBUG") for _ in range(3)]
@@ -96,8 +103,11 @@ async def test_three_workers_fire_every_per_second_slot_exactly_once(start_triag
 
         slots = await slots_by_schedule(pool)
         async with pool.connection() as conn:
-            fires = dict(await (await conn.execute(
-                "SELECT schedule, count(*) FROM schedule_fires GROUP BY 1")).fetchall())
+            fires = dict(
+                await (
+                    await conn.execute("SELECT schedule, count(*) FROM schedule_fires GROUP BY 1")
+                ).fetchall()
+            )
 
     for name, fired in slots.items():
         twice = [slot for slot, n in Counter(fired).items() if n > 1]
@@ -110,10 +120,14 @@ async def test_three_workers_fire_every_per_second_slot_exactly_once(start_triag
         assert fired[0].microsecond == 0
 
     records = [r for w in workers for r in w.log_records()]
-    fired_logs = Counter((r["schedule"], r["slot"]) for r in records
-                         if r.get("action") == "schedule.fired")
+    fired_logs = Counter(
+        (r["schedule"], r["slot"]) for r in records if r.get("action") == "schedule.fired"
+    )
     assert sum(fired_logs.values()) == sum(len(v) for v in slots.values())
     assert max(fired_logs.values()) == 1
-    problems = [r for r in records if r.get("logger") == "triaged.queue.schedules"
-                and r["level"] in ("warning", "error")]
+    problems = [
+        r
+        for r in records
+        if r.get("logger") == "triaged.queue.schedules" and r["level"] in ("warning", "error")
+    ]
     assert not problems, problems

@@ -123,8 +123,10 @@ async def test_move_on_after_around_a_transaction(database_url, blocked_in):
 
 
 async def test_notify_wakes_a_listener_quickly(database_url):
-    async with await connect(database_url, autocommit=True) as listener, \
-            await connect(database_url, autocommit=True) as sender:
+    async with (
+        await connect(database_url, autocommit=True) as listener,
+        await connect(database_url, autocommit=True) as sender,
+    ):
         await listener.execute("LISTEN jobs")
         received: list[tuple[psycopg.Notify, float]] = []
 
@@ -140,7 +142,7 @@ async def test_notify_wakes_a_listener_quickly(database_url):
             await trio.sleep(0.05)  # the listener is parked on its socket
             sent_at = time.monotonic()
             await sender.execute("SELECT pg_notify('jobs', 'job-42')")
-        (note, woke_at), = received
+        ((note, woke_at),) = received
         assert (note.channel, note.payload, note.pid) == ("jobs", "job-42", sender.info.backend_pid)
         assert woke_at - sent_at < 0.1
 
@@ -326,7 +328,10 @@ def test_psycopg_internals_the_adapter_relies_on():
     assert (int(Wait.R), int(Wait.W), int(Wait.RW)) == (1, 2, 3)
     assert (int(Ready.NONE), int(Ready.R), int(Ready.W)) == (0, 1, 2)
     assert list(inspect.signature(psycopg.AsyncConnection.wait).parameters) == [
-        "self", "gen", "interval", "timeout",
+        "self",
+        "gen",
+        "interval",
+        "timeout",
     ]
     source = inspect.getsource(connection_async)
     assert "self.lock = ALock()" in source  # the lock TrioConnection replaces

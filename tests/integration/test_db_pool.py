@@ -135,17 +135,17 @@ async def test_connection_killed_while_lent_is_discarded(database_url):
         with pytest.raises(psycopg.OperationalError):
             async with pool.connection() as conn:
                 async with await TrioConnection.connect(database_url, autocommit=True) as admin:
-                    await admin.execute(
-                        "SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,)
-                    )
+                    await admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
                 await conn.execute("SELECT 1")
         await pool.check(timeout=2)
         assert pool.stats().size == 1
 
 
 async def test_acquire_timeout(database_url):
-    async with open_pool(database_url, max_size=2, name="tiny") as pool, \
-            trio.open_nursery() as nursery:
+    async with (
+        open_pool(database_url, max_size=2, name="tiny") as pool,
+        trio.open_nursery() as nursery,
+    ):
         release = trio.Event()
 
         async def hold(task_status=trio.TASK_STATUS_IGNORED):
@@ -191,8 +191,11 @@ async def test_each_waiter_gets_its_own_timeout(database_url):
 
 async def test_waiters_are_served_in_arrival_order(database_url):
     order: list[int] = []
-    async with open_pool(database_url, min_size=1, max_size=1) as pool, \
-            trio.open_nursery() as nursery, pool.connection():
+    async with (
+        open_pool(database_url, min_size=1, max_size=1) as pool,
+        trio.open_nursery() as nursery,
+        pool.connection(),
+    ):
         for i in range(5):
 
             async def borrow(i=i, task_status=trio.TASK_STATUS_IGNORED):
@@ -334,8 +337,10 @@ async def test_unreachable_server_times_out_without_leaking_the_password(caplog)
         assert "s3cr3t" not in repr(vars(record))
 
 
-@pytest.mark.parametrize("bad", [{"min_size": 3, "max_size": 2}, {"max_size": 0},
-                                 {"acquire_timeout": 0}, {"max_lifetime": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"min_size": 3, "max_size": 2}, {"max_size": 0}, {"acquire_timeout": 0}, {"max_lifetime": -1}],
+)
 async def test_invalid_settings_are_refused(bad):
     with pytest.raises(ValueError):
         async with open_pool("dbname=x", **bad):
@@ -346,8 +351,9 @@ async def test_pool_recovers_after_the_server_restarts(tmp_path):
     server = await trio.to_thread.run_sync(embedded.start, tmp_path)
     try:
         url = with_database(server.url, embedded.DATABASE_NAME)
-        async with open_pool(url, min_size=1, max_size=2, acquire_timeout=1.0,
-                             connect_timeout=1.0) as pool:
+        async with open_pool(
+            url, min_size=1, max_size=2, acquire_timeout=1.0, connect_timeout=1.0
+        ) as pool:
             await pool.check()
             await trio.to_thread.run_sync(embedded.stop, server)
 

@@ -14,8 +14,9 @@ from daemon.shared.errors import ChecksumMismatch, MigrationError
 
 
 def _migration(version: int, sql: str, name: str = "step") -> Migration:
-    return Migration(version=version, name=name, sql=sql,
-                     checksum=hashlib.sha256(sql.encode()).hexdigest())
+    return Migration(
+        version=version, name=name, sql=sql, checksum=hashlib.sha256(sql.encode()).hexdigest()
+    )
 
 
 async def _versions(pool) -> list[int]:
@@ -61,8 +62,10 @@ async def test_concurrent_runs_apply_each_migration_once(database_url):
 async def test_a_changed_applied_file_stops_the_run(database_url):
     async with open_pool(database_url) as pool:
         await migrate.apply(pool, [_migration(1, "CREATE TABLE a (id int)")])
-        changed = [_migration(1, "CREATE TABLE a (id bigint)"),
-                   _migration(2, "CREATE TABLE b (id int)")]
+        changed = [
+            _migration(1, "CREATE TABLE a (id bigint)"),
+            _migration(2, "CREATE TABLE b (id int)"),
+        ]
         with pytest.raises(ChecksumMismatch, match=r"0001_step\.sql was changed"):
             await migrate.apply(pool, changed)
         assert await _versions(pool) == [1]  # nothing after the mismatch was applied
@@ -80,10 +83,13 @@ async def test_a_database_ahead_of_the_code_is_refused(database_url):
 async def test_a_failing_migration_leaves_the_previous_version(database_url):
     async with open_pool(database_url) as pool:
         with pytest.raises(MigrationError, match=r"0002_step\.sql failed"):
-            await migrate.apply(pool, [
-                _migration(1, "CREATE TABLE ok (id int)"),
-                _migration(2, "CREATE TABLE half (id int); SELECT no_such_function()"),
-            ])
+            await migrate.apply(
+                pool,
+                [
+                    _migration(1, "CREATE TABLE ok (id int)"),
+                    _migration(2, "CREATE TABLE half (id int); SELECT no_such_function()"),
+                ],
+            )
         assert await _versions(pool) == [1]
         async with pool.connection() as conn:
             row = await (await conn.execute("SELECT to_regclass('half')")).fetchone()

@@ -53,13 +53,15 @@ async def _wait_state(pool, job_id: int, state: JobState, timeout: float = 5) ->
             await trio.sleep(0.02)
 
 
-async def _set_state(pool, job_id: int, state: str, *, finished_ago: float | None = None,
-                     error: str | None = None) -> None:
+async def _set_state(
+    pool, job_id: int, state: str, *, finished_ago: float | None = None, error: str | None = None
+) -> None:
     async with pool.transaction() as conn:
         await conn.execute(
             "UPDATE jobs SET state = %s::job_state, last_error = %s, "
             "finished_at = now() - make_interval(secs => %s) WHERE id = %s",
-            (state, error, finished_ago, job_id))
+            (state, error, finished_ago, job_id),
+        )
 
 
 # -- get / list --------------------------------------------------------------------------
@@ -67,24 +69,34 @@ async def _set_state(pool, job_id: int, state: str, *, finished_ago: float | Non
 
 async def test_get_job_returns_the_row_and_unknown_ids_raise(pool):
     async with pool.transaction() as conn:
-        enqueued = await enqueue(conn, "mail", {"to": "a@example.org"}, priority=3,
-                                 max_attempts=2, timeout=9.5, dedup_key="a")
+        enqueued = await enqueue(
+            conn,
+            "mail",
+            {"to": "a@example.org"},
+            priority=3,
+            max_attempts=2,
+            timeout=9.5,
+            dedup_key="a",
+        )
     async with pool.connection() as conn:
         job = await get_job(conn, enqueued.id)
         with pytest.raises(JobNotFound, match=f"job {enqueued.id + 1000} not found"):
             await get_job(conn, enqueued.id + 1000)
     assert (job.id, job.queue, job.state, job.payload, job.priority) == (
-        enqueued.id, "mail", JobState.CREATED, {"to": "a@example.org"}, 3)
-    assert (job.attempts, job.max_attempts, job.timeout_seconds, job.dedup_key) == (
-        0, 2, 9.5, "a")
+        enqueued.id,
+        "mail",
+        JobState.CREATED,
+        {"to": "a@example.org"},
+        3,
+    )
+    assert (job.attempts, job.max_attempts, job.timeout_seconds, job.dedup_key) == (0, 2, 9.5, "a")
     assert job.finished_at is None and job.started_at is None and job.worker is None
     assert job.run_at.tzinfo is not None
 
 
 async def test_list_jobs_filters_and_pages_by_id(pool):
     async with pool.transaction() as conn:
-        a_ids = await enqueue_many(conn, [JobSpec(queue="a", payload={"n": i})
-                                          for i in range(7)])
+        a_ids = await enqueue_many(conn, [JobSpec(queue="a", payload={"n": i}) for i in range(7)])
         b_ids = await enqueue_many(conn, [JobSpec(queue="b") for _ in range(3)])
     await _set_state(pool, a_ids[2], "failed", finished_ago=0)
     async with pool.connection() as conn:
@@ -103,8 +115,7 @@ async def test_list_jobs_filters_and_pages_by_id(pool):
         failed = await list_jobs(conn, state="failed")
         assert [(j.id, j.state) for j in failed] == [(a_ids[2], JobState.FAILED)]
         assert await list_jobs(conn, queue="b", state=JobState.FAILED) == []
-        assert [j.id for j in await list_jobs(conn, queue="b", state="created")] == \
-            b_ids[::-1]
+        assert [j.id for j in await list_jobs(conn, queue="b", state="created")] == b_ids[::-1]
         with pytest.raises(ValueError, match="limit"):
             await list_jobs(conn, limit=0)
         with pytest.raises(ValueError, match="limit"):
@@ -138,7 +149,8 @@ async def test_cancel_waiting_jobs_and_refuse_finished_or_unknown_ones(pool):
 
 
 async def test_cancelling_a_running_job_cancels_its_handler_at_the_next_heartbeat(
-        pool, database_url):
+    pool, database_url
+):
     started = trio.Event()
     handler_cancelled = trio.Event()
     runs = 0
@@ -212,8 +224,7 @@ async def test_an_outcome_reported_after_a_cancel_is_dropped(pool, database_url)
 # -- retry -------------------------------------------------------------------------------
 
 
-async def test_retry_runs_failed_and_cancelled_jobs_again_with_fresh_attempts(
-        pool, database_url):
+async def test_retry_runs_failed_and_cancelled_jobs_again_with_fresh_attempts(pool, database_url):
     seen: list[tuple[int, int]] = []
 
     async def handler(job: Job):
@@ -221,7 +232,8 @@ async def test_retry_runs_failed_and_cancelled_jobs_again_with_fresh_attempts(
 
     async with pool.transaction() as conn:
         failed, cancelled, waiting = await enqueue_many(
-            conn, [JobSpec(queue="again", max_attempts=2)] * 3)
+            conn, [JobSpec(queue="again", max_attempts=2)] * 3
+        )
         await conn.execute("UPDATE jobs SET attempts = 2 WHERE id = %s", (failed,))
     await _set_state(pool, failed, "failed", finished_ago=0, error="boom")
     await _set_state(pool, cancelled, "cancelled", finished_ago=0)
@@ -307,40 +319,60 @@ async def test_a_paused_queue_is_not_claimed_and_resume_wakes_the_worker(pool, d
 
 async def test_configure_queue_upserts_only_the_given_fields(pool):
     async with pool.transaction() as conn:
-        first = await configure_queue(conn, "cfg", global_concurrency=4, max_attempts=7,
-                                      timeout_seconds=12.5, dead_letter_queue="cfg.dead")
-        assert first == QueuePolicy(global_concurrency=4, max_attempts=7, timeout_seconds=12.5,
-                                    dead_letter_queue="cfg.dead")
-        second = await configure_queue(conn, "cfg", backoff_base_seconds=0.5,
-                                       retain_completed_seconds=60)
-        assert second == QueuePolicy(global_concurrency=4, max_attempts=7,
-                                     backoff_base_seconds=0.5, timeout_seconds=12.5,
-                                     dead_letter_queue="cfg.dead",
-                                     retain_completed_seconds=60.0)
-        cleared = await configure_queue(conn, "cfg", global_concurrency=None,
-                                        timeout_seconds=None, dead_letter_queue=None)
-        assert (cleared.global_concurrency, cleared.timeout_seconds,
-                cleared.dead_letter_queue, cleared.max_attempts) == (None, None, None, 7)
+        first = await configure_queue(
+            conn,
+            "cfg",
+            global_concurrency=4,
+            max_attempts=7,
+            timeout_seconds=12.5,
+            dead_letter_queue="cfg.dead",
+        )
+        assert first == QueuePolicy(
+            global_concurrency=4, max_attempts=7, timeout_seconds=12.5, dead_letter_queue="cfg.dead"
+        )
+        second = await configure_queue(
+            conn, "cfg", backoff_base_seconds=0.5, retain_completed_seconds=60
+        )
+        assert second == QueuePolicy(
+            global_concurrency=4,
+            max_attempts=7,
+            backoff_base_seconds=0.5,
+            timeout_seconds=12.5,
+            dead_letter_queue="cfg.dead",
+            retain_completed_seconds=60.0,
+        )
+        cleared = await configure_queue(
+            conn, "cfg", global_concurrency=None, timeout_seconds=None, dead_letter_queue=None
+        )
+        assert (
+            cleared.global_concurrency,
+            cleared.timeout_seconds,
+            cleared.dead_letter_queue,
+            cleared.max_attempts,
+        ) == (None, None, None, 7)
         assert await configure_queue(conn, "plain") == QueuePolicy(max_attempts=5)
         # The queue's max_attempts is the default of jobs enqueued from now on.
         job = await enqueue(conn, "cfg")
         assert (await get_job(conn, job.id)).max_attempts == 7
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"global_concurrency": 0}, "global_concurrency"),
-    ({"global_concurrency": True}, "global_concurrency"),
-    ({"max_attempts": None}, "max_attempts"),
-    ({"max_attempts": 0}, "max_attempts"),
-    ({"backoff_base_seconds": -1}, "backoff_base_seconds"),
-    ({"backoff_max_seconds": math.inf}, "backoff_max_seconds"),
-    ({"timeout_seconds": 0}, "timeout_seconds"),
-    ({"dead_letter_queue": "bad name"}, "invalid queue name"),
-    ({"dead_letter_queue": "newline\n"}, "invalid queue name"),
-    ({"dead_letter_queue": "q"}, "its own dead-letter queue"),
-    ({"retain_failed_seconds": -5}, "retain_failed_seconds"),
-    ({"retain_completed_seconds": math.nan}, "retain_completed_seconds"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"global_concurrency": 0}, "global_concurrency"),
+        ({"global_concurrency": True}, "global_concurrency"),
+        ({"max_attempts": None}, "max_attempts"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"backoff_base_seconds": -1}, "backoff_base_seconds"),
+        ({"backoff_max_seconds": math.inf}, "backoff_max_seconds"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+        ({"dead_letter_queue": "bad name"}, "invalid queue name"),
+        ({"dead_letter_queue": "newline\n"}, "invalid queue name"),
+        ({"dead_letter_queue": "q"}, "its own dead-letter queue"),
+        ({"retain_failed_seconds": -5}, "retain_failed_seconds"),
+        ({"retain_completed_seconds": math.nan}, "retain_completed_seconds"),
+    ],
+)
 async def test_configure_queue_rejects_invalid_values_before_writing(pool, kwargs, message):
     async with pool.transaction() as conn:
         with pytest.raises(ValueError, match=message):
@@ -354,15 +386,17 @@ async def test_queue_stats_counts_states_and_lists_configured_queues_without_job
         await pause_queue(conn, "busy")
         ids = await enqueue_many(conn, [JobSpec(queue="busy") for _ in range(6)])
         await enqueue(conn, "later", delay=3600)
-        await conn.execute("UPDATE jobs SET run_at = now() - interval '90 seconds' "
-                           "WHERE id = %s", (ids[0],))
-    for job_id, state in zip(ids[1:], ["retry", "completed", "cancelled", "failed"],
-                             strict=False):
+        await conn.execute(
+            "UPDATE jobs SET run_at = now() - interval '90 seconds' WHERE id = %s", (ids[0],)
+        )
+    for job_id, state in zip(ids[1:], ["retry", "completed", "cancelled", "failed"], strict=False):
         await _set_state(pool, job_id, state, finished_ago=0)
     async with pool.transaction() as conn:
-        await conn.execute("UPDATE jobs SET state = 'active', lease_token = gen_random_uuid(),"
-                           " lease_expires_at = now() + interval '1 minute' WHERE id = %s",
-                           (ids[5],))
+        await conn.execute(
+            "UPDATE jobs SET state = 'active', lease_token = gen_random_uuid(),"
+            " lease_expires_at = now() + interval '1 minute' WHERE id = %s",
+            (ids[5],),
+        )
     async with pool.connection() as conn:
         stats = {s.name: s for s in await queue_stats(conn)}
     assert list(stats) == ["busy", "idle", "later"]
@@ -373,8 +407,9 @@ async def test_queue_stats_counts_states_and_lists_configured_queues_without_job
     assert 89 < busy.oldest_available_seconds < 120
     idle = stats["idle"]
     assert (idle.total, idle.paused, idle.oldest_available_seconds) == (0, False, None)
-    assert idle.policy == QueuePolicy(global_concurrency=2, max_attempts=5,
-                                      retain_failed_seconds=30.0)
+    assert idle.policy == QueuePolicy(
+        global_concurrency=2, max_attempts=5, retain_failed_seconds=30.0
+    )
     later = stats["later"]
     assert (later.created, later.configured, later.oldest_available_seconds) == (1, False, None)
     assert later.policy == QueuePolicy(max_attempts=5)  # the defaults
@@ -384,15 +419,17 @@ async def test_queue_stats_counts_states_and_lists_configured_queues_without_job
 
 
 async def test_jobs_that_exhaust_their_attempts_are_copied_to_the_dead_letter_queue(
-        pool, database_url):
+    pool, database_url
+):
     async def handler(job: Job):
         if job.payload["ok"]:
             return "fine"
         raise RuntimeError(f"cannot deliver {job.payload['to']}")
 
     async with pool.transaction() as conn:
-        await configure_queue(conn, "send", dead_letter_queue="send.dead", max_attempts=2,
-                              backoff_base_seconds=0.0)
+        await configure_queue(
+            conn, "send", dead_letter_queue="send.dead", max_attempts=2, backoff_base_seconds=0.0
+        )
         await configure_queue(conn, "send.dead", max_attempts=9)
         doomed = await enqueue(conn, "send", {"ok": False, "to": "x@example.org"})
         fine = await enqueue(conn, "send", {"ok": True, "to": "y@example.org"})
@@ -410,20 +447,27 @@ async def test_jobs_that_exhaust_their_attempts_are_copied_to_the_dead_letter_qu
     copy = dead[0]
     assert copy.dead_letter_of == doomed.id
     assert (copy.state, copy.max_attempts) == (JobState.CREATED, 9)
-    assert copy.payload == {"job_id": doomed.id, "queue": "send", "attempts": 2,
-                            "payload": {"ok": False, "to": "x@example.org"},
-                            "error": "RuntimeError: cannot deliver x@example.org"}
+    assert copy.payload == {
+        "job_id": doomed.id,
+        "queue": "send",
+        "attempts": 2,
+        "payload": {"ok": False, "to": "x@example.org"},
+        "error": "RuntimeError: cannot deliver x@example.org",
+    }
 
 
 async def test_purge_deletes_only_finished_jobs_past_retention_with_queue_overrides(pool):
     hour = 3600.0
     async with pool.transaction() as conn:
-        await configure_queue(conn, "short", retain_completed_seconds=60,
-                              retain_failed_seconds=10 * hour)
+        await configure_queue(
+            conn, "short", retain_completed_seconds=60, retain_failed_seconds=10 * hour
+        )
         a = await enqueue_many(conn, [JobSpec(queue="default")] * 7)
         b = await enqueue_many(conn, [JobSpec(queue="short")] * 4)
-        await conn.execute("UPDATE jobs SET created_at = now() - interval '30 days', "
-                           "run_at = now() - interval '30 days'")
+        await conn.execute(
+            "UPDATE jobs SET created_at = now() - interval '30 days', "
+            "run_at = now() - interval '30 days'"
+        )
     cases = {  # job id: (state, finished this long ago, expected to survive)
         a[0]: ("completed", 2 * hour, False),
         a[1]: ("completed", 0.5 * hour, True),
@@ -442,8 +486,9 @@ async def test_purge_deletes_only_finished_jobs_past_retention_with_queue_overri
             await _set_state(pool, job_id, state, finished_ago=ago)
         else:
             await _set_state(pool, job_id, state)
-    options = MaintenanceOptions(retain_completed_seconds=hour, retain_failed_seconds=2 * hour,
-                                 purge_batch=2)  # several batches per state
+    options = MaintenanceOptions(
+        retain_completed_seconds=hour, retain_failed_seconds=2 * hour, purge_batch=2
+    )  # several batches per state
     deleted = await purge_finished(pool, options)
     async with pool.connection() as conn:
         left = {j.id for j in await list_jobs(conn, limit=100)}
@@ -467,10 +512,18 @@ async def test_bulk_enqueue_round_trips_payloads_and_options_exactly(pool):
     specs = [
         JobSpec(queue="bulk:a.b-c", payload=payloads[0]),
         JobSpec(queue="bulk:a.b-c", payload=payloads[1], priority=-3, run_at=run_at),
-        JobSpec(queue="other", payload=payloads[2], max_attempts=11,
-                backoff=Backoff(base_seconds=0.25, max_seconds=math.inf)),
-        JobSpec(queue="other", payload=payloads[3], timeout=0.5,
-                backoff=Backoff(base_seconds=2.0, max_seconds=30.0)),
+        JobSpec(
+            queue="other",
+            payload=payloads[2],
+            max_attempts=11,
+            backoff=Backoff(base_seconds=0.25, max_seconds=math.inf),
+        ),
+        JobSpec(
+            queue="other",
+            payload=payloads[3],
+            timeout=0.5,
+            backoff=Backoff(base_seconds=2.0, max_seconds=30.0),
+        ),
         JobSpec(queue="bulk:a.b-c", payload=payloads[4], priority=2**31 - 1),
     ]
     async with pool.transaction() as conn:
@@ -480,8 +533,11 @@ async def test_bulk_enqueue_round_trips_payloads_and_options_exactly(pool):
     assert ids == sorted(ids) and len(set(ids)) == len(specs)
     async with pool.connection() as conn:
         jobs = [await get_job(conn, job_id) for job_id in ids]
-        rows = await (await conn.execute(
-            "SELECT backoff_base_seconds, backoff_max_seconds FROM jobs ORDER BY id")).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT backoff_base_seconds, backoff_max_seconds FROM jobs ORDER BY id"
+            )
+        ).fetchall()
     assert [j.payload for j in jobs] == [dict(p) for p in payloads]
     assert [j.queue for j in jobs] == [s.queue for s in specs]
     assert [j.priority for j in jobs] == [0, -3, 0, 0, 2**31 - 1]
@@ -497,10 +553,13 @@ async def test_bulk_enqueue_round_trips_payloads_and_options_exactly(pool):
 async def test_oldest_available_age_counts_only_jobs_that_are_due(pool):
     now = datetime.now(UTC)
     async with pool.transaction() as conn:
-        await enqueue_many(conn, [
-            JobSpec(queue="due", run_at=now - timedelta(hours=1)),
-            JobSpec(queue="due", run_at=now + timedelta(hours=1)),
-        ])
+        await enqueue_many(
+            conn,
+            [
+                JobSpec(queue="due", run_at=now - timedelta(hours=1)),
+                JobSpec(queue="due", run_at=now + timedelta(hours=1)),
+            ],
+        )
         stats = {s.name: s for s in await queue_stats(conn)}
     assert stats["due"].created == 2
     assert 3500 < stats["due"].oldest_available_seconds < 3700  # only the past job is due
@@ -516,9 +575,18 @@ async def test_a_claim_commits_without_waiting_for_its_wal_flush(pool):
         await enqueue(conn, "fast")
     async with pool.transaction() as conn:
         assert (await (await conn.execute("SHOW synchronous_commit")).fetchone())[0] == "on"
-        rows = await (await conn.execute(SQL["claim"], {
-            "queue": "fast", "limit": 5, "token": uuid.uuid4(), "lease": 30.0,
-            "worker": "test"})).fetchall()
+        rows = await (
+            await conn.execute(
+                SQL["claim"],
+                {
+                    "queue": "fast",
+                    "limit": 5,
+                    "token": uuid.uuid4(),
+                    "lease": 30.0,
+                    "worker": "test",
+                },
+            )
+        ).fetchall()
         assert len(rows) == 1
         assert (await (await conn.execute("SHOW synchronous_commit")).fetchone())[0] == "off"
     async with pool.connection() as conn:  # the next transaction is durable again

@@ -21,9 +21,11 @@ from daemon.queue.maintenance import rescue_expired
 
 async def _states(pool, queue: str) -> dict[str, int]:
     async with pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT state::text, count(*) FROM jobs WHERE queue = %s GROUP BY 1", (queue,)
-        )).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT state::text, count(*) FROM jobs WHERE queue = %s GROUP BY 1", (queue,)
+            )
+        ).fetchall()
     return {state: count for state, count in rows}
 
 
@@ -57,8 +59,9 @@ async def test_jobs_run_once_and_complete_with_their_result(pool, database_url):
         worker.request_stop()
     assert sorted(seen) == list(range(50))
     async with pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT result, attempts FROM jobs WHERE payload->>'n' = '7'")).fetchone()
+        row = await (
+            await conn.execute("SELECT result, attempts FROM jobs WHERE payload->>'n' = '7'")
+        ).fetchone()
     assert row == ({"double": 14}, 1)
 
 
@@ -94,8 +97,9 @@ async def test_failures_retry_with_backoff_then_fail(pool, database_url):
     registry = HandlerRegistry()
     registry.register("flaky", handler)
     async with pool.transaction() as conn:
-        await enqueue(conn, "flaky", max_attempts=3, backoff=Backoff(base_seconds=0.01,
-                                                                     max_seconds=0.05))
+        await enqueue(
+            conn, "flaky", max_attempts=3, backoff=Backoff(base_seconds=0.01, max_seconds=0.05)
+        )
     worker = _worker(pool, database_url, registry, poll_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
@@ -108,7 +112,8 @@ async def test_failures_retry_with_backoff_then_fail(pool, database_url):
 
 
 async def test_retry_later_gives_the_attempt_back_and_permanent_failure_skips_retries(
-        pool, database_url):
+    pool, database_url
+):
     calls: list[str] = []
 
     async def snoozer(job: Job):
@@ -163,7 +168,8 @@ async def test_timeout_cancels_the_handler_and_counts_as_a_failure(pool, databas
 
 
 async def test_cancelled_drain_releases_running_jobs_without_spending_an_attempt(
-        pool, database_url):
+    pool, database_url
+):
     started = trio.Event()
 
     async def stuck(job: Job):
@@ -188,8 +194,7 @@ async def test_cancelled_drain_releases_running_jobs_without_spending_an_attempt
     assert rows == [(0, None)] * 3
 
 
-async def test_expired_lease_is_rescued_and_the_old_worker_cannot_complete_it(
-        pool, database_url):
+async def test_expired_lease_is_rescued_and_the_old_worker_cannot_complete_it(pool, database_url):
     release = trio.Event()
     runs: list[int] = []
 
@@ -216,8 +221,11 @@ async def test_expired_lease_is_rescued_and_the_old_worker_cannot_complete_it(
         await trio.sleep(0.3)
         worker.request_stop()
     async with pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT state::text, result, attempts FROM jobs WHERE id = %s", (job.id,))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT state::text, result, attempts FROM jobs WHERE id = %s", (job.id,)
+            )
+        ).fetchone()
     assert row == ("completed", 2, 2)
     assert runs == [1, 2]
 

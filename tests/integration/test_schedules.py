@@ -40,16 +40,23 @@ async def record(pool, name: str):
 async def fired_slots(pool, name: str) -> list[datetime]:
     """The slots of the jobs enqueued for ``name``, in order (duplicates kept)."""
     async with pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT (payload->'_schedule'->>'slot')::timestamptz FROM jobs"
-            " WHERE payload->'_schedule'->>'name' = %s ORDER BY 1", (name,))).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT (payload->'_schedule'->>'slot')::timestamptz FROM jobs"
+                " WHERE payload->'_schedule'->>'name' = %s ORDER BY 1",
+                (name,),
+            )
+        ).fetchall()
     return [row[0] for row in rows]
 
 
 async def fires(pool, name: str) -> dict[datetime, int]:
     async with pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT slot, job_id FROM schedule_fires WHERE schedule = %s", (name,))).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT slot, job_id FROM schedule_fires WHERE schedule = %s", (name,)
+            )
+        ).fetchall()
     return dict(rows)
 
 
@@ -75,8 +82,11 @@ async def test_three_schedulers_fire_each_slot_exactly_once(pool, database_url):
     await define(pool, name="cron", cron="* * * * * *", timezone="Europe/Berlin")
     since = {name: (await record(pool, name)).active_since for name in ("interval", "cron")}
     options = SchedulerOptions(reload_interval=0.5)
-    async with open_pool(database_url) as a, open_pool(database_url) as b, \
-            open_pool(database_url) as c:
+    async with (
+        open_pool(database_url) as a,
+        open_pool(database_url) as b,
+        open_pool(database_url) as c,
+    ):
         schedulers = [CronScheduler(p, options) for p in (a, b, c)]
         async with trio.open_nursery() as nursery:
             for scheduler in schedulers:
@@ -97,20 +107,26 @@ async def test_three_schedulers_fire_each_slot_exactly_once(pool, database_url):
         assert state.last_slot == slots[-1]
         assert state.last_job_id == fired[slots[-1]]
     async with pool.connection() as conn:
-        payload = (await (await conn.execute(
-            "SELECT payload FROM jobs WHERE id = %s", (fired[slots[-1]],))).fetchone())[0]
+        payload = (
+            await (
+                await conn.execute("SELECT payload FROM jobs WHERE id = %s", (fired[slots[-1]],))
+            ).fetchone()
+        )[0]
     assert payload == {"_schedule": {"name": "cron", "slot": slots[-1].isoformat()}}
 
 
 T = datetime(2031, 1, 1, 12, 0, 5, tzinfo=UTC)  # the frozen "now" of the catch-up tests
 
 
-async def test_after_downtime_recent_slots_fire_once_and_older_ones_are_skipped_once(
-        pool, caplog):
+async def test_after_downtime_recent_slots_fire_once_and_older_ones_are_skipped_once(pool, caplog):
     await define(pool, name="tens", interval=10, payload={"n": 1})
     # Defined two hours ago, last fired an hour ago, then nothing ran until T.
-    await execute(pool, "UPDATE schedules SET active_since = %s, last_slot = %s",
-                  T - timedelta(hours=2), T - timedelta(hours=1, seconds=5))
+    await execute(
+        pool,
+        "UPDATE schedules SET active_since = %s, last_slot = %s",
+        T - timedelta(hours=2),
+        T - timedelta(hours=1, seconds=5),
+    )
     options = SchedulerOptions(catch_up_seconds=60, reload_interval=0.2)
     schedulers = [CronScheduler(pool, options, clock=lambda: T) for _ in range(3)]
     expected = [T - timedelta(seconds=55) + timedelta(seconds=10 * i) for i in range(6)]
@@ -131,9 +147,15 @@ async def test_after_downtime_recent_slots_fire_once_and_older_ones_are_skipped_
     assert len(skips) == 1, [r.getMessage() for r in skips]
     skip = skips[0]
     assert (skip.levelname, skip.schedule, skip.count, skip.count_complete) == (
-        "WARNING", "tens", 354, True)
-    assert (skip.first_slot, skip.last_slot) == ("2031-01-01T11:00:10+00:00",
-                                                 "2031-01-01T11:59:00+00:00")
+        "WARNING",
+        "tens",
+        354,
+        True,
+    )
+    assert (skip.first_slot, skip.last_slot) == (
+        "2031-01-01T11:00:10+00:00",
+        "2031-01-01T11:59:00+00:00",
+    )
     assert "skipped 354 missed slot(s)" in skip.getMessage()
     fired_logs = [r for r in caplog.records if getattr(r, "action", None) == "schedule.fired"]
     assert sorted(r.slot for r in fired_logs) == [s.isoformat() for s in expected]
@@ -146,14 +168,14 @@ async def test_after_downtime_recent_slots_fire_once_and_older_ones_are_skipped_
 async def test_a_catch_up_window_longer_than_the_downtime_fires_every_missed_slot(pool):
     await define(pool, name="hourly", cron="0 * * * *", timezone="Europe/Berlin")
     await execute(pool, "UPDATE schedules SET active_since = %s", T - timedelta(hours=5))
-    scheduler = CronScheduler(pool, SchedulerOptions(catch_up_seconds=6 * 3600),
-                              clock=lambda: T)
+    scheduler = CronScheduler(pool, SchedulerOptions(catch_up_seconds=6 * 3600), clock=lambda: T)
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
         await wait_for(lambda: _has_fired(pool, "hourly", 5))
         scheduler.request_stop()
     assert await fired_slots(pool, "hourly") == [
-        datetime(2031, 1, 1, h, tzinfo=UTC) for h in range(8, 13)]
+        datetime(2031, 1, 1, h, tzinfo=UTC) for h in range(8, 13)
+    ]
     assert (await record(pool, "hourly")).skipped_through is None
 
 
@@ -191,8 +213,9 @@ async def test_a_fire_checks_the_definition_it_was_computed_from(pool):
     # An older slot never fires after a newer one, even once the fire records are gone.
     await execute(pool, "DELETE FROM schedule_fires")
     assert (await fire_slot(pool, "s", since, slot)).outcome is FireOutcome.HANDLED
-    assert (await fire_slot(pool, "s", since, slot - timedelta(minutes=1))).outcome \
-        is FireOutcome.HANDLED
+    assert (
+        await fire_slot(pool, "s", since, slot - timedelta(minutes=1))
+    ).outcome is FireOutcome.HANDLED
 
     later = slot + timedelta(minutes=1)
     async with pool.transaction() as conn:
@@ -212,16 +235,22 @@ async def test_saving_the_same_definition_keeps_its_slots_and_a_new_timing_resta
     await define(pool, name="s", cron="*/5 * * * *", payload={"v": 2}, queue="other")
     state = await record(pool, "s")
     assert (state.active_since, state.schedule.payload, state.schedule.queue) == (
-        since, {"v": 2}, "other")
+        since,
+        {"v": 2},
+        "other",
+    )
     await define(pool, name="s", cron="*/5 * * * *", timezone="Asia/Tokyo")
     assert (await record(pool, "s")).active_since > since
 
 
 async def test_old_fire_records_are_pruned(pool):
     await define(pool, name="s", interval=1)
-    await execute(pool, "INSERT INTO schedule_fires (schedule, slot, fired_at)"
-                        " SELECT 's', now() - make_interval(secs => g), now() - make_interval("
-                        "secs => g) FROM generate_series(1, 2500) g")
+    await execute(
+        pool,
+        "INSERT INTO schedule_fires (schedule, slot, fired_at)"
+        " SELECT 's', now() - make_interval(secs => g), now() - make_interval("
+        "secs => g) FROM generate_series(1, 2500) g",
+    )
     assert await prune_fires(pool, keep_seconds=1000.5, batch=400) == 1500
     assert len(await fires(pool, "s")) == 1000
 
@@ -260,26 +289,51 @@ async def run_cli(pool, *argv: str) -> int:
 
 
 async def test_the_cli_defines_lists_and_manages_schedules(pool, capsys):
-    assert await run_cli(pool, "set", "nightly", "--cron", "30 2 * * *", "--queue",
-                         "exports", "--timezone", "Europe/Berlin", "--payload",
-                         '{"kind": "full"}') == 0
+    assert (
+        await run_cli(
+            pool,
+            "set",
+            "nightly",
+            "--cron",
+            "30 2 * * *",
+            "--queue",
+            "exports",
+            "--timezone",
+            "Europe/Berlin",
+            "--payload",
+            '{"kind": "full"}',
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert out.startswith("schedule nightly created: cron 30 2 * * * (Europe/Berlin) -> "
-                          "queue exports; next run 20")
-    assert await run_cli(pool, "set", "beat", "--every", "15m", "--queue", "ping",
-                         "--disabled") == 0
-    assert "schedule beat created: every 15m (UTC) -> queue ping; next run -" in \
-        capsys.readouterr().out
+    assert out.startswith(
+        "schedule nightly created: cron 30 2 * * * (Europe/Berlin) -> queue exports; next run 20"
+    )
+    assert (
+        await run_cli(pool, "set", "beat", "--every", "15m", "--queue", "ping", "--disabled") == 0
+    )
+    assert (
+        "schedule beat created: every 15m (UTC) -> queue ping; next run -"
+        in capsys.readouterr().out
+    )
 
     assert await run_cli(pool) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "QUEUE", "ENABLED", "LAST",
-                                "RUN", "NEXT", "RUN"]
+    assert lines[0].split() == [
+        "NAME",
+        "SCHEDULE",
+        "TIMEZONE",
+        "QUEUE",
+        "ENABLED",
+        "LAST",
+        "RUN",
+        "NEXT",
+        "RUN",
+    ]
     assert lines[1].split()[:5] == ["beat", "every", "15m", "UTC", "ping"]
     assert lines[1].split()[5:] == ["no", "-", "-"]
     nightly = lines[2].split()
-    assert nightly[:9] == ["nightly", "cron", "30", "2", "*", "*", "*", "Europe/Berlin",
-                           "exports"]
+    assert nightly[:9] == ["nightly", "cron", "30", "2", "*", "*", "*", "Europe/Berlin", "exports"]
     assert nightly[9:11] == ["yes", "-"]
     assert nightly[12] == "02:30:00" and nightly[13] in ("CET", "CEST")
 
@@ -311,14 +365,20 @@ async def test_the_cli_lists_last_runs_and_reports_rows_it_cannot_read(pool, cap
     since = (await record(pool, "s")).active_since
     slot = (since + timedelta(minutes=1)).replace(second=0, microsecond=0)
     job_id = (await fire_slot(pool, "s", since, slot)).job_id
-    await execute(pool, "INSERT INTO schedules (name, cron, queue, timezone)"
-                        " VALUES ('broken', '* * * * *', 'q', 'Nowhere/Land')")
+    await execute(
+        pool,
+        "INSERT INTO schedules (name, cron, queue, timezone)"
+        " VALUES ('broken', '* * * * *', 'q', 'Nowhere/Land')",
+    )
     assert await run_cli(pool) == 0
     captured = capsys.readouterr()
-    last_run = slot.astimezone(Schedule(name="s", queue="q", interval=60,
-                                        timezone="Europe/Berlin").zone)
+    last_run = slot.astimezone(
+        Schedule(name="s", queue="q", interval=60, timezone="Europe/Berlin").zone
+    )
     assert f"{last_run:%Y-%m-%d %H:%M:%S %Z} (job {job_id})" in captured.out
     assert "broken" not in captured.out
-    assert captured.err == ("triaged: schedule cannot run: broken: unknown timezone "
-                            "'Nowhere/Land' (want an IANA name such as 'Europe/Berlin' or "
-                            "'UTC')\n")
+    assert captured.err == (
+        "triaged: schedule cannot run: broken: unknown timezone "
+        "'Nowhere/Land' (want an IANA name such as 'Europe/Berlin' or "
+        "'UTC')\n"
+    )

@@ -20,8 +20,9 @@ class Item(BaseModel):
 @pytest.fixture
 def client():
     settings = Settings(max_request_bytes=2048)
-    context = ApiContext(settings=settings, health=HealthState(expected_schema_version=1),
-                         pool=None)
+    context = ApiContext(
+        settings=settings, health=HealthState(expected_schema_version=1), pool=None
+    )
     app = create_app(context)
 
     @app.post("/test/items")
@@ -78,14 +79,18 @@ async def test_wrong_method_is_405_problem_with_allow(client):
 
 
 async def test_malformed_json_is_400_problem(client):
-    response = await client.post("/test/items", content=b"{not json",
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/test/items", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert "not valid JSON" in _is_problem(response, 400)["detail"]
 
 
 async def test_wrong_media_type_is_415_problem(client):
-    response = await client.post("/test/items", content=b"name=x",
-                                 headers={"content-type": "application/x-www-form-urlencoded"})
+    response = await client.post(
+        "/test/items",
+        content=b"name=x",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     _is_problem(response, 415)
 
 
@@ -101,8 +106,9 @@ async def test_valid_json_reaches_the_route(client):
 
 
 async def test_declared_oversized_body_is_413_before_the_app(client):
-    response = await client.post("/test/items", content=b"x" * 5000,
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/test/items", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
     _is_problem(response, 413)
 
 
@@ -111,8 +117,9 @@ async def test_streamed_oversized_body_is_413(client):
         for _ in range(10):
             yield b"x" * 1000
 
-    response = await client.post("/test/items", content=chunks(),
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/test/items", content=chunks(), headers={"content-type": "application/json"}
+    )
     _is_problem(response, 413)
 
 

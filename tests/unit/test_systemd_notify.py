@@ -61,8 +61,9 @@ async def test_without_a_socket_nothing_happens():
 
 
 async def test_a_vanished_manager_does_not_break_the_service(tmp_path: Path):
-    notifier = Notifier(SystemdEnvironment(notify_socket=str(tmp_path / "gone.sock"),
-                                           watchdog_usec=None))
+    notifier = Notifier(
+        SystemdEnvironment(notify_socket=str(tmp_path / "gone.sock"), watchdog_usec=None)
+    )
     await notifier.notify(READY=1)  # logs a warning once, raises nothing
     await notifier.notify(READY=1)
     notifier.close()

@@ -34,15 +34,20 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value()
         return
-    log.info("starting embedded PostgreSQL in %s", settings.data_dir,
-             extra={"action": "db.embedded_start"})
+    log.info(
+        "starting embedded PostgreSQL in %s",
+        settings.data_dir,
+        extra={"action": "db.embedded_start"},
+    )
     # Shielded: a cancel arriving mid-start must not lose the handle of a started server;
     # it is delivered at the next checkpoint, inside the try, and the server is stopped.
     with trio.CancelScope(shield=True):
         server = await trio.to_thread.run_sync(embedded.start, settings.data_dir)
     if not server.started_here:
-        log.info("embedded PostgreSQL already running; it is left running on exit",
-                 extra={"action": "db.embedded_reuse"})
+        log.info(
+            "embedded PostgreSQL already running; it is left running on exit",
+            extra={"action": "db.embedded_reuse"},
+        )
     try:
         yield server.url
     finally:

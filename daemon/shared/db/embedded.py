@@ -136,8 +136,17 @@ def start(data_dir: Path) -> EmbeddedServer:
     _prepare_directory(pgdata, run_as)
     if not (pgdata / "PG_VERSION").exists():
         _run(
-            [str(_bin("initdb")), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+            [
+                str(_bin("initdb")),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
             run_as=run_as,
             timeout=_START_TIMEOUT_SECONDS,
         )
@@ -150,8 +159,19 @@ def start(data_dir: Path) -> EmbeddedServer:
         log = pgdata / "server.log"
         options = f"-c listen_addresses='' -k {socket_dir} -c unix_socket_permissions=0777"
         _run(
-            [str(_bin("pg_ctl")), "-D", str(pgdata), "-l", str(log), "-w",
-             "-t", str(_START_TIMEOUT_SECONDS), "-o", options, "start"],
+            [
+                str(_bin("pg_ctl")),
+                "-D",
+                str(pgdata),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_SECONDS),
+                "-o",
+                options,
+                "start",
+            ],
             run_as=run_as,
             timeout=_START_TIMEOUT_SECONDS + 5,
             log=log,
@@ -166,7 +186,10 @@ def is_running(server: EmbeddedServer) -> bool:
         return False
     result = subprocess.run(
         [str(_bin("pg_ctl")), "-D", str(server.pgdata), "status"],
-        user=server.run_as, capture_output=True, check=False, cwd="/",
+        user=server.run_as,
+        capture_output=True,
+        check=False,
+        cwd="/",
     )
     return result.returncode == 0
 
@@ -179,8 +202,17 @@ def stop(server: EmbeddedServer) -> None:
     if not is_running(server):
         return
     _run(
-        [str(_bin("pg_ctl")), "-D", str(server.pgdata), "-w",
-         "-t", str(_STOP_TIMEOUT_SECONDS), "-m", "fast", "stop"],
+        [
+            str(_bin("pg_ctl")),
+            "-D",
+            str(server.pgdata),
+            "-w",
+            "-t",
+            str(_STOP_TIMEOUT_SECONDS),
+            "-m",
+            "fast",
+            "stop",
+        ],
         run_as=server.run_as,
         timeout=_STOP_TIMEOUT_SECONDS + 5,
     )

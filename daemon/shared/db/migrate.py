@@ -126,15 +126,25 @@ async def status(pool: Pool, migrations: list[Migration] | None = None) -> list[
     for migration in migrations:
         record = applied.pop(migration.version, None)
         if record is None:
-            result.append(MigrationStatus(version=migration.version, name=migration.name,
-                                          state="pending", applied_at=None))
+            result.append(
+                MigrationStatus(
+                    version=migration.version, name=migration.name, state="pending", applied_at=None
+                )
+            )
         else:
             state = "applied" if record[1] == migration.checksum else "changed"
-            result.append(MigrationStatus(version=migration.version, name=migration.name,
-                                          state=state, applied_at=record[2]))
+            result.append(
+                MigrationStatus(
+                    version=migration.version,
+                    name=migration.name,
+                    state=state,
+                    applied_at=record[2],
+                )
+            )
     for version, (name, _checksum, applied_at) in sorted(applied.items()):
-        result.append(MigrationStatus(version=version, name=name, state="unknown",
-                                      applied_at=applied_at))
+        result.append(
+            MigrationStatus(version=version, name=name, state="unknown", applied_at=applied_at)
+        )
     return result
 
 
@@ -177,7 +187,9 @@ def _check_consistency(
 async def _apply_one(conn: TrioConnection, migration: Migration) -> None:
     started = time.monotonic()
     log.info(
-        "applying migration %04d_%s", migration.version, migration.name,
+        "applying migration %04d_%s",
+        migration.version,
+        migration.name,
         extra={"action": "migrate.apply", "version": migration.version},
     )
     try:

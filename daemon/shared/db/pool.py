@@ -86,6 +86,7 @@ IDLE = pq.TransactionStatus.IDLE
 INTRANS = pq.TransactionStatus.INTRANS
 INERROR = pq.TransactionStatus.INERROR
 
+
 @attrs.frozen(kw_only=True)
 class PoolStats:
     """A snapshot of a pool; the ``*_total`` counters grow for the pool's lifetime."""
@@ -233,7 +234,8 @@ class Pool:
                     except psycopg.Error as rollback_error:
                         # The connection is broken or stuck: the release discards it.
                         logger.warning(
-                            "rollback failed: %s", type(rollback_error).__name__,
+                            "rollback failed: %s",
+                            type(rollback_error).__name__,
                             extra={"action": "db.rollback_failed", "pool": self.name},
                         )
                 if not suppress:
@@ -324,9 +326,14 @@ class Pool:
                 raise waiter.error
         self._timeouts_total += 1
         logger.warning(
-            "no database connection within %gs", timeout,
-            extra={"action": "db.acquire_timeout", "pool": self.name,
-                   "timeout": timeout, "waiting": len(self._waiters)},
+            "no database connection within %gs",
+            timeout,
+            extra={
+                "action": "db.acquire_timeout",
+                "pool": self.name,
+                "timeout": timeout,
+                "waiting": len(self._waiters),
+            },
         )
         reason = f": last connection attempt failed: {self._last_error}" if self._failures else ""
         raise PoolTimeout(
@@ -361,7 +368,6 @@ class Pool:
                 return f"ping failed ({type(exc).__name__})"
             return None
         return "no answer to a ping"
-
 
     # -- checkin -------------------------------------------------------------------------
 
@@ -427,7 +433,8 @@ class Pool:
         self._size -= 1
         if reason not in ("reached max_lifetime", "pool closed", "idle longer than max_idle"):
             logger.info(
-                "discarding a database connection: %s", reason,
+                "discarding a database connection: %s",
+                reason,
                 extra={"action": "db.discard", "pool": self.name, "reason": reason},
             )
         with trio.CancelScope(shield=True):
@@ -471,9 +478,14 @@ class Pool:
         if self._failures:
             downtime = trio.current_time() - (self._down_since or 0.0)
             logger.info(
-                "database connection re-established after %d failed attempts", self._failures,
-                extra={"action": "db.reconnected", "pool": self.name,
-                       "attempts": self._failures, "downtime": round(downtime, 3)},
+                "database connection re-established after %d failed attempts",
+                self._failures,
+                extra={
+                    "action": "db.reconnected",
+                    "pool": self.name,
+                    "attempts": self._failures,
+                    "downtime": round(downtime, 3),
+                },
             )
             self._failures = 0
             self._down_since = None
@@ -496,9 +508,16 @@ class Pool:
         self._retry_at = now + delay
         logger.warning(
             "cannot connect to the database (attempt %d), retrying in %.2fs: %s",
-            self._failures, delay, self._last_error,
-            extra={"action": "db.reconnect", "pool": self.name, "attempt": self._failures,
-                   "delay": round(delay, 3), "error": self._last_error},
+            self._failures,
+            delay,
+            self._last_error,
+            extra={
+                "action": "db.reconnect",
+                "pool": self.name,
+                "attempt": self._failures,
+                "delay": round(delay, 3),
+                "error": self._last_error,
+            },
         )
 
     async def _housekeeping(self) -> None:
@@ -596,11 +615,15 @@ async def open_pool(
         ValueError: inconsistent sizes or non-positive durations.
     """
     if not 0 <= min_size <= max_size or max_size < 1:
-        raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, "
-                         f"got min_size={min_size}, max_size={max_size}")
+        raise ValueError(
+            f"need 0 <= min_size <= max_size and max_size >= 1, "
+            f"got min_size={min_size}, max_size={max_size}"
+        )
     durations: dict[str, float] = {
-        "acquire_timeout": acquire_timeout, "max_lifetime": max_lifetime,
-        "max_idle": max_idle, "connect_timeout": connect_timeout,
+        "acquire_timeout": acquire_timeout,
+        "max_lifetime": max_lifetime,
+        "max_idle": max_idle,
+        "connect_timeout": connect_timeout,
     }
     for key, value in durations.items():
         if not value > 0:
@@ -608,14 +631,26 @@ async def open_pool(
     if check_after_idle < 0:
         raise ValueError(f"check_after_idle must not be negative, got {check_after_idle!r}")
     pool = Pool(
-        conninfo, name=name, min_size=min_size, max_size=max_size,
-        acquire_timeout=acquire_timeout, max_lifetime=max_lifetime, max_idle=max_idle,
-        connect_timeout=connect_timeout, check_after_idle=check_after_idle,
+        conninfo,
+        name=name,
+        min_size=min_size,
+        max_size=max_size,
+        acquire_timeout=acquire_timeout,
+        max_lifetime=max_lifetime,
+        max_idle=max_idle,
+        connect_timeout=connect_timeout,
+        check_after_idle=check_after_idle,
     )
     logger.info(
-        "opening database pool %r", name,
-        extra={"action": "db.pool_open", "pool": name, "min_size": min_size,
-               "max_size": max_size, **_target(conninfo)},
+        "opening database pool %r",
+        name,
+        extra={
+            "action": "db.pool_open",
+            "pool": name,
+            "min_size": min_size,
+            "max_size": max_size,
+            **_target(conninfo),
+        },
     )
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
@@ -630,9 +665,13 @@ async def open_pool(
             await pool._close()
             nursery.cancel_scope.cancel()
     logger.info(
-        "database pool %r closed", name,
-        extra={"action": "db.pool_close", "pool": name,
-               "connections_opened_total": pool.stats().connections_opened_total},
+        "database pool %r closed",
+        name,
+        extra={
+            "action": "db.pool_close",
+            "pool": name,
+            "connections_opened_total": pool.stats().connections_opened_total,
+        },
     )
     if body_error is not None:
         raise body_error

@@ -224,9 +224,7 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
         finally:
             await self.close()
 
-    async def wait(
-        self, gen: PQGen[RV], interval: float = 0.0, timeout: float | None = None
-    ) -> RV:
+    async def wait(self, gen: PQGen[RV], interval: float = 0.0, timeout: float | None = None) -> RV:
         """Drive a libpq generator on this connection's socket (psycopg's wait contract).
 
         ``interval`` is ignored: Trio needs no periodic wake-up to notice a
@@ -476,8 +474,9 @@ async def _wait_either(fileno: int) -> int:
 def _poll(fileno: int, wait: int) -> int:
     """The Ready flags of ``fileno`` right now, without blocking."""
     poller = select.poll()
-    poller.register(fileno, (select.POLLIN if wait & WAIT_R else 0)
-                    | (select.POLLOUT if wait & WAIT_W else 0))
+    poller.register(
+        fileno, (select.POLLIN if wait & WAIT_R else 0) | (select.POLLOUT if wait & WAIT_W else 0)
+    )
     ready = READY_NONE
     for _, events in poller.poll(0):
         # A hung-up or failed socket counts as ready: libpq then reports the error.
