@@ -1,7 +1,8 @@
 """The ``triaged`` command line.
 
 ``serve`` (http + poller + scheduler), ``api`` (http only), ``worker`` (poller +
-scheduler), ``migrate [--status]`` and ``config check``. Exit status 2 means the
+scheduler), ``migrate [--status]``, ``config check``, and the one-shot commands of
+:mod:`daemon.commands` (``jobs``, ``queues``, ``schedules``). Exit status 2 means the
 configuration or the command line is invalid.
 """
 
@@ -23,9 +24,7 @@ from daemon.supervisor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Role, Supervis
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
     from daemon.shared.db.pool import Pool
 
 log = logging.getLogger("triaged")
@@ -65,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "config":
         sys.exit(_config_check(settings))
     if getattr(args, "handler", None) is not None:
-        # A one-shot command: its result goes to stdout, its log to stderr.
-        configure_logging(settings, stream=sys.stderr)
+        # A one-shot command: its result goes to stdout, its log to stderr, and only
+        # what needs attention is logged (unless debugging), so an error is one line.
+        configure_logging(settings, stream=sys.stderr, quiet=True)
         sys.exit(trio.run(_one_shot, settings, args))
     configure_logging(settings)
     role = {"serve": Role.SERVE, "api": Role.API, "worker": Role.WORKER}[args.command]

@@ -230,19 +230,6 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
 ORDER BY id DESC
 LIMIT %(limit)s
 
--- name: cancel_job
-UPDATE jobs
-SET state = 'cancelled', finished_at = now(), lease_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND state IN ('created', 'retry', 'active')
-RETURNING id
-
--- name: retry_job
--- Operator retry of a failed or cancelled job: runs again now with fresh attempts.
-UPDATE jobs
-SET state = 'created', attempts = 0, run_at = now(), finished_at = NULL, started_at = NULL
-WHERE id = %(id)s AND state IN ('failed', 'cancelled')
-RETURNING id, queue
-
 -- name: set_paused
 INSERT INTO queues (name, paused) VALUES (%(queue)s, %(paused)s)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now()
@@ -254,14 +241,6 @@ SELECT queue, state::text, count(*) FROM jobs GROUP BY queue, state ORDER BY que
 SELECT queue, extract(epoch FROM now() - min(run_at))
 FROM jobs WHERE state IN ('created', 'retry') AND run_at <= now()
 GROUP BY queue
-
--- name: list_queues
-SELECT name, paused, global_concurrency, max_attempts, backoff_base_seconds,
-       backoff_max_seconds, timeout_seconds, dead_letter_queue,
-       retain_completed_seconds, retain_failed_seconds
-FROM queues ORDER BY name
-
--- Operations (daemon/queue/admin.py) ---------------------------------------------------
 
 -- name: admin_cancel_job
 -- Cancels a live job; its state before, or no row (unknown id, or already finished). An

@@ -55,6 +55,7 @@ from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
     from daemon.shared.db.pool import Pool
+    from daemon.shared.db.psycopg_trio import TrioConnection
 
 log = logging.getLogger("triaged.queue")
 
@@ -239,34 +240,15 @@ class _Completer:
     async def _write(self, batch: list[_Outcome]) -> None:
         completed = [o for o in batch if isinstance(o, _Completed)]
         others = [o for o in batch if not isinstance(o, _Completed)]
-        failed_ids: list[int] = []
-        async with self._pool.transaction() as conn:
-            kept = await store.complete_jobs(
-                conn, [(o.job.id, o.job.lease_token, o.result) for o in completed]
-            )
-            for outcome in others:
-                if isinstance(outcome, _Snoozed):
-                    ok = await store.snooze_job(
-                        conn,
-                        job_id=outcome.job.id,
-                        token=outcome.job.lease_token,
-                        delay=outcome.delay,
-                    )
-                    state = "snoozed" if ok else None
-                else:
-                    delay = outcome.job.backoff.delay(outcome.job.attempt)
-                    state = await store.fail_job(
-                        conn,
-                        job_id=outcome.job.id,
-                        token=outcome.job.lease_token,
-                        error=outcome.error,
-                        delay=delay,
-                        permanent=outcome.permanent,
-                    )
-                    if state == "failed":
-                        failed_ids.append(outcome.job.id)
-                self._record(outcome.job, state, outcome)
-            dead = await store.dead_letter(conn, failed_ids)
+        items = [(o.job.id, o.job.lease_token, o.result) for o in completed]
+        dead: list[tuple[int, str]] = []
+        if not others:
+            # The common case: one autocommit statement, no BEGIN/COMMIT round trips.
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                kept = await store.complete_jobs(conn, items)
+        else:
+            kept, dead = await self._write_mixed(items, others)
         for outcome in completed:
             self._record(outcome.job, "completed" if outcome.job.id in kept else None, outcome)
         for dead_id, dead_queue in dead:
@@ -276,6 +258,41 @@ class _Completer:
                 dead_id,
                 extra={"action": "job.dead_lettered", "queue": dead_queue, "job_id": dead_id},
             )
+
+    async def _write_mixed(
+        self, items: list[tuple[int, uuid.UUID, str | None]], others: list[_Outcome]
+    ) -> tuple[set[int], list[tuple[int, str]]]:
+        """Completions, failures and snoozes in one transaction, dead letters included;
+        each other outcome is recorded (logged, counted) once the transaction committed."""
+        states: list[str | None] = []
+        async with self._pool.transaction() as conn:
+            kept = await store.complete_jobs(conn, items)
+            for outcome in others:
+                states.append(await self._write_other(conn, outcome))
+            failed = zip(others, states, strict=True)
+            failed_ids = [o.job.id for o, state in failed if state == "failed"]
+            dead = await store.dead_letter(conn, failed_ids)
+        for outcome, state in zip(others, states, strict=True):
+            self._record(outcome.job, state, outcome)
+        return kept, dead
+
+    @staticmethod
+    async def _write_other(conn: TrioConnection, outcome: _Outcome) -> str | None:
+        """The job's new state ('snoozed', 'retry' or 'failed'), None if fenced out."""
+        if isinstance(outcome, _Snoozed):
+            ok = await store.snooze_job(
+                conn, job_id=outcome.job.id, token=outcome.job.lease_token, delay=outcome.delay
+            )
+            return "snoozed" if ok else None
+        assert isinstance(outcome, _Failed)
+        return await store.fail_job(
+            conn,
+            job_id=outcome.job.id,
+            token=outcome.job.lease_token,
+            error=outcome.error,
+            delay=outcome.job.backoff.delay(outcome.job.attempt),
+            permanent=outcome.permanent,
+        )
 
     def _record(self, job: Job, state: str | None, outcome: _Outcome) -> None:
         fields = {"job_id": job.id, "queue": job.queue, "attempt": job.attempt}

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from daemon.shared.config import LogFormat, Settings
+from daemon.shared.config import LogFormat, LogLevel, Settings
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -81,8 +81,14 @@ def _iso_time(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
-def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
-    """Install the root handler once, for the whole process."""
+def configure_logging(
+    settings: Settings, stream: TextIO | None = None, *, quiet: bool = False
+) -> None:
+    """Install the root handler once, for the whole process.
+
+    ``quiet`` (one-shot CLI commands): log warnings and errors only, unless the
+    configured level is DEBUG.
+    """
     out = stream or sys.stdout
     fmt = settings.log_format
     if fmt is LogFormat.AUTO:
@@ -91,7 +97,10 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     handler.setFormatter(JsonFormatter() if fmt is LogFormat.JSON else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.value)
+    level = settings.log_level.value
+    if quiet and settings.log_level is not LogLevel.DEBUG:
+        level = max(logging.getLevelName(level), logging.WARNING)
+    root.setLevel(level)
     # hypercorn and quart log through their own loggers: keep their noise at warning,
     # triaged writes its own access log.
     for noisy in ("hypercorn.error", "hypercorn.access", "quart.app", "quart.serving"):
