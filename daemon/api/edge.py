@@ -5,6 +5,10 @@
   timer: idle keep-alive connections then live forever and delay every shutdown by the
   full graceful timeout. Running ``send`` in a shielded scope lets hypercorn finish its
   bookkeeping (see ``tests/e2e/test_http_drain.py`` for the test that fails without it).
+  A shield must not outlive the server, though: a client that stops reading would keep
+  its ``send`` blocked forever. When the http group is cancelled (its grace deadline, a
+  second signal), :meth:`Edge.abort_sends` cancels every shielded send and stops
+  shielding new ones.
 - **Request id.** ``X-Request-ID`` is taken from the request when it is sane, else
   generated; it is echoed on the response and set in a context variable, so every log
   line written while serving the request carries it.
@@ -21,6 +25,7 @@ import logging
 import re
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import trio
@@ -43,10 +48,29 @@ class Edge:
     def __init__(self, app: Any, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._shields: set[trio.CancelScope] = set()
+        self._aborted = False
+
+    async def _send_shielded(self, send: Any, message: Message) -> None:
+        if self._aborted:
+            await send(message)
+            return
+        with trio.CancelScope(shield=True) as shield:
+            self._shields.add(shield)
+            try:
+                await send(message)
+            finally:
+                self._shields.discard(shield)
+
+    def abort_sends(self) -> None:
+        """Cancel every shielded ``send`` in progress and shield no more (idempotent)."""
+        self._aborted = True
+        for shield in list(self._shields):
+            shield.cancel()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, _shielded(send))
+            await self.app(scope, receive, partial(self._send_shielded, send))
             return
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
@@ -62,8 +86,7 @@ class Edge:
                     *_BASE_HEADERS,
                     (b"x-request-id", request_id.encode()),
                 ]
-            with trio.CancelScope(shield=True):
-                await send(message)
+            await self._send_shielded(send, message)
 
         try:
             if _declared_length(scope) > self.max_body_bytes:
@@ -86,14 +109,6 @@ class Edge:
                 },
             )
             request_id_var.reset(token)
-
-
-def _shielded(send: Any) -> Any:
-    async def shielded_send(message: Message) -> None:
-        with trio.CancelScope(shield=True):
-            await send(message)
-
-    return shielded_send
 
 
 def _request_id(scope: Scope) -> str:

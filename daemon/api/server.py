@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import stat
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -51,16 +54,85 @@ class HttpService:
         return config
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self.urls = await nursery.start(
-                partial(serve, self._app, self._config(), shutdown_trigger=self._stop.wait)
-            )
-            log.info(
-                "serving %s",
-                " ".join(self.urls),
-                extra={"action": "http.listening", "urls": self.urls},
-            )
-            task_status.started()
+        async with trio.open_nursery() as watch:
+            watch.start_soon(self._abort_sends_when_cancelled)
+            async with trio.open_nursery() as server:
+                self.urls = await server.start(
+                    partial(serve, self._app, self._config(), shutdown_trigger=self._stop.wait)
+                )
+                log.info(
+                    "serving %s",
+                    " ".join(self.urls),
+                    extra={"action": "http.listening", "urls": self.urls},
+                )
+                task_status.started()
+            watch.cancel_scope.cancel()
+
+    async def _abort_sends_when_cancelled(self) -> None:
+        """When the group is cancelled, unblock sends to clients that stopped reading.
+
+        Runs beside the server: a cancellation reaches it at once, while the server's
+        own tasks may sit in shielded sends (see :mod:`daemon.api.edge`).
+        """
+        try:
+            await trio.sleep_forever()
+        finally:
+            abort = getattr(self._app, "abort_sends", None)
+            if abort is not None:
+                abort()
+            # hypercorn shields its own socket writes too: a client that stopped reading
+            # would still hold its connection's task. Shutting the connection down makes
+            # that write fail at once.
+            shut = shutdown_connections(self._ports())
+            if shut:
+                log.warning(
+                    "closed %d client connection(s) still being written to",
+                    shut,
+                    extra={"action": "http.connections_aborted", "count": shut},
+                )
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _ports(self) -> set[int]:
+        ports = set()
+        for url in self.urls:
+            port = url.rsplit(":", 1)[-1]
+            if port.isdigit():
+                ports.add(int(port))
+        return ports
+
+
+def shutdown_connections(local_ports: set[int]) -> int:
+    """``shutdown()`` every TCP connection of this process accepted on ``local_ports``.
+
+    Finds them through ``/proc/self/fd`` (Linux); works on a duplicate of each
+    descriptor, so the owner's socket object stays valid and is closed by its owner.
+    Returns how many were shut down (0 where ``/proc`` is missing).
+    """
+    try:
+        descriptors = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return 0
+    count = 0
+    for fd in descriptors:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            duplicate = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with duplicate:
+            try:
+                if duplicate.type != socket.SOCK_STREAM:
+                    continue
+                if duplicate.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                local_port = duplicate.getsockname()[1]
+                duplicate.getpeername()  # raises for listening sockets
+                if local_port in local_ports:
+                    duplicate.shutdown(socket.SHUT_RDWR)
+                    count += 1
+            except OSError:
+                continue
+    return count

@@ -127,3 +127,39 @@ async def test_request_past_the_http_grace_is_cut_and_exit_status_is_1(start_tri
     assert len(outcome) == 1
     assert isinstance(outcome[0], (EOFError, OSError, trio.BrokenResourceError))
     assert any(r.get("action") == "supervisor.deadline" for r in triaged.log_records())
+
+
+async def _stuff_unread_responses(port: int) -> trio.SocketStream:
+    """Pipeline requests and never read: the server ends up blocked sending to us."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    request = b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n" * 1000
+    with trio.move_on_after(2):
+        while True:
+            await stream.send_all(request)
+    return stream
+
+
+async def test_a_client_that_stops_reading_cannot_block_the_drain(start_triaged):
+    triaged = start_triaged("serve", TRIAGED_HTTP_GRACE_SECONDS="1")
+    await triaged.wait_ready()
+    stream = await _stuff_unread_responses(triaged.port)
+    async with stream:
+        signalled = time.monotonic()
+        triaged.signal(signal.SIGTERM)
+        code = await triaged.wait_exit(timeout=10)
+    assert code == 1  # the grace deadline cut that client off
+    assert time.monotonic() - signalled < 2.5
+
+
+async def test_a_client_that_stops_reading_cannot_block_the_second_signal(start_triaged):
+    triaged = start_triaged("serve", TRIAGED_HTTP_GRACE_SECONDS="30")
+    await triaged.wait_ready()
+    stream = await _stuff_unread_responses(triaged.port)
+    async with stream:
+        triaged.signal(signal.SIGTERM)
+        await trio.sleep(0.3)
+        signalled = time.monotonic()
+        triaged.signal(signal.SIGTERM)
+        code = await triaged.wait_exit(timeout=10)
+    assert code == 128 + signal.SIGTERM
+    assert time.monotonic() - signalled < 1.0
