@@ -40,7 +40,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -333,6 +333,7 @@ class _Completer:
 class _Running:
     job: Job
     lease_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    renewed_at: float = field(default_factory=trio.current_time)  # lease last known held
 
 
 class _Fetcher:
@@ -428,8 +429,10 @@ class _Fetcher:
         outcome: _Outcome | None = None
         try:
             outcome = await self._execute(running)
-        except trio.Cancelled:
-            # The drain deadline passed: this job goes back to the queue (see QueueWorker).
+        except BaseException:
+            # No outcome: the drain deadline cancelled the handler (a bare Cancelled, or a
+            # group of them when the handler ran a nursery). The job goes back to the
+            # queue without spending the attempt (see QueueWorker).
             worker.to_release.append(job)
             raise
         finally:
@@ -465,12 +468,29 @@ class _Fetcher:
                 except ValueError as exc:  # one job's bad result must not block the others
                     return _Failed(job, str(exc), permanent=False)
             return None  # the heartbeat cancelled the lease scope
-        except RetryLater as exc:
-            return _Snoozed(job, exc.delay)
-        except PermanentFailure as exc:
-            return _Failed(job, f"permanent failure: {exc}", permanent=True)
         except Exception as exc:
-            return _Failed(job, f"{type(exc).__name__}: {exc}", permanent=False)
+            return _outcome_of_error(job, exc)
+
+
+def _outcome_of_error(job: Job, exc: Exception) -> _Outcome:
+    """What a handler's exception means; one raised inside the handler's own nursery
+    arrives wrapped in an ExceptionGroup and means the same as raised alone."""
+    leaves = list(_leaves(exc))
+    permanent = [e for e in leaves if isinstance(e, PermanentFailure)]
+    if permanent:
+        return _Failed(job, f"permanent failure: {permanent[0]}", permanent=True)
+    if leaves and all(isinstance(e, RetryLater) for e in leaves):
+        return _Snoozed(job, max(e.delay for e in leaves if isinstance(e, RetryLater)))
+    first = leaves[0] if len(leaves) == 1 else exc
+    return _Failed(job, f"{type(first).__name__}: {first}", permanent=False)
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 class QueueWorker:
@@ -593,10 +613,37 @@ class QueueWorker:
                     exc,
                     extra={"action": "queue.heartbeat_failed"},
                 )
+                self._give_up_stale_leases(running)
                 continue
+            now = trio.current_time()
             for entry in running:
-                if (entry.job.id, entry.job.lease_token) not in held:
+                if (entry.job.id, entry.job.lease_token) in held:
+                    entry.renewed_at = now
+                else:
                     entry.lease_scope.cancel()
+
+    def _give_up_stale_leases(self, running: list[_Running]) -> None:
+        """Cancel handlers whose lease may have expired while renewals failed.
+
+        Another process may rescue such a job and run it; this one must not run on beside
+        it. Cancelled a little before the lease can expire (renewals every third of it).
+        """
+        limit = self.options.lease_seconds * 0.8
+        now = trio.current_time()
+        for entry in running:
+            if now - entry.renewed_at >= limit and not entry.lease_scope.cancel_called:
+                log.warning(
+                    "job %d cancelled: its lease could not be renewed for %.1fs",
+                    entry.job.id,
+                    now - entry.renewed_at,
+                    extra={
+                        "action": "job.lease_lost",
+                        "job_id": entry.job.id,
+                        "queue": entry.job.queue,
+                        "attempt": entry.job.attempt,
+                    },
+                )
+                entry.lease_scope.cancel()
 
     async def _listen(self) -> None:
         from daemon.shared.db.psycopg_trio import TrioConnection

@@ -15,8 +15,10 @@ from daemon.queue import (
     WorkerOptions,
     enqueue,
     enqueue_many,
+    store,
 )
 from daemon.queue.maintenance import rescue_expired
+from daemon.shared.errors import DatabaseError
 
 
 async def _states(pool, queue: str) -> dict[str, int]:
@@ -282,3 +284,117 @@ async def test_wake_up_by_notify_is_fast(pool, database_url):
         worker.request_stop()
     latencies.sort()
     assert latencies[len(latencies) // 2] < 0.05, latencies
+
+
+async def test_drain_releases_jobs_whose_handler_runs_a_nursery(pool, database_url):
+    started = trio.Event()
+
+    async def with_nursery(job: Job):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 60)
+            started.set()
+
+    registry = HandlerRegistry()
+    registry.register("nursery", with_nursery)
+    async with pool.transaction() as conn:
+        await enqueue(conn, "nursery")
+    worker = _worker(pool, database_url, registry)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        await started.wait()
+        worker.request_stop()
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()  # the job grace deadline
+    async with pool.connection() as conn:
+        rows = await (await conn.execute("SELECT state::text, attempts FROM jobs")).fetchall()
+    assert rows == [("created", 0)]
+
+
+async def test_retry_later_and_permanent_failure_raised_inside_a_nursery_keep_their_meaning(
+    pool, database_url
+):
+    calls: list[str] = []
+
+    async def snooze_in_nursery(job: Job):
+        calls.append("s")
+        if calls.count("s") == 1:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 0)
+                raise RetryLater(0.01)
+        return "ok"
+
+    async def doom_in_nursery(job: Job):
+        async with trio.open_nursery():
+            raise PermanentFailure("corrupt file")
+
+    registry = HandlerRegistry()
+    registry.register("n-snooze", snooze_in_nursery)
+    registry.register("n-doom", doom_in_nursery)
+    async with pool.transaction() as conn:
+        await enqueue(conn, "n-snooze", max_attempts=1)
+        await enqueue(conn, "n-doom", max_attempts=5)
+    worker = _worker(pool, database_url, registry, poll_interval=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        await _wait_for(pool, "n-snooze", {"completed": 1})
+        await _wait_for(pool, "n-doom", {"failed": 1})
+        worker.request_stop()
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT attempts, last_error FROM jobs WHERE queue = 'n-doom'")
+        ).fetchone()
+    assert row == (1, "permanent failure: corrupt file")
+
+
+async def test_polling_only_mode_runs_jobs_without_listen(pool, database_url):
+    done = trio.Event()
+
+    async def handler(job: Job):
+        done.set()
+
+    registry = HandlerRegistry()
+    registry.register("polled", handler)
+    worker = QueueWorker(
+        pool, registry, WorkerOptions(listen=False, poll_interval=0.1, conninfo=None)
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        await trio.sleep(0.2)
+        async with pool.transaction() as conn:
+            await enqueue(conn, "polled")
+        with trio.fail_after(2):
+            await done.wait()
+        worker.request_stop()
+    assert await _states(pool, "polled") == {"completed": 1}
+
+
+async def test_handler_is_cancelled_when_its_lease_cannot_be_renewed(pool, database_url):
+    cancelled = trio.Event()
+
+    async def handler(job: Job):
+        try:
+            await trio.sleep(30)
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    registry = HandlerRegistry()
+    registry.register("stale", handler)
+    async with pool.transaction() as conn:
+        await enqueue(conn, "stale")
+    worker = _worker(pool, database_url, registry, lease_seconds=1.5)
+
+    async def renewals_fail(*args, **kwargs):
+        raise DatabaseError("the database is away")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        await _wait_for(pool, "stale", {"active": 1})
+        original = store.renew_leases
+        store.renew_leases = renewals_fail
+        try:
+            with trio.fail_after(3):  # 0.8 of the lease after the last renewal, at most
+                await cancelled.wait()
+        finally:
+            store.renew_leases = original
+        worker.request_stop()
