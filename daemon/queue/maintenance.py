@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -88,14 +89,16 @@ async def purge_finished(pool: Pool, options: MaintenanceOptions) -> int:
                 locked = await (await conn.execute(SQL["try_maintenance_lock"])).fetchone()
                 if not locked or not locked[0]:
                     return total
-                cursor = await conn.execute(
-                    SQL["purge_finished"],
-                    {
-                        "state": state,
-                        "default_seconds": default_seconds,
-                        "limit": options.purge_batch,
-                    },
-                )
+                params: dict[str, object] = {
+                    "state": state,
+                    "default_seconds": default_seconds,
+                    "limit": options.purge_batch,
+                }
+                row = await (await conn.execute(SQL["shortest_retention"], params)).fetchone()
+                shortest = float(row[0]) if row and row[0] is not None else default_seconds
+                params["cutoff"] = datetime.now(UTC) - timedelta(seconds=shortest)
+                # Not prepared: a generic plan cannot see the cutoff and may scan the table.
+                cursor = await conn.execute(SQL["purge_finished"], params, prepare=False)
                 deleted = cursor.rowcount
             total += deleted
             if deleted < options.purge_batch:

@@ -199,12 +199,23 @@ RETURNING j.id, j.queue, j.state::text, j.attempts
 -- name: try_maintenance_lock
 SELECT pg_try_advisory_xact_lock(hashtextextended('triaged.queue.maintenance', 0))
 
+-- name: shortest_retention
+-- The shortest retention in force for finished jobs of %(state)s (seconds).
+SELECT least(%(default_seconds)s::float8, min(
+    CASE WHEN %(state)s = 'completed' THEN retain_completed_seconds
+         ELSE retain_failed_seconds END))
+FROM queues
+
 -- name: purge_finished
 -- Retention: deletes one batch of finished jobs older than their queue's period.
+-- %(cutoff)s (now minus the shortest period in force) bounds finished_at by a constant,
+-- so the scan is an index range over jobs_finished, not the whole table; the exact
+-- per-queue check follows.
 DELETE FROM jobs WHERE id IN (
     SELECT j.id FROM jobs j
     LEFT JOIN queues q ON q.name = j.queue
     WHERE j.state = %(state)s::job_state
+      AND j.finished_at < %(cutoff)s
       AND j.finished_at < now() - make_interval(secs => coalesce(
           CASE WHEN j.state = 'completed' THEN q.retain_completed_seconds
                ELSE q.retain_failed_seconds END,
