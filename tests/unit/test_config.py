@@ -116,3 +116,18 @@ def test_garbage_conninfo_is_refused(monkeypatch):
     monkeypatch.setenv("TRIAGED_DATABASE_URL", "this is not a conninfo")
     with pytest.raises(ConfigError, match="TRIAGED_DATABASE_URL"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u@127.0.0.1:1/db?password=s3cret",
+            "postgresql://u@127.0.0.1:1/db?password=***",
+        ),
+        ("postgresql://u:s3cret@h1:5432,h2:5433/db", "postgresql://u:***@h1:5432,h2:5433/db"),
+        ("postgresql://u:s3cret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+    ],
+)
+def test_mask_url_handles_query_passwords_multi_host_and_ipv6(url, shown):
+    assert mask_url(url) == shown
