@@ -176,3 +176,33 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
+
+
+async def test_embedded_database_belongs_to_the_service_not_to_one_shot_commands(tmp_path):
+    data_dir = tmp_path / "state"
+    port = str(free_port())
+    env = base_env(TRIAGED_HTTP_PORT=port, TRIAGED_DATA_DIR=str(data_dir))
+    pidfile = data_dir / "postgres" / "postmaster.pid"
+    first = Triaged(tmp_path, args=["serve"], env=env)
+    try:
+        await first.wait_ready()
+        # A one-shot command beside the service uses its cluster and leaves it running.
+        listed = run_cli("jobs", "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        async with httpx.AsyncClient(base_url=first.url) as client:
+            assert (await client.get("/readyz")).status_code == 200
+        # A killed service leaves its cluster running; the next one takes it over...
+        first.kill()
+        assert pidfile.exists()
+        second = Triaged(tmp_path, args=["serve"], env=env)
+        try:
+            await second.wait_ready()
+            second.signal(signal.SIGTERM)
+            assert await second.wait_exit(timeout=15) == 0
+        finally:
+            second.kill()
+        # ...and stops it on exit.
+        assert not pidfile.exists()
+    finally:
+        first.kill()
+        embedded.stop(embedded.server_for(data_dir))

@@ -24,9 +24,10 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
 
     With ``TRIAGED_DATABASE_URL`` set, that URL, and no server is ever started. Without
     it, the embedded PostgreSQL under ``TRIAGED_DATA_DIR`` is started on entry and
-    stopped on exit, even when the block is cancelled. A cluster that was already
-    running (a ``triaged migrate --status`` beside a running service) is used and left
-    running.
+    stopped on exit, even when the block is cancelled. A cluster owned by another live
+    triaged process (a ``triaged jobs list`` beside a running service) is used and left
+    running; one left running by a killed process is taken over (see
+    :func:`embedded.start`).
 
     Raises:
         EmbeddedDatabaseError: the embedded server could not be started.
@@ -43,15 +44,15 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
     # it is delivered at the next checkpoint, inside the try, and the server is stopped.
     with trio.CancelScope(shield=True):
         server = await trio.to_thread.run_sync(embedded.start, settings.data_dir)
-    if not server.started_here:
+    if not server.owned:
         log.info(
-            "embedded PostgreSQL already running; it is left running on exit",
+            "embedded PostgreSQL owned by another triaged process; left running on exit",
             extra={"action": "db.embedded_reuse"},
         )
     try:
         yield server.url
     finally:
-        if server.started_here:
+        if server.owned:
             with trio.CancelScope(shield=True):
                 log.info("stopping embedded PostgreSQL", extra={"action": "db.embedded_stop"})
                 await trio.to_thread.run_sync(embedded.stop, server)

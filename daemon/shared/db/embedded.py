@@ -12,10 +12,13 @@ runs as the ``postgres`` system account if there is one, else ``nobody``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import os
 import pwd
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass, replace
@@ -30,6 +33,20 @@ _STOP_TIMEOUT_SECONDS = 10
 DATABASE_NAME = "triaged"
 
 
+class OwnershipLock:
+    """An ``flock`` on ``data_dir/postgres.lock``, held while this process owns the
+    cluster; the kernel releases it if the process dies. ``release`` is idempotent."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EmbeddedServer:
     """A running embedded cluster and how to reach it."""
@@ -37,7 +54,13 @@ class EmbeddedServer:
     pgdata: Path
     socket_dir: Path
     run_as: str | None  # system account the server runs as (None: the current user)
-    started_here: bool = False  # False when start() found the cluster already running
+    # The held ownership lock: this process stops the cluster on exit. None: another
+    # live triaged process owns the cluster and will stop it.
+    owner_lock: OwnershipLock | None = None
+
+    @property
+    def owned(self) -> bool:
+        return self.owner_lock is not None
 
     @property
     def url(self) -> str:
@@ -123,17 +146,40 @@ def server_for(data_dir: Path) -> EmbeddedServer:
 def start(data_dir: Path) -> EmbeddedServer:
     """Start (initialising on first use) the cluster at ``data_dir/postgres``.
 
-    Idempotent: a cluster already running on that directory (another triaged process on
-    the same data directory, or one left by a killed process) is reused, and the result
-    says so in ``started_here``. Creates the ``triaged`` database if missing.
+    Ownership: the process that holds ``data_dir/postgres.lock`` (an ``flock``, released
+    by the kernel when the process dies) owns the cluster and stops it on exit; the
+    result then has ``owned``. A cluster left running by a killed owner is taken over
+    by the next process. A process that finds the lock held (a ``triaged jobs list``
+    beside a running service) uses the running cluster and leaves it alone. Creates the
+    ``triaged`` database if missing.
 
     Raises:
         EmbeddedDatabaseError: initdb or the server failed; the message carries the
             last lines of its log.
     """
     server = server_for(data_dir)
-    pgdata, run_as, socket_dir = server.pgdata, server.run_as, server.socket_dir
+    pgdata, run_as = server.pgdata, server.run_as
     _prepare_directory(pgdata, run_as)
+    lock = _try_ownership(data_dir)
+    if lock is None:
+        if not is_running(server):
+            raise EmbeddedDatabaseError(
+                f"the embedded PostgreSQL in {pgdata} belongs to another triaged process "
+                "that has not started it (yet); try again once that process runs"
+            )
+        _ensure_database(server)
+        return server
+    server = replace(server, owner_lock=lock)
+    try:
+        _start_owned(server)
+    except BaseException:
+        lock.release()
+        raise
+    return server
+
+
+def _start_owned(server: EmbeddedServer) -> None:
+    pgdata, run_as, socket_dir = server.pgdata, server.run_as, server.socket_dir
     if not (pgdata / "PG_VERSION").exists():
         _run(
             [
@@ -150,12 +196,8 @@ def start(data_dir: Path) -> EmbeddedServer:
             run_as=run_as,
             timeout=_START_TIMEOUT_SECONDS,
         )
-    socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if run_as is not None:
-        account = pwd.getpwnam(run_as)
-        os.chown(socket_dir, account.pw_uid, account.pw_gid)
+    _prepare_socket_dir(socket_dir, pgdata, run_as)
     if not is_running(server):
-        server = replace(server, started_here=True)
         log = pgdata / "server.log"
         options = f"-c listen_addresses='' -k {socket_dir} -c unix_socket_permissions=0777"
         _run(
@@ -177,7 +219,43 @@ def start(data_dir: Path) -> EmbeddedServer:
             log=log,
         )
     _ensure_database(server)
-    return server
+
+
+def _try_ownership(data_dir: Path) -> OwnershipLock | None:
+    """The cluster's ownership lock, or None if another live process holds it."""
+    path = data_dir.resolve() / "postgres.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return OwnershipLock(fd)
+
+
+def _prepare_socket_dir(socket_dir: Path, pgdata: Path, run_as: str | None) -> None:
+    """Create the socket directory; refuse a fallback directory someone else prepared.
+
+    The server trusts every local connection that reaches its socket, so the directory
+    holding it must be private: owned by the server's account, mode 0700.
+    """
+    uid = pwd.getpwnam(run_as).pw_uid if run_as is not None else os.geteuid()
+    if socket_dir != pgdata and socket_dir.exists():
+        info = socket_dir.lstat()
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid not in (uid, os.geteuid())
+            or (info.st_mode & 0o077)
+        ):
+            raise EmbeddedDatabaseError(
+                f"refusing the socket directory {socket_dir}: it exists and is not a "
+                "private directory of this service; remove it, or use a shorter "
+                "TRIAGED_DATA_DIR so the socket lives in the data directory"
+            )
+    socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if run_as is not None:
+        account = pwd.getpwnam(run_as)
+        os.chown(socket_dir, account.pw_uid, account.pw_gid)
 
 
 def is_running(server: EmbeddedServer) -> bool:
@@ -195,12 +273,20 @@ def is_running(server: EmbeddedServer) -> bool:
 
 
 def stop(server: EmbeddedServer) -> None:
-    """Stop the cluster (fast mode: sessions are disconnected, data is flushed).
+    """Stop the cluster (fast mode: sessions are disconnected, data is flushed), then
+    release the ownership lock if held.
 
     Idempotent: stopping a stopped cluster does nothing.
     """
-    if not is_running(server):
-        return
+    try:
+        if is_running(server):
+            _pg_ctl_stop(server)
+    finally:
+        if server.owner_lock is not None:
+            server.owner_lock.release()
+
+
+def _pg_ctl_stop(server: EmbeddedServer) -> None:
     _run(
         [
             str(_bin("pg_ctl")),
