@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon import __version__
-from daemon.commands import jobs, schedules
+from daemon.commands import jobs, schedules, users
 from daemon.shared.config import Settings, load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
 from daemon.shared.logs import configure_logging
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged")
 
-COMMAND_MODULES = (jobs, schedules)
+COMMAND_MODULES = (jobs, schedules, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

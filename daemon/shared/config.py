@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -33,6 +33,12 @@ DEFAULT_PRE_STOP_DELAY_SECONDS = 0.0
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0
 DEFAULT_WORKER_CONCURRENCY = 10
 DEFAULT_MAX_REQUEST_BYTES = 25 * 1024 * 1024
+DEFAULT_SESSION_TTL_SECONDS = 12 * 3600.0
+DEFAULT_PASSWORD_MIN_LENGTH = 12
+# argon2-cffi's RFC 9106 "low memory" profile (its PasswordHasher defaults).
+DEFAULT_ARGON2_TIME_COST = 3
+DEFAULT_ARGON2_MEMORY_KIB = 64 * 1024
+DEFAULT_ARGON2_PARALLELISM = 4
 
 Seconds = Annotated[float, Field(ge=0, le=3600)]
 
@@ -172,6 +178,88 @@ class Settings(BaseSettings):
         default=60.0,
         description="At start, how long to wait for the database before giving up (exit 1).",
     )
+    auth_session_ttl_seconds: float = Field(
+        default=DEFAULT_SESSION_TTL_SECONDS,
+        ge=60,
+        le=90 * 86_400,
+        description="Login sessions (bearer tokens) expire this long after login.",
+    )
+    auth_password_min_length: int = Field(
+        default=DEFAULT_PASSWORD_MIN_LENGTH,
+        ge=8,
+        le=256,
+        description="Shortest password accepted (characters).",
+    )
+    auth_hash_time_cost: int = Field(
+        default=DEFAULT_ARGON2_TIME_COST,
+        ge=1,
+        le=20,
+        description="argon2id iterations; hashes made with other parameters are upgraded "
+        "at the next login.",
+    )
+    auth_hash_memory_kib: int = Field(
+        default=DEFAULT_ARGON2_MEMORY_KIB,
+        ge=8 * 1024,
+        le=4 * 1024 * 1024,
+        description="argon2id memory per hash, in KiB.",
+    )
+    auth_hash_parallelism: int = Field(
+        default=DEFAULT_ARGON2_PARALLELISM,
+        ge=1,
+        le=64,
+        description="argon2id lanes (threads) per hash.",
+    )
+    auth_account_free_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed logins for one email before each further attempt is delayed.",
+    )
+    auth_account_lock_failures: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Failed logins for one email that lock it for auth_lock_seconds.",
+    )
+    auth_address_free_failures: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Failed logins from one client address before each further attempt is delayed.",
+    )
+    auth_address_lock_failures: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Failed logins from one client address that lock it for auth_lock_seconds.",
+    )
+    auth_delay_base_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="First delay after the free failures; doubles with each further failure.",
+    )
+    auth_lock_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        description="How long a locked account or address is refused (Retry-After).",
+    )
+    auth_failure_window_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        description="Failure counters start afresh after this long without a failure.",
+    )
+    bootstrap_admin_email: str | None = Field(
+        default=None,
+        description="With bootstrap_admin_password: the admin created at start when there "
+        "are no users yet.",
+    )
+    bootstrap_admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the bootstrap admin (a secret: never logged or shown).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -202,6 +290,32 @@ class Settings(BaseSettings):
             raise ValueError("TRIAGED_DB_POOL_MIN_SIZE must not exceed TRIAGED_DB_POOL_MAX_SIZE")
         return self
 
+    @field_validator("bootstrap_admin_email", "bootstrap_admin_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _bootstrap_pair(self) -> Settings:
+        if (self.bootstrap_admin_email is None) != (self.bootstrap_admin_password is None):
+            raise ValueError(
+                "TRIAGED_BOOTSTRAP_ADMIN_EMAIL and TRIAGED_BOOTSTRAP_ADMIN_PASSWORD must be "
+                "set together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _throttle_order(self) -> Settings:
+        for scope in ("account", "address"):
+            free = getattr(self, f"auth_{scope}_free_failures")
+            lock = getattr(self, f"auth_{scope}_lock_failures")
+            if lock < free:
+                raise ValueError(
+                    f"TRIAGED_AUTH_{scope.upper()}_LOCK_FAILURES must not be below "
+                    f"TRIAGED_AUTH_{scope.upper()}_FREE_FAILURES"
+                )
+        return self
+
     @property
     def embedded_database(self) -> bool:
         """True when triaged runs its own PostgreSQL (no database URL configured)."""
@@ -225,20 +339,18 @@ class Settings(BaseSettings):
 
 
 def mask_url(url: str) -> str:
-    """The URL (or key=value conninfo) with any password replaced by ``***``."""
+    """The URL (or key=value conninfo) with any password replaced by ``***``.
+
+    Works on the text, without parsing hosts or ports, so that multi-host URLs, IPv6
+    literals and a ``password=`` query parameter are all masked and nothing raises.
+    """
     if "://" not in url:
         return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    masked = re.sub(r"^([^:/]+://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked)
 
 
-SECRET_FIELDS = frozenset({"database_url"})
+SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password"})
 
 
 def load_settings() -> Settings:

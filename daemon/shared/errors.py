@@ -8,6 +8,17 @@
     ├── EmbeddedDatabaseError       the embedded PostgreSQL could not be started or stopped
     ├── MigrationError              migrations cannot be applied
     │   └── ChecksumMismatch        an applied migration file was changed afterwards
+    ├── AuthError                   authentication, users, sessions and API keys
+    │   ├── InvalidCredentials      login refused: unknown email, wrong password, disabled
+    │   ├── Unauthenticated         missing, malformed, expired or revoked token or key
+    │   ├── LoginThrottled          too many failed logins; carries ``retry_after`` seconds
+    │   ├── PermissionDenied        the principal's role is too low
+    │   ├── InvalidAccountData      a user or API key field is invalid (carries ``field``)
+    │   │   └── WeakPassword        the password does not meet the policy
+    │   ├── UserNotFound            no such user
+    │   ├── ApiKeyNotFound          no such API key
+    │   ├── DuplicateEmail          a user with that email (any case) exists
+    │   └── LastAdmin               the change would leave no active admin
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
@@ -81,3 +92,58 @@ class ValidationFailed(InputError):
     def __init__(self, errors: list[dict[str, str]], message: str | None = None) -> None:
         self.errors = errors
         super().__init__(message)
+
+
+class AuthError(DaemonError):
+    """Authentication or account management failed."""
+
+
+class InvalidCredentials(AuthError):
+    """Invalid email or password."""
+
+
+class Unauthenticated(AuthError):
+    """Missing, invalid, expired or revoked credentials."""
+
+
+class LoginThrottled(AuthError):
+    """Too many failed logins; try again later."""
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message or f"too many failed logins; try again in {retry_after} s")
+
+
+class PermissionDenied(AuthError):
+    """Your role does not allow this."""
+
+
+class InvalidAccountData(AuthError):
+    """A field of the user or API key is invalid."""
+
+    def __init__(self, field: str, message: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class WeakPassword(InvalidAccountData):
+    """The password does not meet the password policy."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("password", message)
+
+
+class UserNotFound(AuthError):
+    """No such user."""
+
+
+class ApiKeyNotFound(AuthError):
+    """No such API key."""
+
+
+class DuplicateEmail(AuthError):
+    """A user with this email already exists."""
+
+
+class LastAdmin(AuthError):
+    """The last active admin cannot be demoted, disabled or deleted."""

@@ -1,0 +1,23 @@
+-- name: insert_event
+INSERT INTO audit_events
+    (actor_type, actor_id, action, target_type, target_id, client_addr, request_id, details)
+VALUES
+    (%(actor_type)s, %(actor_id)s, %(action)s, %(target_type)s, %(target_id)s,
+     %(client_addr)s, %(request_id)s, %(details)s)
+RETURNING id
+
+-- name: list_events
+SELECT id, at, actor_type::text, actor_id, action, target_type, target_id, client_addr,
+       request_id, details
+FROM audit_events
+WHERE (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+  AND (%(action)s::text IS NULL OR action = %(action)s::text)
+  AND (%(action_prefix)s::text IS NULL OR starts_with(action, %(action_prefix)s::text))
+  AND (%(actor_type)s::text IS NULL OR actor_type = %(actor_type)s::audit_actor)
+  AND (%(actor_id)s::bigint IS NULL OR actor_id = %(actor_id)s::bigint)
+  AND (%(target_type)s::text IS NULL OR target_type = %(target_type)s::text)
+  AND (%(target_id)s::text IS NULL OR target_id = %(target_id)s::text)
+  AND (%(since)s::timestamptz IS NULL OR at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR at < %(until)s::timestamptz)
+ORDER BY id DESC
+LIMIT %(limit)s

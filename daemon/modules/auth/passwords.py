@@ -1,0 +1,126 @@
+"""Passwords: the policy, email normalisation, and argon2id hashing off the event loop.
+
+Hashing and verifying run in worker threads (``trio.to_thread.run_sync``), at most
+``os.cpu_count()`` at a time per process (each takes ``hash_memory_kib`` of memory), so
+logins never stall the event loop. :func:`verify` of an unknown user checks the password
+against a dummy hash made with the same parameters, so both take the same time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import secrets
+
+import argon2
+import trio
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from daemon.modules.auth.policy import PASSWORD_MAX_LENGTH, AuthPolicy
+from daemon.shared.errors import InvalidAccountData, WeakPassword
+
+EMAIL_MAX_LENGTH = 254
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("argon2_limiter")
+
+
+def normalize_email(email: str) -> str:
+    """The email as stored: surrounding whitespace removed (case is kept; comparisons
+    ignore it)."""
+    return email.strip()
+
+
+def check_email(email: str) -> str:
+    """The normalised email.
+
+    Raises:
+        InvalidAccountData: (field ``email``) it does not look like an email address.
+    """
+    email = normalize_email(email)
+    if len(email) > EMAIL_MAX_LENGTH or not _EMAIL.match(email):
+        raise InvalidAccountData("email", "email: not a valid email address")
+    return email
+
+
+def check_password(password: str, *, email: str, policy: AuthPolicy) -> None:
+    """Enforce the password policy.
+
+    Raises:
+        WeakPassword: too short (under ``policy.password_min_length`` characters), too long,
+            blank, or equal to the email (ignoring case and surrounding spaces).
+    """
+    if len(password) < policy.password_min_length:
+        raise WeakPassword(
+            f"password: must be at least {policy.password_min_length} characters long"
+        )
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise WeakPassword(f"password: must be at most {PASSWORD_MAX_LENGTH} characters long")
+    if not password.strip():
+        raise WeakPassword("password: must not be only spaces")
+    if password.strip().casefold() == email.strip().casefold():
+        raise WeakPassword("password: must not be the email address")
+
+
+@functools.cache
+def hasher(time_cost: int, memory_kib: int, parallelism: int) -> argon2.PasswordHasher:
+    """The argon2id hasher for these parameters (one per parameter set)."""
+    return argon2.PasswordHasher(
+        time_cost=time_cost,
+        memory_cost=memory_kib,
+        parallelism=parallelism,
+        type=argon2.Type.ID,
+    )
+
+
+def _hasher(policy: AuthPolicy) -> argon2.PasswordHasher:
+    return hasher(policy.hash_time_cost, policy.hash_memory_kib, policy.hash_parallelism)
+
+
+@functools.cache
+def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
+    return hasher(time_cost, memory_kib, parallelism).hash(secrets.token_urlsafe(16))
+
+
+def _limiter() -> trio.CapacityLimiter:
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(os.cpu_count() or 1)
+        _LIMITER.set(limiter)
+        return limiter
+
+
+async def hash_password(password: str, policy: AuthPolicy) -> str:
+    """The argon2id hash (PHC string) of ``password``, computed in a worker thread."""
+    return await trio.to_thread.run_sync(_hasher(policy).hash, password, limiter=_limiter())
+
+
+async def verify_password(stored_hash: str | None, password: str, policy: AuthPolicy) -> bool:
+    """Whether ``password`` matches ``stored_hash``, computed in a worker thread.
+
+    ``stored_hash`` None (no such user) verifies against a dummy hash with the policy's
+    parameters and returns False, taking as long as a real mismatch. A corrupt stored
+    hash is a mismatch.
+    """
+    ph = _hasher(policy)
+    key = (policy.hash_time_cost, policy.hash_memory_kib, policy.hash_parallelism)
+
+    def run() -> bool:
+        target = stored_hash if stored_hash is not None else _dummy_hash(*key)
+        try:
+            ph.verify(target, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return stored_hash is not None
+
+    return await trio.to_thread.run_sync(run, limiter=_limiter())
+
+
+def needs_rehash(stored_hash: str, policy: AuthPolicy) -> bool:
+    """Whether the hash was made with other parameters than the policy's."""
+    try:
+        return _hasher(policy).check_needs_rehash(stored_hash)
+    except InvalidHashError:
+        return True

@@ -1,0 +1,266 @@
+"""Login sessions: log in, authenticate a bearer token (session or API key), log out,
+change one's own password.
+
+Tokens: ``tgs_`` + ``secrets.token_urlsafe(32)`` (256 bits), returned once by
+:func:`login`; only their SHA-256 is stored. Anything presented as a bearer token that is
+neither a live session token nor a live API key raises :class:`Unauthenticated`.
+
+Timing: :func:`login` treats an unknown email, a wrong password and a disabled user
+alike: the same exception and message (:class:`InvalidCredentials`), the same
+statements, and an argon2 verification with the same parameters (against a dummy hash
+for an unknown email), so neither the answer nor its time tells whether the email
+exists. The only exception is a stored hash made with older parameters, which is
+upgraded at that user's next successful login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+import attrs
+
+from daemon.modules.audit import Actor, ActorType, AuditContext, record
+from daemon.modules.auth import throttle
+from daemon.modules.auth.api_keys import authenticate_api_key, looks_like_api_key
+from daemon.modules.auth.passwords import (
+    check_password,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS, PASSWORD_MAX_LENGTH, retry_after
+from daemon.modules.auth.roles import Principal, PrincipalKind, Role
+from daemon.modules.auth.users import SQL, User, set_password
+from daemon.shared.errors import (
+    InvalidCredentials,
+    LoginThrottled,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from daemon.modules.auth.policy import AuthPolicy
+    from daemon.shared.db.pool import Pool
+
+log = logging.getLogger("triaged.auth")
+
+SESSION_TOKEN_PREFIX = "tgs_"
+TOKEN_MAX_LENGTH = 200
+
+
+def new_session_token() -> str:
+    return SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> bytes:
+    """The SHA-256 digest stored for a session token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+@attrs.frozen(kw_only=True)
+class LoginResult:
+    token: str  # the bearer token: shown once, never stored or logged
+    expires_at: datetime
+    user: User
+    session_id: int
+
+
+async def login(
+    pool: Pool,
+    email: str,
+    password: str,
+    *,
+    policy: AuthPolicy,
+    client_addr: str | None,
+    request_id: str | None,
+) -> LoginResult:
+    """Check the credentials and open a session.
+
+    Steps: refuse at once if the account or the address is blocked (audited
+    ``auth.login_throttled``); verify the password off the event loop (no database
+    connection held meanwhile); then, in one transaction, either open the session, reset
+    the account's failure counter, upgrade the hash if its parameters are outdated and
+    audit ``auth.login``, or count the failure and audit ``auth.login_failed``.
+
+    Raises:
+        LoginThrottled: blocked; ``retry_after`` says for how many seconds. The password
+            is not checked.
+        InvalidCredentials: unknown email, wrong password or disabled user (the same
+            message for all three).
+    """
+    account = throttle.account_key(email)
+    context = AuditContext(actor=Actor.anonymous(), client_addr=client_addr, request_id=request_id)
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        blocked = await throttle.blocked_for(conn, account=account, address=client_addr)
+        if blocked > 0:
+            seconds = retry_after(blocked)
+            await record(
+                conn,
+                context,
+                "auth.login_throttled",
+                target_type="account",
+                target_id=account,
+                details={"retry_after": seconds},
+            )
+            raise LoginThrottled(seconds)
+        row = None
+        if len(email) <= 320:
+            row = await (await conn.execute(SQL["get_login_user"], {"email": email})).fetchone()
+    stored_hash = None if row is None else str(row[8])
+    # Longer than any password the policy accepts: cannot match, but costs the same.
+    valid = await verify_password(stored_hash, password[: PASSWORD_MAX_LENGTH + 1], policy)
+    user = None if row is None else User.from_row(row)
+
+    if user is None or not valid or not user.active:
+        reason = "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
+        async with pool.transaction() as conn:
+            failures, blocked = await throttle.record_failure(
+                conn, account=account, address=client_addr, policy=policy
+            )
+            await record(
+                conn,
+                context,
+                "auth.login_failed",
+                target_type="user" if user else "account",
+                target_id=user.id if user else account,
+                details={"email": account, "reason": reason, "failures": failures}
+                | ({"blocked_seconds": retry_after(blocked)} if blocked else {}),
+            )
+        raise InvalidCredentials()
+
+    assert stored_hash is not None
+    new_hash = await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
+    token = new_session_token()
+    async with pool.transaction() as conn:
+        await throttle.reset_account(conn, account)
+        session = await (
+            await conn.execute(
+                SQL["insert_session"],
+                {
+                    "user_id": user.id,
+                    "token_hash": token_hash(token),
+                    "ttl": policy.session_ttl_seconds,
+                    "client_addr": client_addr,
+                },
+            )
+        ).fetchone()
+        assert session is not None
+        if new_hash is not None:
+            await conn.execute(
+                SQL["upgrade_password_hash"],
+                {"id": user.id, "old_hash": stored_hash, "new_hash": new_hash},
+            )
+        await record(
+            conn,
+            AuditContext(
+                actor=Actor(type=ActorType.USER, id=user.id),
+                client_addr=client_addr,
+                request_id=request_id,
+            ),
+            "auth.login",
+            target_type="session",
+            target_id=session[0],
+            details={"rehashed": True} if new_hash is not None else None,
+        )
+    return LoginResult(token=token, expires_at=session[1], user=user, session_id=session[0])
+
+
+async def authenticate(pool: Pool, token: str) -> Principal:
+    """The principal behind a bearer token: a session token or an API key.
+
+    One statement in autocommit; it also records ``last_used_at`` (at most once a minute
+    per token). Not audited (it runs on every request).
+
+    Raises:
+        Unauthenticated: malformed, unknown, expired or revoked token or key, or the
+            session of a disabled user.
+    """
+    if not token or len(token) > TOKEN_MAX_LENGTH or not token.isascii():
+        raise Unauthenticated()
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        if looks_like_api_key(token):
+            principal = await authenticate_api_key(conn, token)
+            if principal is None:
+                raise Unauthenticated()
+            return principal
+        if not token.startswith(SESSION_TOKEN_PREFIX):
+            raise Unauthenticated()
+        row = await (
+            await conn.execute(
+                SQL["authenticate_session"],
+                {"token_hash": token_hash(token), "touch_after": LAST_USED_TOUCH_SECONDS},
+            )
+        ).fetchone()
+    if row is None:
+        raise Unauthenticated()
+    session_id, user_id, role, email, expires_at = row
+    return Principal(
+        kind=PrincipalKind.USER,
+        id=user_id,
+        role=Role(role),
+        name=email,
+        session_id=session_id,
+        expires_at=expires_at,
+    )
+
+
+async def logout(pool: Pool, token: str, *, context: AuditContext) -> bool:
+    """Revoke the session of ``token``; audits ``auth.logout``.
+
+    Idempotent: False (and nothing audited) when the token is not a live session.
+    """
+    if not token.startswith(SESSION_TOKEN_PREFIX):
+        return False
+    async with pool.transaction() as conn:
+        row = await (
+            await conn.execute(SQL["revoke_session_by_hash"], {"token_hash": token_hash(token)})
+        ).fetchone()
+        if row is None:
+            return False
+        await record(conn, context, "auth.logout", target_type="session", target_id=row[0])
+    return True
+
+
+async def change_own_password(
+    pool: Pool,
+    principal: Principal,
+    current_password: str,
+    new_password: str,
+    *,
+    policy: AuthPolicy,
+    context: AuditContext,
+) -> int:
+    """A user changes their own password: the current one is checked, the policy
+    applied, and every other session of theirs revoked (the one in use stays).
+
+    Audits ``user.password_changed``; returns the number of sessions revoked.
+
+    Raises:
+        PermissionDenied: the principal is an API key.
+        InvalidCredentials: the current password is wrong.
+        WeakPassword: the new one breaks the policy.
+    """
+    if principal.kind is not PrincipalKind.USER:
+        raise PermissionDenied("only users have passwords")
+    async with pool.connection() as conn:
+        row = await (await conn.execute(SQL["get_password_hash"], {"id": principal.id})).fetchone()
+    if row is None:
+        raise InvalidCredentials()
+    check_password(new_password, email=principal.name, policy=policy)
+    if not await verify_password(str(row[0]), current_password, policy):
+        raise InvalidCredentials("the current password is wrong")
+    return await set_password(
+        pool,
+        principal.id,
+        new_password,
+        policy=policy,
+        context=context,
+        keep_session_id=principal.session_id,
+    )
