@@ -12,7 +12,8 @@
             └── scheduler     schedules that enqueue jobs
 
 Start: database (embedded when no URL) -> pool -> wait until the database answers ->
-migrations (advisory lock) -> http -> poller -> scheduler -> ``READY=1``.
+migrations (advisory lock) -> bootstrap admin (when configured and there is no user)
+-> http -> poller -> scheduler -> ``READY=1``.
 
 Drain on the first signal:
   1. readiness answers 503, ``STOPPING=1``;
@@ -42,11 +43,12 @@ import trio
 
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
+from daemon.modules.auth import bootstrap_admin
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
-from daemon.shared.errors import DaemonError, DatabaseError
+from daemon.shared.errors import ConfigError, DaemonError, DatabaseError, InvalidAccountData
 from daemon.shared.health import HealthState
 from daemon.shared.systemd_notify import Notifier
 from daemon.worker.groups import poller_group, scheduler_group
@@ -106,6 +108,7 @@ class Supervisor:
         self._forced_by_signal: int | None = None
         self._deadline_missed = False
         self._failed = False
+        self._bad_config = False
 
     async def run(self) -> int:
         """Run until drained; return the exit status."""
@@ -119,6 +122,7 @@ class Supervisor:
                         await self._lifecycle()
                     except Exception as exc:
                         self._failed = True
+                        self._bad_config = _config_error(exc)
                         _log_failure(exc)
                 nursery.cancel_scope.cancel()
         self.notifier.close()
@@ -127,6 +131,8 @@ class Supervisor:
     def _exit_status(self) -> int:
         if self._forced_by_signal is not None:
             return 128 + self._forced_by_signal
+        if self._bad_config:
+            return EXIT_CONFIG
         if self._failed or self._deadline_missed:
             return EXIT_FAILURE
         return EXIT_OK
@@ -195,6 +201,10 @@ class Supervisor:
         )
         await _wait_for_database(pool, settings.startup_timeout_seconds)
         applied = await migrate.apply(pool)
+        try:
+            await bootstrap_admin(pool, settings)
+        except InvalidAccountData as exc:
+            raise ConfigError([f"TRIAGED_BOOTSTRAP_ADMIN_*: {exc.message}"]) from None
         if applied:
             log.info(
                 "applied %d migration(s)",
@@ -280,6 +290,12 @@ async def _wait_for_database(pool: Pool, timeout: float) -> None:
         f"the database did not answer within {timeout:g}s"
         + (f": {last_error.message}" if last_error else "")
     )
+
+
+def _config_error(exc: Exception) -> bool:
+    """Whether start-up failed on a configuration error (exit status 2)."""
+    errors = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    return any(isinstance(error, ConfigError) for error in _flatten(errors))
 
 
 def _log_failure(exc: Exception) -> None:

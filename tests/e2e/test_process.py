@@ -206,3 +206,34 @@ async def test_embedded_database_belongs_to_the_service_not_to_one_shot_commands
     finally:
         first.kill()
         embedded.stop(embedded.server_for(data_dir))
+
+
+async def test_first_start_creates_the_bootstrap_admin_once(start_triaged, database_url):
+    secret = "correct horse battery staple"
+    admin = {"TRIAGED_BOOTSTRAP_ADMIN_EMAIL": "Root@Example.org",
+             "TRIAGED_BOOTSTRAP_ADMIN_PASSWORD": secret}
+    first = start_triaged("serve", **admin)
+    second = start_triaged("worker", **admin)
+    await first.wait_ready()
+    deadline = time.monotonic() + 30
+    while not any(r.get("action") == "supervisor.ready" for r in second.log_records()):
+        assert time.monotonic() < deadline and second.proc.poll() is None, second.output()
+        await trio.sleep(0.05)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT lower(email), role::text FROM users").fetchall()
+    assert rows == [("root@example.org", "admin")]
+    for process in (first, second):
+        process.signal(signal.SIGTERM)
+        assert await process.wait_exit(timeout=10) == 0
+        assert secret not in process.output()
+
+
+async def test_a_weak_bootstrap_password_is_a_configuration_error(start_triaged):
+    triaged = start_triaged(
+        "serve",
+        TRIAGED_BOOTSTRAP_ADMIN_EMAIL="root@example.org",
+        TRIAGED_BOOTSTRAP_ADMIN_PASSWORD="short",
+    )
+    assert await triaged.wait_exit(timeout=30) == 2
+    assert "TRIAGED_BOOTSTRAP_ADMIN" in triaged.output()
+    assert "short" not in triaged.output().replace("shorter", "")
