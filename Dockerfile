@@ -3,7 +3,7 @@
 # triaged container image.
 #
 #   docker build -t triaged .
-#   docker run --rm -p 127.0.0.1:8080:8080 --stop-timeout 45 \
+#   docker run --rm -p 127.0.0.1:8080:8080 --stop-timeout 60 \
 #       -e TRIAGED_DATABASE_URL=postgresql://triaged:secret@db:5432/triaged triaged
 #
 # Other subcommands replace CMD:  docker run ... triaged api | worker | migrate --status |
@@ -13,8 +13,8 @@
 #
 # Stop timeout: `docker stop` waits 10 s by default before SIGKILL, less than the daemon's
 # worst-case drain (pre-stop 0 s + HTTP grace 10 s + job grace 15 s). A Dockerfile cannot
-# change that: use `docker run --stop-timeout 45`, compose `stop_grace_period: 45s`, or
-# Kubernetes `terminationGracePeriodSeconds: 45`.
+# change that: use `docker run --stop-timeout 60`, compose `stop_grace_period: 60s`, or
+# Kubernetes `terminationGracePeriodSeconds: 60`.
 
 # Both stages must use the same Python: the venv's bin/python is a symlink to the base
 # image's interpreter. Pin a digest here for reproducible builds.
