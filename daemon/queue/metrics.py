@@ -1,15 +1,12 @@
-"""The queue's own metrics: what happened to jobs in this process, and depth from SQL."""
+"""The queue's own metrics: what happened to jobs in this process.
+
+Depth per queue and state, and the age of the oldest due job, come from SQL:
+:func:`daemon.queue.admin.queue_stats`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from daemon.queue.store import SQL
 from daemon.shared.metrics import Registry
-
-if TYPE_CHECKING:
-    from daemon.shared.db.psycopg_trio import TrioConnection
 
 
 class QueueMetrics:
@@ -37,25 +34,3 @@ class QueueMetrics:
         self.run_seconds = registry.histogram(
             "triaged_job_run_seconds", "Run time of an attempt.", ["queue"]
         )
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    queue: str
-    by_state: dict[str, int]
-    oldest_available_seconds: float | None
-
-
-async def queue_depths(conn: TrioConnection) -> list[QueueDepth]:
-    """Jobs per queue and state, and the age of each queue's oldest available job."""
-    depths: dict[str, dict[str, int]] = {}
-    for queue, state, count in await (await conn.execute(SQL["queue_depths"])).fetchall():
-        depths.setdefault(queue, {})[state] = int(count)
-    oldest = {
-        queue: float(age)
-        for queue, age in await (await conn.execute(SQL["oldest_available"])).fetchall()
-    }
-    return [
-        QueueDepth(queue=q, by_state=states, oldest_available_seconds=oldest.get(q))
-        for q, states in sorted(depths.items())
-    ]

@@ -245,14 +245,6 @@ LIMIT %(limit)s
 INSERT INTO queues (name, paused) VALUES (%(queue)s, %(paused)s)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now()
 
--- name: queue_depths
-SELECT queue, state::text, count(*) FROM jobs GROUP BY queue, state ORDER BY queue, state
-
--- name: oldest_available
-SELECT queue, extract(epoch FROM now() - min(run_at))
-FROM jobs WHERE state IN ('created', 'retry') AND run_at <= now()
-GROUP BY queue
-
 -- name: admin_cancel_job
 -- Cancels a live job; its state before, or no row (unknown id, or already finished). An
 -- active job's lease is dropped: its worker loses it at the next heartbeat, and any

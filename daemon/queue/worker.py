@@ -25,8 +25,8 @@ the lease can neither complete nor fail nor release the job.
 Drain (``request_stop``): fetchers stop; running handlers go on; once they are all done
 the completer flushes and ``run`` returns. If the supervisor's job grace deadline passes
 first, it cancels the group: handlers are cancelled, and their jobs are *released*
-(back to available, the attempt given back) in one shielded statement, with the
-completer's pending outcomes flushed first. Nothing is left ``active``.
+(back to available, the attempt given back) in one shielded statement; then the
+completer's pending outcomes are flushed. Nothing is left ``active``.
 
 Delivery is at least once: a process killed between a handler's return and the write
 of its outcome runs that job again once the lease expires.
@@ -584,12 +584,19 @@ class QueueWorker:
                 extra={"action": "queue.release_failed"},
             )
             return
+        attempts = {j.id: j.attempt for j in jobs}
         for job_id, queue in released:
             self.metrics.finished.inc(queue, "released")
             log.info(
-                "job %d released (shutdown)",
+                "job %d released (shutdown); attempt %d given back",
                 job_id,
-                extra={"action": "job.released", "job_id": job_id, "queue": queue},
+                attempts[job_id],
+                extra={
+                    "action": "job.released",
+                    "job_id": job_id,
+                    "queue": queue,
+                    "attempt": attempts[job_id],
+                },
             )
 
     async def _heartbeat(self) -> None:
