@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged.supervisor")
 
+QUEUE_POOL_SIZE = 4  # connections for the queue's own statements (see _open_queue_pool)
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -166,9 +167,10 @@ class Supervisor:
         async with AsyncExitStack() as resources:
             await self.notifier.notify(STATUS="starting")
             url, pool = await self._open_database(resources)
+            queue_pool = await self._open_queue_pool(resources, url)
             groups: list[_Group] = []
             async with trio.open_nursery() as group_nursery:
-                for service in self._services(url, pool):
+                for service in self._services(url, pool, queue_pool):
                     group = _Group(service, self._draining)
                     await group_nursery.start(group.run)
                     groups.append(group)
@@ -213,12 +215,32 @@ class Supervisor:
             )
         return url, pool
 
-    def _services(self, url: str, pool: Pool) -> list[Service]:
+    async def _open_queue_pool(self, resources: AsyncExitStack, url: str) -> Pool | None:
+        """A small pool of its own for the queue's bookkeeping (claims, completions, lease
+        renewals, maintenance, schedules), so handlers and HTTP requests holding every
+        connection of the main pool can never starve a lease renewal."""
+        if self.role is Role.API:
+            return None
         settings = self.settings
+        return await resources.enter_async_context(
+            open_pool(
+                url,
+                min_size=1,
+                max_size=QUEUE_POOL_SIZE,
+                acquire_timeout=settings.db_acquire_timeout_seconds,
+                max_lifetime=settings.db_max_lifetime_seconds,
+                connect_timeout=settings.db_connect_timeout_seconds,
+                name="queue",
+            )
+        )
+
+    def _services(self, url: str, pool: Pool, queue_pool: Pool | None) -> list[Service]:
+        settings = self.settings
+        bookkeeping = queue_pool or pool
         factories: dict[str, Callable[[], Service]] = {
             "http": lambda: self._http_service(pool),
-            "poller": lambda: poller_group(settings, pool, url, self.queue_metrics),
-            "scheduler": lambda: scheduler_group(settings, pool, self.queue_metrics),
+            "poller": lambda: poller_group(settings, bookkeeping, url, self.queue_metrics),
+            "scheduler": lambda: scheduler_group(settings, bookkeeping, self.queue_metrics),
         }
         return [factories[name]() for name in self.role.value]
 

@@ -2,7 +2,8 @@
 
 Handlers are thin: they turn a job payload into a call of ``daemon/modules``. The
 business queues (ingestion steps, escalation, retention, source polling) register here
-as they land.
+as they land; they use the main pool, while the queue's own statements (claims,
+completions, lease renewals) run on a small pool of their own (see the supervisor).
 """
 
 from __future__ import annotations
