@@ -31,6 +31,10 @@ async def test_sigterm_lets_five_slow_requests_finish_and_refuses_new_connection
         results.append(await slow_post(triaged.port, seconds=2.0))
         finished_at.append(time.monotonic())
 
+    # An idle keep-alive client is connected throughout: it must not delay anything.
+    idle = await trio.open_tcp_stream("127.0.0.1", triaged.port)
+    idle_status, _, _ = await get(idle, "/livez")
+    assert idle_status == 200
     async with trio.open_nursery() as nursery:
         for _ in range(5):
             nursery.start_soon(client)
@@ -52,6 +56,8 @@ async def test_sigterm_lets_five_slow_requests_finish_and_refuses_new_connection
     exited_at = time.monotonic()
     assert code == 0, triaged.output()
     assert exited_at - max(finished_at) < 1.0
+    assert await idle.receive_some(1) == b""  # the server closed the idle connection
+    await idle.aclose()
 
 
 async def test_idle_keep_alive_connection_does_not_delay_shutdown(start_triaged):
