@@ -210,8 +210,10 @@ async def test_embedded_database_belongs_to_the_service_not_to_one_shot_commands
 
 async def test_first_start_creates_the_bootstrap_admin_once(start_triaged, database_url):
     secret = "correct horse battery staple"
-    admin = {"TRIAGED_BOOTSTRAP_ADMIN_EMAIL": "Root@Example.org",
-             "TRIAGED_BOOTSTRAP_ADMIN_PASSWORD": secret}
+    admin = {
+        "TRIAGED_BOOTSTRAP_ADMIN_EMAIL": "Root@Example.org",
+        "TRIAGED_BOOTSTRAP_ADMIN_PASSWORD": secret,
+    }
     first = start_triaged("serve", **admin)
     second = start_triaged("worker", **admin)
     await first.wait_ready()
