@@ -104,6 +104,7 @@ async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
         ):
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)
+            args.settings = settings  # the validated settings, for handlers that need them
             status: int = await args.handler(args, pool)
             return status
     except DaemonError as exc:

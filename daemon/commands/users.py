@@ -38,7 +38,6 @@ from daemon.modules.auth import (
     set_password,
     update_user,
 )
-from daemon.shared.config import load_settings
 from daemon.shared.errors import AuthError, InvalidAccountData
 
 if TYPE_CHECKING:
@@ -96,9 +95,8 @@ def _email(text: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def _policy() -> AuthPolicy:
-    # The settings were validated by the CLI before the handler runs.
-    return AuthPolicy.from_settings(load_settings())
+def _policy(args: argparse.Namespace) -> AuthPolicy:
+    return AuthPolicy.from_settings(args.settings)
 
 
 async def _read_password(from_stdin: bool) -> str:
@@ -134,7 +132,7 @@ async def _create(args: argparse.Namespace, pool: Pool) -> int:
             password=password,
             role=args.role,
             display_name=args.name,
-            policy=_policy(),
+            policy=_policy(args),
             context=CLI_CONTEXT,
         )
     except _BadInput as exc:
@@ -193,7 +191,8 @@ async def _set_password(args: argparse.Namespace, pool: Pool) -> int:
         password = await _read_password(True)
         async with pool.connection() as conn:
             user = await get_user_by_email(conn, args.email)
-        revoked = await set_password(pool, user.id, password, policy=_policy(), context=CLI_CONTEXT)
+        policy = _policy(args)
+        revoked = await set_password(pool, user.id, password, policy=policy, context=CLI_CONTEXT)
     except _BadInput as exc:
         return _fail(args, EXIT_USAGE, str(exc))
     except AuthError as exc:
