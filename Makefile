@@ -14,9 +14,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: create .venv, install, start `triaged serve` (embedded PostgreSQL unless TRIAGED_DATABASE_URL is set)
+## run: create .venv, install, start `triaged serve` (embedded PostgreSQL unless TRIAGED_DATABASE_URL is set);
+## the first start creates admin@triaged.localhost, its password in triaged-data/initial-admin-password
 run: $(STAMP)
-	$(BIN)/triaged serve
+	TRIAGED_INITIAL_ADMIN_PASSWORD_FILE="$${TRIAGED_INITIAL_ADMIN_PASSWORD_FILE:-$${TRIAGED_DATA_DIR:-triaged-data}/initial-admin-password}" \
+	  $(BIN)/triaged serve
 
 ## test: install what the tests need and run them all (unit, integration, end-to-end)
 test: $(STAMP)

@@ -12,7 +12,8 @@
             └── scheduler     schedules that enqueue jobs
 
 Start: database (embedded when no URL) -> pool -> wait until the database answers ->
-migrations (advisory lock) -> bootstrap admin (when configured and there is no user)
+migrations (advisory lock) -> first admin (bootstrap variables or initial password file,
+only when there is no user)
 -> http -> poller -> scheduler -> ``READY=1``.
 
 Drain on the first signal:
@@ -43,13 +44,14 @@ import trio
 
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
-from daemon.modules.auth import bootstrap_admin
+from daemon.modules.auth import bootstrap_admin, initial_admin
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
 from daemon.shared.errors import ConfigError, DaemonError, DatabaseError, InvalidAccountData
 from daemon.shared.health import HealthState
+from daemon.shared.metrics import Registry
 from daemon.shared.systemd_notify import Notifier
 from daemon.worker.groups import poller_group, scheduler_group
 
@@ -102,7 +104,8 @@ class Supervisor:
         self.role = role
         self.notifier = Notifier(systemd)
         self.health = HealthState(expected_schema_version=migrate.latest_version())
-        self.queue_metrics = QueueMetrics()
+        self.metrics = Registry()
+        self.queue_metrics = QueueMetrics(self.metrics)
         self._draining = trio.Event()
         self._everything = trio.CancelScope()
         self._starting = True
@@ -207,6 +210,12 @@ class Supervisor:
             await bootstrap_admin(pool, settings)
         except InvalidAccountData as exc:
             raise ConfigError([f"TRIAGED_BOOTSTRAP_ADMIN_*: {exc.message}"]) from None
+        try:
+            await initial_admin(pool, settings)
+        except OSError as exc:
+            raise ConfigError(
+                [f"TRIAGED_INITIAL_ADMIN_PASSWORD_FILE: cannot write it: {exc.strerror or exc}"]
+            ) from None
         if applied:
             log.info(
                 "applied %d migration(s)",
@@ -240,12 +249,14 @@ class Supervisor:
         factories: dict[str, Callable[[], Service]] = {
             "http": lambda: self._http_service(pool),
             "poller": lambda: poller_group(settings, bookkeeping, url, self.queue_metrics),
-            "scheduler": lambda: scheduler_group(settings, bookkeeping, self.queue_metrics),
+            "scheduler": lambda: scheduler_group(settings, bookkeeping, self.queue_metrics, pool),
         }
         return [factories[name]() for name in self.role.value]
 
     def _http_service(self, pool: Pool) -> HttpService:
-        context = ApiContext(settings=self.settings, health=self.health, pool=pool)
+        context = ApiContext(
+            settings=self.settings, health=self.health, pool=pool, registry=self.metrics
+        )
         return HttpService(create_asgi(create_app(context), context), self.settings)
 
     async def _drain(self, groups: Sequence[_Group]) -> None:

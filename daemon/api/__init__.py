@@ -6,26 +6,63 @@ from typing import Any
 
 from quart_trio import QuartTrio
 
+from daemon.api.access import check_declarations
+from daemon.api.authn import authorize_request
 from daemon.api.context import _EXTENSION, ApiContext
+from daemon.api.cors import CorsPolicy
 from daemon.api.edge import Edge
 from daemon.api.errors import register_error_handlers
-from daemon.api.routes import health
+from daemon.api.http_metrics import record_request, start_timer
+from daemon.api.proxies import parse_networks
+from daemon.api.routes import api_keys, audit, auth, docs, health, metrics, users
+
+BLUEPRINTS = [
+    health.blueprint,
+    metrics.blueprint,
+    docs.blueprint,
+    auth.blueprint,
+    users.blueprint,
+    api_keys.blueprint,
+    audit.blueprint,
+]
 
 
-def create_app(context: ApiContext) -> QuartTrio:
-    """The Quart app with every route and error handler registered."""
-    app = QuartTrio("triaged")
+class UndeclaredRoutes(RuntimeError):
+    """Routes without an access declaration (see :mod:`daemon.api.access`)."""
+
+
+def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -> QuartTrio:
+    """The Quart app with every route, hook and error handler registered.
+
+    Raises:
+        UndeclaredRoutes: a route has no access declaration. Never in a release: the
+            test suite builds this app and fails first.
+    """
+    app = QuartTrio("triaged", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = context.settings.max_request_bytes
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.extensions[_EXTENSION] = context
     register_error_handlers(app)
-    app.register_blueprint(health.blueprint)
+    app.before_request(start_timer)
+    app.before_request(authorize_request)
+    app.after_request(record_request)
+    for blueprint in [*BLUEPRINTS, *extra_blueprints]:
+        app.register_blueprint(blueprint)
+    missing = check_declarations(app)
+    if missing:
+        raise UndeclaredRoutes("routes without an access declaration: " + "; ".join(missing))
     return app
 
 
 def create_asgi(app: QuartTrio, context: ApiContext) -> Any:
     """The app wrapped in the edge middleware: what hypercorn serves."""
-    return Edge(app, max_body_bytes=context.settings.max_request_bytes)
+    settings = context.settings
+    return Edge(
+        app,
+        max_body_bytes=settings.max_request_bytes,
+        cors=CorsPolicy.of(settings.cors_allowed_origins),
+        trusted_proxies=parse_networks(settings.http_trusted_proxies),
+    )
 
 
-__all__ = ["ApiContext", "create_app", "create_asgi"]
+__all__ = ["ApiContext", "UndeclaredRoutes", "create_app", "create_asgi"]

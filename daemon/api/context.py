@@ -1,11 +1,16 @@
-"""What the HTTP layer is given by the supervisor: settings, health state, the pool."""
+"""What the HTTP layer is given by the supervisor: settings, health state, the pool, metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from quart import current_app
+
+from daemon.modules.auth import AuthPolicy
+from daemon.shared.errors import DatabaseError
+from daemon.shared.metrics import Registry
 
 if TYPE_CHECKING:
     from daemon.shared.config import Settings
@@ -20,6 +25,18 @@ class ApiContext:
     settings: Settings
     health: HealthState
     pool: Pool | None
+    registry: Registry = field(default_factory=Registry)
+
+    @property
+    def db(self) -> Pool:
+        """The pool; raises DatabaseError when this app runs without one."""
+        if self.pool is None:
+            raise DatabaseError("this server has no database")
+        return self.pool
+
+    @cached_property
+    def auth_policy(self) -> AuthPolicy:
+        return AuthPolicy.from_settings(self.settings)
 
 
 def current_context() -> ApiContext:

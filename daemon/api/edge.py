@@ -16,6 +16,15 @@
 - **Body limit.** A declared ``Content-Length`` above the limit is refused with 413
   before the app runs; bodies without a length are bounded by Quart's
   ``MAX_CONTENT_LENGTH`` as they are read.
+- **Client address.** Behind trusted proxies, the address from ``X-Forwarded-For``
+  replaces the peer in the scope (:mod:`daemon.api.proxies`), so the app, the audit log
+  and the login throttle see the real client.
+- **Security headers** on every response: ``X-Content-Type-Options: nosniff``,
+  ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``, a
+  ``Content-Security-Policy`` that allows nothing unless the app set a stricter-scoped one
+  (the HTML docs page does), and ``Cache-Control: no-store`` on everything under
+  ``/api/`` and on any request that carried credentials, unless the app chose otherwise.
+- **CORS** (:mod:`daemon.api.cors`): off unless origins are allowed.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from typing import Any
 
 import trio
 
+from daemon.api.cors import CorsPolicy
 from daemon.api.problems import PROBLEM_JSON
+from daemon.api.proxies import Network, client_address
 from daemon.shared.logs import request_id_var
 
 log = logging.getLogger("triaged.access")
@@ -39,15 +50,29 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_BASE_HEADERS = [(b"x-content-type-options", b"nosniff")]
+_BASE_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+DEFAULT_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
 
 class Edge:
     """ASGI middleware wrapping the app; see the module docstring."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        max_body_bytes: int,
+        cors: CorsPolicy | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.cors = cors or CorsPolicy.of(())
+        self.trusted_proxies = trusted_proxies
         self._shields: set[trio.CancelScope] = set()
         self._aborted = False
 
@@ -76,20 +101,37 @@ class Edge:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0
+        scope = self._with_client(scope)
+        origin = _header(scope, b"origin")
+        preflight = _is_preflight(scope) and self.cors.enabled
+        cors_headers = [] if preflight else self.cors.response_headers(origin)
+        no_store = scope.get("path", "").startswith("/api/") or (
+            _header(scope, b"authorization") is not None
+        )
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", DEFAULT_CSP))
+                if no_store and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                headers += cors_headers
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *headers,
                     *_BASE_HEADERS,
                     (b"x-request-id", request_id.encode()),
                 ]
             await self._send_shielded(send, message)
 
         try:
-            if _declared_length(scope) > self.max_body_bytes:
+            if preflight:
+                preflight_status, headers = self.cors.preflight(origin)
+                await _answer_empty(send_with_headers, preflight_status, headers)
+            elif _declared_length(scope) > self.max_body_bytes:
                 await _refuse_too_large(send_with_headers, request_id, self.max_body_bytes)
             else:
                 await self.app(scope, receive, send_with_headers)
@@ -109,6 +151,45 @@ class Edge:
                 },
             )
             request_id_var.reset(token)
+
+    def _with_client(self, scope: Scope) -> Scope:
+        if not self.trusted_proxies or not scope.get("client"):
+            return scope
+        peer = scope["client"][0]
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in scope.get("headers", [])
+            if name == b"x-forwarded-for"
+        ]
+        client = client_address(peer, forwarded, self.trusted_proxies)
+        if client == peer:
+            return scope
+        return {**scope, "client": (client, 0)}
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _is_preflight(scope: Scope) -> bool:
+    return (
+        scope.get("method") == "OPTIONS"
+        and _header(scope, b"access-control-request-method") is not None
+    )
+
+
+async def _answer_empty(send: Any, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _request_id(scope: Scope) -> str:

@@ -11,15 +11,26 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from quart import request
 from werkzeug.exceptions import HTTPException
 
 from daemon.api.problems import problem
 from daemon.shared.errors import (
+    ApiKeyNotFound,
+    AuthError,
     DaemonError,
     DatabaseError,
+    DuplicateEmail,
     InputError,
+    InvalidAccountData,
+    InvalidCredentials,
+    LastAdmin,
+    LoginThrottled,
     MalformedInput,
+    PermissionDenied,
+    Unauthenticated,
     UnsupportedMediaType,
+    UserNotFound,
     ValidationFailed,
 )
 from daemon.shared.logs import request_id_var
@@ -29,7 +40,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged.api")
 
+# First match wins: leaves before their branch.
 _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
+    (InvalidCredentials, 401),
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
+    (UserNotFound, 404),
+    (ApiKeyNotFound, 404),
+    (DuplicateEmail, 409),
+    (LastAdmin, 409),
+    (InvalidAccountData, 422),
+    (LoginThrottled, 429),
+    (AuthError, 400),
     (MalformedInput, 400),
     (UnsupportedMediaType, 415),
     (ValidationFailed, 422),
@@ -65,16 +87,17 @@ def register_error_handlers(app: Quart) -> None:
         status = status_for(error)
         if status >= 500:
             log.error("request failed: %s", error.message, extra={"action": "http.error"})
-        extensions = {}
+        extensions: dict[str, object] = {}
         if isinstance(error, ValidationFailed):
             extensions["errors"] = error.errors
-        headers = {"Retry-After": "5"} if status == 503 else None
+        elif isinstance(error, InvalidAccountData):
+            extensions["errors"] = [{"field": error.field, "message": error.message}]
         return problem(
             status,
             HTTPStatus(status).phrase,
             error.message if status < 500 else "The service is temporarily unavailable.",
             request_id=request_id_var.get(),
-            headers=headers,
+            headers=_headers_for(error, status),
             **extensions,
         )
 
@@ -87,6 +110,20 @@ def register_error_handlers(app: Quart) -> None:
             "The server failed to handle this request; its log has the details.",
             request_id=request_id_var.get(),
         )
+
+
+def _headers_for(error: DaemonError, status: int) -> dict[str, str]:
+    if status == 401:
+        # RFC 6750: say which scheme, and whether presented credentials were bad.
+        challenge = 'Bearer realm="triaged"'
+        if isinstance(error, Unauthenticated) and request.headers.get("Authorization"):
+            challenge += ', error="invalid_token"'
+        return {"WWW-Authenticate": challenge}
+    if isinstance(error, LoginThrottled):
+        return {"Retry-After": str(error.retry_after)}
+    if status == 503:
+        return {"Retry-After": "5"}
+    return {}
 
 
 def _detail_for(status: int, error: HTTPException) -> str:

@@ -7,6 +7,7 @@ Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from daemon.shared.errors import ConfigError
 
@@ -41,6 +42,8 @@ DEFAULT_ARGON2_MEMORY_KIB = 64 * 1024
 DEFAULT_ARGON2_PARALLELISM = 4
 
 Seconds = Annotated[float, Field(ge=0, le=3600)]
+# A list given as one comma-separated variable (``a, b``); empty or unset: no items.
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 class LogFormat(StrEnum):
@@ -103,6 +106,20 @@ class Settings(BaseSettings):
         default=DEFAULT_MAX_REQUEST_BYTES,
         ge=1024,
         description="Largest request body accepted; larger ones get 413.",
+    )
+    http_trusted_proxies: CommaList = Field(
+        default=(),
+        description="Reverse proxies (addresses or networks, comma-separated) whose "
+        "X-Forwarded-For is believed; empty: the TCP peer is the client address.",
+    )
+    cors_allowed_origins: CommaList = Field(
+        default=(),
+        description="Browser origins allowed to call the API (comma-separated, e.g. "
+        "https://ops.example.org); empty: CORS off.",
+    )
+    metrics_public: bool = Field(
+        default=True,
+        description="Serve /metrics without credentials; false: it needs a token or API key.",
     )
     log_level: LogLevel = Field(default=LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR.")
     log_format: LogFormat = Field(
@@ -260,11 +277,52 @@ class Settings(BaseSettings):
         default=None,
         description="Password of the bootstrap admin (a secret: never logged or shown).",
     )
+    initial_admin_password_file: Path | None = Field(
+        default=None,
+        description="With no user at all: create admin@triaged.localhost with a random "
+        "password written to this file (mode 0600). make run sets it.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("http_trusted_proxies", "cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        origins = []
+        for item in value:
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    f"not an origin (scheme://host[:port], no path, no wildcard): {item!r}"
+                )
+            origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return tuple(origins)
 
     @field_validator("database_url")
     @classmethod
@@ -290,7 +348,12 @@ class Settings(BaseSettings):
             raise ValueError("TRIAGED_DB_POOL_MIN_SIZE must not exceed TRIAGED_DB_POOL_MAX_SIZE")
         return self
 
-    @field_validator("bootstrap_admin_email", "bootstrap_admin_password", mode="before")
+    @field_validator(
+        "bootstrap_admin_email",
+        "bootstrap_admin_password",
+        "initial_admin_password_file",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -332,6 +395,8 @@ class Settings(BaseSettings):
                 shown = "********"
             elif isinstance(value, StrEnum):
                 shown = value.value
+            elif isinstance(value, tuple):
+                shown = ",".join(value)
             else:
                 shown = str(value)
             view[ENV_PREFIX + name.upper()] = shown

@@ -8,11 +8,12 @@ for the job queue's hot path.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 Labels = tuple[str, ...]
 
@@ -94,11 +95,28 @@ class Histogram:
         return float("inf")
 
 
+class Gauge:
+    """A value per label set that can go up and down (also used for values read at
+    scrape time, such as queue depths)."""
+
+    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
+        self.name = name
+        self.help = help_text
+        self.label_names = tuple(label_names)
+        self.values: dict[Labels, float] = {}
+
+    def set(self, value: float, *labels: str) -> None:
+        self.values[labels] = value
+
+
+Metric = Counter | Histogram | Gauge
+
+
 class Registry:
     """The metrics of one process, by name."""
 
     def __init__(self) -> None:
-        self.metrics: dict[str, Counter | Histogram] = {}
+        self.metrics: dict[str, Metric] = {}
 
     def counter(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> Counter:
         metric = self.metrics.setdefault(name, Counter(name, help_text, label_names))
@@ -115,3 +133,53 @@ class Registry:
         metric = self.metrics.setdefault(name, Histogram(name, help_text, label_names, buckets))
         assert isinstance(metric, Histogram)
         return metric
+
+
+def exposition(metrics: Iterable[Metric]) -> str:
+    """The Prometheus text exposition format (version 0.0.4) of ``metrics``."""
+    lines: list[str] = []
+    for metric in metrics:
+        kind = {Counter: "counter", Histogram: "histogram", Gauge: "gauge"}[type(metric)]
+        lines.append(f"# HELP {metric.name} {_escape_help(metric.help)}")
+        lines.append(f"# TYPE {metric.name} {kind}")
+        if isinstance(metric, Histogram):
+            for labels, counts in sorted(metric.counts.items()):
+                cumulative = 0
+                for bound, count in zip((*metric.buckets, math.inf), counts, strict=True):
+                    cumulative += count
+                    le = "+Inf" if bound == math.inf else _number(bound)
+                    pairs = _label_text(metric.label_names, labels, ("le", le))
+                    lines.append(f"{metric.name}_bucket{pairs} {cumulative}")
+                pairs = _label_text(metric.label_names, labels)
+                lines.append(f"{metric.name}_sum{pairs} {_number(metric.sums[labels])}")
+                lines.append(f"{metric.name}_count{pairs} {cumulative}")
+        else:
+            for labels, value in sorted(metric.values.items()):
+                lines.append(
+                    f"{metric.name}{_label_text(metric.label_names, labels)} {_number(value)}"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def _label_text(names: tuple[str, ...], values: Labels, *extra: tuple[str, str]) -> str:
+    pairs = [*zip(names, values, strict=True), *extra]
+    if not pairs:
+        return ""
+    inner = ",".join(f'{name}="{_escape_value(value)}"' for name, value in pairs)
+    return "{" + inner + "}"
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))

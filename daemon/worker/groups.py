@@ -2,7 +2,7 @@
 
 * poller: the queue worker (fetchers, runners, completer, heartbeat, listener);
 * scheduler: services that only enqueue or tidy up: queue maintenance (lease rescue,
-  retention) and cron schedules.
+  retention), cron schedules, and the modules' housekeeping (expired sessions, ...).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from daemon.queue import (
 )
 from daemon.queue.scheduler import CronScheduler, SchedulerOptions
 from daemon.worker.handlers import build_registry
+from daemon.worker.housekeeping import Housekeeping
 
 if TYPE_CHECKING:
     from daemon.shared.config import Settings
@@ -39,7 +40,9 @@ def poller_group(
     return QueueWorker(pool, build_registry(settings), options, metrics)
 
 
-def scheduler_group(settings: Settings, pool: Pool, metrics: QueueMetrics) -> ServiceSet:
+def scheduler_group(
+    settings: Settings, pool: Pool, metrics: QueueMetrics, main_pool: Pool
+) -> ServiceSet:
     maintenance = Maintenance(
         pool,
         MaintenanceOptions(
@@ -52,7 +55,7 @@ def scheduler_group(settings: Settings, pool: Pool, metrics: QueueMetrics) -> Se
     cron = CronScheduler(
         pool, SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds)
     )
-    return ServiceSet("scheduler", [maintenance, cron])
+    return ServiceSet("scheduler", [maintenance, cron, Housekeeping(main_pool, settings)])
 
 
 class ServiceSet:

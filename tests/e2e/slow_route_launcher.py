@@ -10,6 +10,7 @@ from __future__ import annotations
 from quart import request
 
 import daemon.supervisor as supervisor
+from daemon.api.access import public
 from daemon.cli import main
 
 _original_create_app = supervisor.create_app
@@ -19,6 +20,7 @@ def create_app_with_body_route(context):
     app = _original_create_app(context)
 
     @app.post("/test/body")
+    @public
     async def body():
         data = await request.get_data()
         return {"bytes": len(data)}

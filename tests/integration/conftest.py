@@ -11,3 +11,12 @@ async def pool(database_url):
     async with open_pool(database_url, max_size=10) as pool:
         await migrate.apply(pool)
         yield pool
+
+
+@pytest.fixture
+async def api(pool):
+    """The HTTP API served on loopback over ``pool`` (see ``api_server.py``)."""
+    from tests.integration.api_server import serve_api
+
+    async with serve_api(pool) as server:
+        yield server

@@ -23,7 +23,13 @@ from daemon.modules.auth import (
     logout,
     update_user,
 )
-from daemon.shared.errors import InvalidCredentials, PermissionDenied, Unauthenticated, WeakPassword
+from daemon.shared.errors import (
+    InvalidAccountData,
+    InvalidCredentials,
+    PermissionDenied,
+    Unauthenticated,
+    WeakPassword,
+)
 
 FAST = AuthPolicy(hash_time_cost=1, hash_memory_kib=8192, hash_parallelism=1)
 SYSTEM = AuditContext.system()
@@ -152,7 +158,7 @@ async def test_change_own_password_keeps_the_current_session_only(pool):
     other = await do_login(pool, "di@example.org")
     principal = await authenticate(pool, current.token)
     context = AuditContext(actor=principal.actor)
-    with pytest.raises(InvalidCredentials, match="current password"):
+    with pytest.raises(InvalidAccountData, match="current_password: wrong password"):
         await change_own_password(
             pool, principal, "not it at all", "brand new password", policy=FAST, context=context
         )

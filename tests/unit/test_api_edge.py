@@ -7,6 +7,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from daemon.api import ApiContext, create_app, create_asgi
+from daemon.api.access import public
 from daemon.api.body import json_body
 from daemon.shared.config import Settings
 from daemon.shared.health import HealthState
@@ -26,11 +27,13 @@ def client():
     app = create_app(context)
 
     @app.post("/test/items")
+    @public
     async def items():
         item = await json_body(Item)
         return {"name": item.name, "count": item.count}
 
     @app.get("/test/crash")
+    @public
     async def crash():
         raise RuntimeError("secret internal detail")
 
@@ -129,3 +132,15 @@ async def test_crash_is_500_without_internals(client):
     assert "secret internal detail" not in response.text
     assert "traceback" not in response.text.lower()
     assert body["detail"]
+
+
+async def test_a_route_added_without_declaration_fails_closed(client):
+    app = client._transport.app.app
+
+    @app.get("/test/undeclared")
+    async def undeclared():
+        return {"open": True}
+
+    response = await client.get("/test/undeclared")
+    assert response.status_code == 500
+    assert "open" not in response.text

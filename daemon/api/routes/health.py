@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
+from daemon.api.access import public
 from daemon.api.context import current_context
 from daemon.shared.health import check_readiness
 
@@ -11,12 +12,14 @@ blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/livez")
+@public
 async def livez() -> Response:
     """200 while the process and its event loop run; never looks at dependencies."""
     return jsonify({"status": "ok"})
 
 
 @blueprint.get("/readyz")
+@public
 async def readyz() -> tuple[Response, int]:
     """200 when ready for work, else 503 with the failing checks."""
     context = current_context()

@@ -21,7 +21,8 @@ from daemon.modules.auth.api_keys import (
     list_api_keys,
     revoke_api_key,
 )
-from daemon.modules.auth.bootstrap import bootstrap_admin
+from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, initial_admin
+from daemon.modules.auth.housekeeping import Pruned, prune
 from daemon.modules.auth.passwords import check_email, check_password
 from daemon.modules.auth.policy import AuthPolicy, ThrottlePolicy
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
@@ -47,6 +48,7 @@ from daemon.modules.auth.users import (
 
 __all__ = [
     "API_KEY_PREFIX",
+    "INITIAL_ADMIN_EMAIL",
     "SESSION_TOKEN_PREFIX",
     "ApiKey",
     "AuthPolicy",
@@ -54,6 +56,7 @@ __all__ = [
     "LoginResult",
     "Principal",
     "PrincipalKind",
+    "Pruned",
     "Role",
     "ThrottlePolicy",
     "User",
@@ -68,11 +71,13 @@ __all__ = [
     "get_api_key",
     "get_user",
     "get_user_by_email",
+    "initial_admin",
     "list_api_keys",
     "list_users",
     "login",
     "logout",
     "parse_role",
+    "prune",
     "revoke_api_key",
     "set_password",
     "update_user",

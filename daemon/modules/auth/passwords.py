@@ -1,8 +1,9 @@
 """Passwords: the policy, email normalisation, and argon2id hashing off the event loop.
 
-Hashing and verifying run in worker threads (``trio.to_thread.run_sync``), at most
-``os.cpu_count()`` at a time per process (each takes ``hash_memory_kib`` of memory), so
-logins never stall the event loop. :func:`verify` of an unknown user checks the password
+Hashing and verifying run on dedicated low-priority threads
+(:class:`daemon.shared.cpu_threads.CpuThreads`), at most ``os.cpu_count()`` at a time per
+process (each takes ``hash_memory_kib`` of memory), so logins never stall the event loop
+nor starve it of CPU. :func:`verify` of an unknown user checks the password
 against a dummy hash made with the same parameters, so both take the same time.
 """
 
@@ -14,16 +15,16 @@ import re
 import secrets
 
 import argon2
-import trio
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from daemon.modules.auth.policy import PASSWORD_MAX_LENGTH, AuthPolicy
+from daemon.shared.cpu_threads import CpuThreads
 from daemon.shared.errors import InvalidAccountData, WeakPassword
 
 EMAIL_MAX_LENGTH = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("argon2_limiter")
+_THREADS = CpuThreads(os.cpu_count() or 1, name="argon2")
 
 
 def normalize_email(email: str) -> str:
@@ -83,22 +84,13 @@ def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
     return hasher(time_cost, memory_kib, parallelism).hash(secrets.token_urlsafe(16))
 
 
-def _limiter() -> trio.CapacityLimiter:
-    try:
-        return _LIMITER.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(os.cpu_count() or 1)
-        _LIMITER.set(limiter)
-        return limiter
-
-
 async def hash_password(password: str, policy: AuthPolicy) -> str:
-    """The argon2id hash (PHC string) of ``password``, computed in a worker thread."""
-    return await trio.to_thread.run_sync(_hasher(policy).hash, password, limiter=_limiter())
+    """The argon2id hash (PHC string) of ``password``, computed off the event loop."""
+    return await _THREADS.run(_hasher(policy).hash, password)
 
 
 async def verify_password(stored_hash: str | None, password: str, policy: AuthPolicy) -> bool:
-    """Whether ``password`` matches ``stored_hash``, computed in a worker thread.
+    """Whether ``password`` matches ``stored_hash``, computed off the event loop.
 
     ``stored_hash`` None (no such user) verifies against a dummy hash with the policy's
     parameters and returns False, taking as long as a real mismatch. A corrupt stored
@@ -115,7 +107,7 @@ async def verify_password(stored_hash: str | None, password: str, policy: AuthPo
             return False
         return stored_hash is not None
 
-    return await trio.to_thread.run_sync(run, limiter=_limiter())
+    return await _THREADS.run(run)
 
 
 def needs_rehash(stored_hash: str, policy: AuthPolicy) -> bool:

@@ -179,3 +179,21 @@ WHERE scope = %(scope)s AND key = %(key)s
 
 -- name: throttle_reset
 DELETE FROM login_throttle WHERE scope = %(scope)s AND key = %(key)s
+
+-- Housekeeping ------------------------------------------------------------------------
+
+-- name: prune_sessions
+-- Sessions expired for longer than the grace period (revoked ones expire too: every
+-- session has an expiry). Uses sessions_expires; bounded per statement.
+DELETE FROM sessions
+WHERE id IN (
+    SELECT id FROM sessions
+    WHERE expires_at < now() - make_interval(secs => %(keep)s)
+    LIMIT %(batch)s
+)
+
+-- name: prune_login_throttle
+-- Counters that would start afresh anyway (idle past the window) and block nobody.
+DELETE FROM login_throttle
+WHERE last_failure_at < now() - make_interval(secs => %(window)s)
+  AND (blocked_until IS NULL OR blocked_until < now())

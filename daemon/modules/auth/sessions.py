@@ -35,6 +35,7 @@ from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS, PASSWORD_MAX_LEN
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
 from daemon.modules.auth.users import SQL, User, set_password
 from daemon.shared.errors import (
+    InvalidAccountData,
     InvalidCredentials,
     LoginThrottled,
     PermissionDenied,
@@ -244,7 +245,9 @@ async def change_own_password(
 
     Raises:
         PermissionDenied: the principal is an API key.
-        InvalidCredentials: the current password is wrong.
+        InvalidAccountData: (field ``current_password``) the current password is wrong.
+            Not ``InvalidCredentials``: the caller is authenticated, their proof of
+            knowing the password is what failed.
         WeakPassword: the new one breaks the policy.
     """
     if principal.kind is not PrincipalKind.USER:
@@ -252,10 +255,10 @@ async def change_own_password(
     async with pool.connection() as conn:
         row = await (await conn.execute(SQL["get_password_hash"], {"id": principal.id})).fetchone()
     if row is None:
-        raise InvalidCredentials()
+        raise Unauthenticated()
     check_password(new_password, email=principal.name, policy=policy)
-    if not await verify_password(str(row[0]), current_password, policy):
-        raise InvalidCredentials("the current password is wrong")
+    if not await verify_password(str(row[0]), current_password[: PASSWORD_MAX_LENGTH + 1], policy):
+        raise InvalidAccountData("current_password", "current_password: wrong password")
     return await set_password(
         pool,
         principal.id,

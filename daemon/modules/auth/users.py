@@ -210,30 +210,57 @@ async def update_user(
     display_name: str | None = None,
     role: Role | str | None = None,
     active: bool | None = None,
+    password: str | None = None,
+    policy: AuthPolicy | None = None,
     context: AuditContext,
 ) -> User:
-    """Change the given fields (None: unchanged); idempotent (no change, no event).
+    """Change the given fields (None: unchanged), all in one transaction; idempotent
+    (no change, no event), except that a given password is always set.
 
     Audits ``user.updated`` (display name), ``user.role_changed``, ``user.disabled`` (which
-    also revokes all the user's sessions) or ``user.enabled``, in the same transaction.
+    also revokes all the user's sessions), ``user.enabled``, and ``user.password_changed``
+    (an admin reset: revokes all the user's sessions; needs ``policy``), in the same
+    transaction. The password is checked and hashed (off the event loop) before anything
+    is written.
 
     Raises:
-        UserNotFound, InvalidAccountData.
+        UserNotFound, InvalidAccountData, WeakPassword.
         LastAdmin: the change would leave no active admin.
     """
     new_role = None if role is None else parse_role(role)
     new_name = None if display_name is None else check_display_name(display_name)
+    new_hash = None
+    if password is not None:
+        if policy is None:
+            raise TypeError("update_user(password=...) needs the policy")
+        async with pool.connection() as conn:
+            current = await get_user(conn, user_id)
+        check_password(password, email=current.email, policy=policy)
+        new_hash = await hash_password(password, policy)
     async with pool.transaction() as conn:
         before = await _lock_user(conn, user_id)
         after_role = new_role or before.role
         after_active = before.active if active is None else active
         after_name = before.display_name if new_name is None else new_name
+        if new_hash is not None:
+            await conn.execute(SQL["set_password_hash"], {"id": user_id, "password_hash": new_hash})
+            revoked = await revoke_sessions(conn, user_id)
+            await record(
+                conn,
+                context,
+                "user.password_changed",
+                target_type="user",
+                target_id=user_id,
+                details={"sessions_revoked": revoked, "reset": True},
+            )
         if (after_role, after_active, after_name) == (
             before.role,
             before.active,
             before.display_name,
         ):
-            return before
+            if new_hash is None:
+                return before
+            return await get_user(conn, user_id)
         if (
             before.role is Role.ADMIN
             and before.active

@@ -1,0 +1,69 @@
+"""``/metrics``: Prometheus text exposition of this process, plus queue depths from SQL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import psycopg
+import trio
+from quart import Blueprint, Response
+
+from daemon.api.access import requires
+from daemon.api.context import current_context
+from daemon.modules.auth import Role
+from daemon.queue import queue_stats
+from daemon.shared.errors import DatabaseError
+from daemon.shared.metrics import Gauge, Metric, exposition
+
+if TYPE_CHECKING:
+    from daemon.shared.config import Settings
+
+blueprint = Blueprint("metrics", __name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SCRAPE_DATABASE_TIMEOUT_SECONDS = 2.0
+_STATES = ("created", "retry", "active", "completed", "cancelled", "failed")
+
+
+def _public(settings: Settings) -> bool:
+    return settings.metrics_public
+
+
+@blueprint.get("/metrics")
+@requires(Role.VIEWER, public_when=_public)
+async def metrics() -> Response:
+    """Counters and histograms of this process; queue depths and backlog age from the
+    database (shared by every process: scrape one, or aggregate with ``max``)."""
+    context = current_context()
+    scraped: list[Metric] = []
+    up = Gauge("triaged_database_up", "1 when the metrics scrape could read the database.")
+    scraped.append(up)
+    stats = None
+    with trio.move_on_after(SCRAPE_DATABASE_TIMEOUT_SECONDS):
+        try:
+            async with context.db.connection(timeout=SCRAPE_DATABASE_TIMEOUT_SECONDS) as conn:
+                stats = await queue_stats(conn)
+        except (DatabaseError, psycopg.Error):
+            stats = None
+    if stats is None:
+        up.set(0)
+    else:
+        up.set(1)
+        jobs = Gauge("triaged_queue_jobs", "Jobs in the queue table by state.", ["queue", "state"])
+        oldest = Gauge(
+            "triaged_queue_oldest_available_seconds",
+            "Age of the oldest job that is due and waiting (0: none).",
+            ["queue"],
+        )
+        paused = Gauge("triaged_queue_paused", "1 when the queue is paused.", ["queue"])
+        for queue in stats:
+            for state in _STATES:
+                jobs.set(getattr(queue, state), queue.name, state)
+            oldest.set(queue.oldest_available_seconds or 0.0, queue.name)
+            paused.set(1 if queue.paused else 0, queue.name)
+        scraped += [jobs, oldest, paused]
+    draining = Gauge("triaged_draining", "1 while the process shuts down.")
+    draining.set(1 if context.health.draining else 0)
+    scraped.append(draining)
+    text = exposition([*context.registry.metrics.values(), *scraped])
+    return Response(text, content_type=CONTENT_TYPE)
