@@ -19,10 +19,19 @@
     │   ├── ApiKeyNotFound          no such API key
     │   ├── DuplicateEmail          a user with that email (any case) exists
     │   └── LastAdmin               the change would leave no active admin
+    ├── IngestionError              a document's content cannot be ingested (permanent)
+    │   ├── EmptyContent            the document has no bytes at all
+    │   ├── UnsupportedContent      its media type (declared or detected) is not extracted
+    │   ├── CorruptContent          the bytes do not parse as their type (or are not text)
+    │   └── EncryptedContent        the document needs a password to be read
+    ├── AnalysisError               an analyzer provider could not produce a valid analysis
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
         └── ValidationFailed        the body parses but its fields are invalid
+
+Every ``IngestionError`` is permanent: the same bytes fail the same way on every
+attempt, so the pipeline fails the document at once instead of retrying.
 
 Each module adds its own leaves under the closest branch. The class docstring is the
 default message. HTTP statuses are chosen in one place only, ``daemon/api/errors.py``.
@@ -147,3 +156,31 @@ class DuplicateEmail(AuthError):
 
 class LastAdmin(AuthError):
     """The last active admin cannot be demoted, disabled or deleted."""
+
+
+class IngestionError(DaemonError):
+    """The document's content cannot be ingested."""
+
+    # Permanent, as is every leaf: the same bytes fail the same way on every attempt, so
+    # the pipeline step fails the document at once (no retries) with this message as the
+    # reason. (The docstring stays one line: it is the default message.)
+
+
+class EmptyContent(IngestionError):
+    """The document is empty (0 bytes)."""
+
+
+class UnsupportedContent(IngestionError):
+    """The document's media type is not supported."""
+
+
+class CorruptContent(IngestionError):
+    """The document is corrupt: its content cannot be parsed as its media type."""
+
+
+class EncryptedContent(IngestionError):
+    """The document is encrypted and cannot be read without a password."""
+
+
+class AnalysisError(DaemonError):
+    """The document could not be analysed."""
