@@ -248,7 +248,7 @@ class Supervisor:
         bookkeeping = queue_pool or pool
         factories: dict[str, Callable[[], Service]] = {
             "http": lambda: self._http_service(pool),
-            "poller": lambda: poller_group(settings, bookkeeping, url, self.queue_metrics),
+            "poller": lambda: poller_group(settings, bookkeeping, url, self.queue_metrics, pool),
             "scheduler": lambda: scheduler_group(settings, bookkeeping, self.queue_metrics, pool),
         }
         return [factories[name]() for name in self.role.value]

@@ -9,6 +9,8 @@ that asks for ``database_url`` gets a new, empty database, dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,17 +23,24 @@ from daemon.shared.db import embedded
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A URL on which the tests may CREATE and DROP databases."""
+def pg_admin_url() -> Iterator[str]:
+    """A URL on which the tests may CREATE and DROP databases.
+
+    The embedded cluster lives in a directory of its own, not under pytest's basetemp:
+    pytest deletes all but the newest three basetemps, so a second pytest session
+    started meanwhile (another terminal, a helper) would delete a running cluster.
+    """
     external = os.environ.get("TRIAGED_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server = embedded.start(tmp_path_factory.mktemp("embedded-pg"))
+    directory = Path(tempfile.mkdtemp(prefix="triaged-test-pg-"))
+    server = embedded.start(directory)
     try:
         yield server.admin_url()
     finally:
         embedded.stop(server)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def with_database(url: str, dbname: str) -> str:

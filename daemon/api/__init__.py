@@ -14,7 +14,17 @@ from daemon.api.edge import Edge
 from daemon.api.errors import register_error_handlers
 from daemon.api.http_metrics import record_request, start_timer
 from daemon.api.proxies import parse_networks
-from daemon.api.routes import api_keys, audit, auth, docs, health, metrics, users
+from daemon.api.routes import (
+    api_keys,
+    audit,
+    auth,
+    cases,
+    docs,
+    documents,
+    health,
+    metrics,
+    users,
+)
 
 BLUEPRINTS = [
     health.blueprint,
@@ -24,6 +34,8 @@ BLUEPRINTS = [
     users.blueprint,
     api_keys.blueprint,
     audit.blueprint,
+    documents.blueprint,
+    cases.blueprint,
 ]
 
 
@@ -45,6 +57,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
     register_error_handlers(app)
     app.before_request(start_timer)
     app.before_request(authorize_request)
+    app.before_websocket(authorize_request)  # none today; a future one is checked too
     app.after_request(record_request)
     for blueprint in [*BLUEPRINTS, *extra_blueprints]:
         app.register_blueprint(blueprint)

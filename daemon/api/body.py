@@ -8,28 +8,53 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from quart import request
 
-from daemon.shared.errors import MalformedInput, UnsupportedMediaType, ValidationFailed
+from daemon.shared.errors import (
+    BodyTooLarge,
+    MalformedInput,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-async def json_body(model: type[ModelT]) -> ModelT:
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+
+
+async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> ModelT:
     """The request's JSON body validated as ``model``.
+
+    Bodies over ``max_bytes`` are refused before they are read (a declared length) or
+    as soon as they pass it: a login must not make the server parse megabytes.
 
     Raises:
         UnsupportedMediaType: the body is not declared as JSON.
+        BodyTooLarge: the body is larger than ``max_bytes``.
         MalformedInput: the body is not valid JSON.
-        ValidationFailed: the JSON does not fit ``model``; ``errors`` names each field.
+        ValidationFailed: the JSON does not fit ``model``, or a string holds a NUL
+            character (PostgreSQL text cannot); ``errors`` names each field.
     """
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"expected Content-Type application/json, got {request.mimetype or 'none'}"
         )
-    raw = await request.get_data(as_text=False)
+    if (request.content_length or 0) > max_bytes:
+        raise BodyTooLarge(f"this body may have at most {max_bytes} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(f"this body may have at most {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedInput(f"the body is not valid JSON: {exc}") from None
+    nul = _nul_path(data, ())
+    if nul is not None:
+        raise ValidationFailed([{"field": nul or "(body)", "message": "contains a NUL character"}])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -38,3 +63,22 @@ async def json_body(model: type[ModelT]) -> ModelT:
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise ValidationFailed(errors, f"{len(errors)} invalid field(s)") from None
+
+
+def _nul_path(value: Any, path: tuple[str, ...]) -> str | None:
+    """The dotted path of the first string (or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return ".".join(path) if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return ".".join((*path, key.replace("\x00", "\\0")))
+            found = _nul_path(item, (*path, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, (*path, str(index)))
+            if found is not None:
+                return found
+    return None

@@ -11,6 +11,7 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+import psycopg
 from quart import request
 from werkzeug.exceptions import HTTPException
 
@@ -18,12 +19,19 @@ from daemon.api.problems import problem
 from daemon.shared.errors import (
     ApiKeyNotFound,
     AuthError,
+    BodyTooLarge,
+    CaseNotFound,
     DaemonError,
     DatabaseError,
+    DocumentError,
+    DocumentNotFound,
+    DocumentTooLarge,
     DuplicateEmail,
+    IdempotencyConflict,
     InputError,
     InvalidAccountData,
     InvalidCredentials,
+    InvalidTransition,
     LastAdmin,
     LoginThrottled,
     MalformedInput,
@@ -52,7 +60,14 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (InvalidAccountData, 422),
     (LoginThrottled, 429),
     (AuthError, 400),
+    (DocumentNotFound, 404),
+    (CaseNotFound, 404),
+    (InvalidTransition, 409),
+    (IdempotencyConflict, 422),
+    (DocumentTooLarge, 413),
+    (DocumentError, 400),
     (MalformedInput, 400),
+    (BodyTooLarge, 413),
     (UnsupportedMediaType, 415),
     (ValidationFailed, 422),
     (InputError, 400),
@@ -99,6 +114,20 @@ def register_error_handlers(app: Quart) -> None:
             request_id=request_id_var.get(),
             headers=_headers_for(error, status),
             **extensions,
+        )
+
+    @app.errorhandler(psycopg.DataError)
+    async def data_error(error: psycopg.DataError) -> Response:
+        # A value PostgreSQL cannot store (out of range, NUL character) that got past the
+        # request models: the client's input, not a server fault. Logged, so a genuine
+        # bug that shows up this way is seen.
+        log.warning("refused a value the database cannot store: %s", error,
+                    extra={"action": "http.data_error"})  # fmt: skip
+        return problem(
+            422,
+            "Unprocessable Content",
+            "A value is out of range or contains a character the database cannot store.",
+            request_id=request_id_var.get(),
         )
 
     @app.errorhandler(Exception)

@@ -30,6 +30,8 @@ def query_params(model: type[QueryT]) -> QueryT:
         values = request.args.getlist(name)
         if len(values) > 1:
             errors.append({"field": name, "message": "given more than once"})
+        elif "\x00" in values[0]:
+            errors.append({"field": name, "message": "contains a NUL character"})
         data[name] = values[0]
     if not errors:
         try:

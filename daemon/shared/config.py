@@ -34,6 +34,8 @@ DEFAULT_PRE_STOP_DELAY_SECONDS = 0.0
 DEFAULT_KEEP_ALIVE_SECONDS = 5.0
 DEFAULT_WORKER_CONCURRENCY = 10
 DEFAULT_MAX_REQUEST_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+INGEST_STEPS = ("fetch", "hash", "extract", "normalize", "analyze", "route", "complete")
 DEFAULT_SESSION_TTL_SECONDS = 12 * 3600.0
 DEFAULT_PASSWORD_MIN_LENGTH = 12
 # argon2-cffi's RFC 9106 "low memory" profile (its PasswordHasher defaults).
@@ -50,6 +52,10 @@ class LogFormat(StrEnum):
     AUTO = "auto"  # JSON lines unless stdout is a terminal
     JSON = "json"
     TEXT = "text"
+
+
+class AnalyzerName(StrEnum):
+    HEURISTIC = "heuristic"  # built in, deterministic, no model server
 
 
 class LogLevel(StrEnum):
@@ -282,20 +288,97 @@ class Settings(BaseSettings):
         description="With no user at all: create admin@triaged.localhost with a random "
         "password written to this file (mode 0600). make run sets it.",
     )
+    max_document_bytes: int = Field(
+        default=DEFAULT_MAX_DOCUMENT_BYTES,
+        ge=1,
+        description="Largest document accepted (upload, posted content, fetched URL); larger "
+        "ones get 413 (or fail, when fetched).",
+    )
+    ingest_concurrency: dict[str, int] = Field(
+        default={},
+        description="Jobs of each pipeline step this process runs at once, as "
+        "step=n pairs (fetch, hash, extract, normalize, analyze, route, complete); "
+        "steps not named use worker_concurrency.",
+    )
+    ingest_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts of a pipeline step on transient errors before the document fails.",
+    )
+    fetch_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Total time a document URL fetch may take."
+    )
+    fetch_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="Time to connect to a document URL's server."
+    )
+    fetch_max_redirects: int = Field(
+        default=3, ge=0, le=20, description="Redirects followed when fetching a document URL."
+    )
+    fetch_allow_private: bool = Field(
+        default=False,
+        description="Allow fetching document URLs on loopback, link-local and private "
+        "addresses (SSRF protection off).",
+    )
+    fetch_allowed_networks: CommaList = Field(
+        default=(),
+        description="Networks document URLs may be fetched from even though private "
+        "(comma-separated CIDRs).",
+    )
+    analyzer: AnalyzerName = Field(
+        default=AnalyzerName.HEURISTIC, description="The analyzer provider: heuristic."
+    )
+    taxonomy: str | None = Field(
+        default=None,
+        description='Categories and their keywords as JSON, e.g. {"billing": ["invoice", '
+        '"refund*"]}; unset: the built-in taxonomy. "other" is always added.',
+    )
+    severity_rules: str | None = Field(
+        default=None,
+        description="Severity rules as JSON (keywords -> minimum severity, category "
+        "defaults); unset: the built-in rules.",
+    )
+    routing_rules: str | None = Field(
+        default=None,
+        description="When a case opens, its SLA per severity, assignees and tags, as JSON; "
+        "unset: cases for high and critical, and for security, legal and privacy.",
+    )
+    analyzer_chunk_chars: int = Field(
+        default=8000,
+        ge=200,
+        le=1_000_000,
+        description="Longest piece of text given to the analyzer at once; longer texts "
+        "are chunked.",
+    )
+    analyzer_max_chunks: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Most chunks analysed per document; the rest is left out (the "
+        "analysis says truncated).",
+    )
+    document_retention_days: float = Field(
+        default=365.0,
+        gt=0,
+        le=36_500,
+        description="Completed documents are kept this long (retain_until).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("http_trusted_proxies", "cors_allowed_origins", mode="before")
+    @field_validator(
+        "http_trusted_proxies", "cors_allowed_origins", "fetch_allowed_networks", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("http_trusted_proxies")
+    @field_validator("http_trusted_proxies", "fetch_allowed_networks")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
@@ -304,6 +387,60 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or network: {item!r}") from None
         return value
+
+    @field_validator("ingest_concurrency", mode="before")
+    @classmethod
+    def _step_numbers(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, Any] = {}
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            step, sep, number = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected step=n pairs, got {item!r}")
+            pairs[step.strip()] = number.strip()
+        return pairs
+
+    @field_validator("ingest_concurrency")
+    @classmethod
+    def _known_steps(cls, value: dict[str, int]) -> dict[str, int]:
+        for step, number in value.items():
+            if step not in INGEST_STEPS:
+                raise ValueError(f"unknown step {step!r} (steps: {', '.join(INGEST_STEPS)})")
+            if not 1 <= number <= 1000:
+                raise ValueError(f"{step}: must be between 1 and 1000")
+        return value
+
+    @model_validator(mode="after")
+    def _analysis_texts(self) -> Settings:
+        # Imported here: the analysis package imports nothing of the settings, and the
+        # settings must name the variable at fault at start, not at the first document.
+        from daemon.modules.analysis import parse_severity_rules, parse_taxonomy
+        from daemon.modules.cases import parse_routing_rules
+
+        taxonomy = None
+        problems = []
+        if self.taxonomy is not None:
+            try:
+                taxonomy = parse_taxonomy(self.taxonomy)
+            except ValueError as exc:
+                problems.append(f"TRIAGED_TAXONOMY: {exc}")
+        for name, parse in (
+            ("severity_rules", parse_severity_rules),
+            ("routing_rules", parse_routing_rules),
+        ):
+            text = getattr(self, name)
+            if text is None:
+                continue
+            try:
+                parse(text, taxonomy=taxonomy)
+            except ValueError as exc:
+                problems.append(f"TRIAGED_{name.upper()}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -352,6 +489,9 @@ class Settings(BaseSettings):
         "bootstrap_admin_email",
         "bootstrap_admin_password",
         "initial_admin_password_file",
+        "taxonomy",
+        "severity_rules",
+        "routing_rules",
         mode="before",
     )
     @classmethod
@@ -397,6 +537,8 @@ class Settings(BaseSettings):
                 shown = value.value
             elif isinstance(value, tuple):
                 shown = ",".join(value)
+            elif isinstance(value, dict):
+                shown = ",".join(f"{k}={v}" for k, v in value.items())
             else:
                 shown = str(value)
             view[ENV_PREFIX + name.upper()] = shown

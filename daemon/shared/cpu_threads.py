@@ -10,8 +10,8 @@ cycle.
 
 Contract of :meth:`CpuThreads.run`: the call runs exactly once, on one of at most
 ``threads`` threads, in submission order; its return value or exception is handed back.
-A cancelled caller stops waiting at once; the call itself cannot be interrupted, runs to
-its end, and its result is dropped.
+A cancelled caller stops waiting at once; a call not started yet is then skipped, one
+already running cannot be interrupted: it runs to its end and its result is dropped.
 """
 
 from __future__ import annotations
@@ -55,24 +55,31 @@ class CpuThreads:
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         result: list[outcome.Outcome[T]] = []
+        abandoned = False
 
         def job() -> None:
+            if abandoned:  # the caller stopped waiting before a thread was free: skip it
+                return
             result.append(outcome.capture(function, *args))
             with contextlib.suppress(trio.RunFinishedError):  # caller's run gone: no one to tell
                 token.run_sync_soon(done.set)
 
         self._submit(job)
-        await done.wait()
+        try:
+            await done.wait()
+        except BaseException:
+            abandoned = True
+            raise
         return result[0].unwrap()
 
     def _submit(self, job: Callable[[], None]) -> None:
         with self._lock:
             if not self._started:
-                self._started = True
                 for number in range(1, self.threads + 1):
                     threading.Thread(
                         target=self._work, name=f"{self.name}-{number}", daemon=True
                     ).start()
+                self._started = True  # only once they all run (a failed start retries)
         self._queue.put(job)
 
     def _work(self) -> None:
@@ -91,3 +98,12 @@ def _lower_own_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
     except OSError as exc:
         log.debug("could not lower a worker thread's priority: %s", exc)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and systemd's
+    CPUAffinity narrow), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

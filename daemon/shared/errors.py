@@ -23,15 +23,28 @@
     │   ├── EmptyContent            the document has no bytes at all
     │   ├── UnsupportedContent      its media type (declared or detected) is not extracted
     │   ├── CorruptContent          the bytes do not parse as their type (or are not text)
-    │   └── EncryptedContent        the document needs a password to be read
+    │   ├── EncryptedContent        the document needs a password to be read
+    │   ├── ContentTooLarge         a fetched body is larger than the fetch size cap
+    │   ├── FetchRefused            a url refused: scheme, userinfo, blocked address, redirects
+    │   └── FetchRejected           the server answered a permanent 4xx (carries ``status``)
+    ├── FetchUnavailable            a url cannot be fetched now (transient; ``retry_after``)
     ├── AnalysisError               an analyzer provider could not produce a valid analysis
+    ├── DocumentError               document and case operations
+    │   ├── DocumentNotFound        no such document
+    │   ├── CaseNotFound            no such case
+    │   ├── InvalidTransition       the document's state does not allow this step or action
+    │   ├── IdempotencyConflict     an Idempotency-Key reused with a different request
+    │   └── DocumentTooLarge        the document is larger than TRIAGED_MAX_DOCUMENT_BYTES
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
+        ├── BodyTooLarge            the body is larger than the endpoint takes
         └── ValidationFailed        the body parses but its fields are invalid
 
 Every ``IngestionError`` is permanent: the same bytes fail the same way on every
-attempt, so the pipeline fails the document at once instead of retrying.
+attempt, so the pipeline fails the document at once instead of retrying. Its transient
+counterpart for fetched documents is ``FetchUnavailable`` (timeouts, network and DNS
+failures, HTTP 408, 429 and 5xx): the fetch step retries it with backoff.
 
 Each module adds its own leaves under the closest branch. The class docstring is the
 default message. HTTP statuses are chosen in one place only, ``daemon/api/errors.py``.
@@ -93,6 +106,10 @@ class MalformedInput(InputError):
 
 class UnsupportedMediaType(InputError):
     """The request body has an unsupported media type."""
+
+
+class BodyTooLarge(InputError):
+    """The request body is too large."""
 
 
 class ValidationFailed(InputError):
@@ -182,5 +199,66 @@ class EncryptedContent(IngestionError):
     """The document is encrypted and cannot be read without a password."""
 
 
+class ContentTooLarge(IngestionError):
+    """The fetched document is larger than the size limit."""
+
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(message or f"the document is larger than {limit} bytes")
+
+
+class FetchRefused(IngestionError):
+    """The document URL is refused."""
+
+    # Scheme, userinfo, a blocked address class (SSRF guard) or too many redirects:
+    # a policy decision, the same on every attempt.
+
+
+class FetchRejected(IngestionError):
+    """The server refused the document URL."""
+
+    # A 4xx other than 408 and 429 (or a response that is not a document at all): the
+    # URL is wrong or forbidden to us, and asking again will not change that.
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        self.status = status
+        super().__init__(message or f"the server answered HTTP {status}")
+
+
+class FetchUnavailable(DaemonError):
+    """The document URL cannot be fetched now."""
+
+    # Transient, unlike IngestionError: a timeout, a network or DNS failure, or HTTP 408,
+    # 429 or 5xx. ``retry_after`` is the server's Retry-After in seconds, if it sent one.
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class AnalysisError(DaemonError):
     """The document could not be analysed."""
+
+
+class DocumentError(DaemonError):
+    """The document operation failed."""
+
+
+class DocumentNotFound(DocumentError):
+    """No such document."""
+
+
+class CaseNotFound(DocumentError):
+    """No such case."""
+
+
+class InvalidTransition(DocumentError):
+    """The document's state does not allow this."""
+
+
+class IdempotencyConflict(DocumentError):
+    """This Idempotency-Key was used with a different request."""
+
+
+class DocumentTooLarge(DocumentError):
+    """The document is larger than this server accepts."""

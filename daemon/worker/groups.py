@@ -29,15 +29,16 @@ if TYPE_CHECKING:
 
 
 def poller_group(
-    settings: Settings, pool: Pool, conninfo: str, metrics: QueueMetrics
+    settings: Settings, pool: Pool, conninfo: str, metrics: QueueMetrics, main_pool: Pool
 ) -> QueueWorker:
+    """The queue worker: its bookkeeping on ``pool``, the handlers on ``main_pool``."""
     options = WorkerOptions(
         lease_seconds=settings.queue_lease_seconds,
         poll_interval=settings.queue_poll_interval_seconds,
         listen=settings.queue_listen,
         conninfo=conninfo,
     )
-    return QueueWorker(pool, build_registry(settings), options, metrics)
+    return QueueWorker(pool, build_registry(settings, main_pool), options, metrics)
 
 
 def scheduler_group(

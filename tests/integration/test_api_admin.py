@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from daemon.modules.auth import Role
+from tests.client_warnings import ABANDONED_REQUEST_BODY
 from tests.integration.api_server import PASSWORD, bearer
 
 
@@ -224,3 +225,43 @@ async def test_audit_listing(api):
         assert bad.status_code == 422
         bad_cursor = await client.get("/api/v1/audit", params={"cursor": "abc"})
         assert bad_cursor.status_code == 422
+
+
+@ABANDONED_REQUEST_BODY
+async def test_values_the_database_cannot_store_are_4xx_not_500(api):
+    admin_headers = bearer(await api.token(Role.ADMIN))
+    async with api.client() as client:
+        nul_login = await client.post(
+            "/api/v1/auth/login", json={"email": "a\u0000@example.org", "password": "x"}
+        )
+        assert nul_login.status_code == 422 and nul_login.json()["errors"][0]["field"] == "email"
+        big_login = await client.post(
+            "/api/v1/auth/login",
+            content=b'{"email": "' + b"a" * (2 * 1024 * 1024) + b'", "password": "x"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert big_login.status_code == 413
+        for path, params in (
+            ("/api/v1/users", {"cursor": str(2**64)}),
+            ("/api/v1/audit", {"actor_id": str(2**64)}),
+            ("/api/v1/audit", {"action": "x\u0000y"}),
+            ("/api/v1/documents", {"cursor": "9" * 19}),
+        ):
+            response = await client.get(path, params=params, headers=admin_headers)
+            assert response.status_code == 422, (path, params, response.text)
+        assert (await client.get(f"/api/v1/users/{2**64}", headers=admin_headers)).status_code in (
+            404,
+            422,
+        )
+        far_future = await client.post(
+            "/api/v1/api-keys",
+            headers=admin_headers,
+            json={"name": "k", "role": "viewer", "expires_at": "9999-12-31T23:59:59-14:00"},
+        )
+        assert far_future.status_code == 422
+        nul_name = await client.post(
+            "/api/v1/api-keys", headers=admin_headers, json={"name": "a\u0000", "role": "viewer"}
+        )
+        assert nul_name.status_code == 422
+        page = await client.get("/api/v1/users", params={"limit": 500}, headers=admin_headers)
+        assert page.status_code == 200

@@ -41,7 +41,7 @@ class AuditQuery(QueryModel):
     action: str | None = Field(default=None, max_length=200, description="exact action")
     action_prefix: str | None = Field(default=None, max_length=200, description="e.g. user.")
     actor_type: ActorType | None = None
-    actor_id: int | None = None
+    actor_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
     target_type: str | None = Field(default=None, max_length=200)
     target_id: str | None = Field(default=None, max_length=200)
     since: AwareDatetime | None = Field(default=None, description="at >= since")

@@ -25,6 +25,8 @@ from daemon.modules.auth import (
 
 blueprint = Blueprint("users", __name__, url_prefix="/api/v1/users")
 
+MAX_ID = 2**63 - 1  # bigint
+
 
 def user_view(user: User) -> dict[str, Any]:
     return {
@@ -69,8 +71,10 @@ class UserUpdateBody(BaseModel):
 class UserListQuery(QueryModel):
     role: Role | None = None
     active: bool | None = None
-    cursor: int | None = Field(default=None, ge=0, description="next_cursor of the last page")
-    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: int | None = Field(
+        default=None, ge=0, le=MAX_ID, description="next_cursor of the last page"
+    )
+    limit: int = Field(default=100, ge=1, le=500)
 
 
 @blueprint.post("")

@@ -1,16 +1,15 @@
 """Passwords: the policy, email normalisation, and argon2id hashing off the event loop.
 
 Hashing and verifying run on dedicated low-priority threads
-(:class:`daemon.shared.cpu_threads.CpuThreads`), at most ``os.cpu_count()`` at a time per
+(:class:`daemon.shared.cpu_threads.CpuThreads`), at most one per usable CPU at a time per
 process (each takes ``hash_memory_kib`` of memory), so logins never stall the event loop
-nor starve it of CPU. :func:`verify` of an unknown user checks the password
+nor starve it of CPU. :func:`verify_password` of an unknown user checks the password
 against a dummy hash made with the same parameters, so both take the same time.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 import secrets
 
@@ -18,19 +17,24 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from daemon.modules.auth.policy import PASSWORD_MAX_LENGTH, AuthPolicy
-from daemon.shared.cpu_threads import CpuThreads
+from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import InvalidAccountData, WeakPassword
 
 EMAIL_MAX_LENGTH = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-_THREADS = CpuThreads(os.cpu_count() or 1, name="argon2")
+_THREADS = CpuThreads(usable_cpus(), name="argon2")
 
 
 def normalize_email(email: str) -> str:
     """The email as stored: surrounding whitespace removed (case is kept; comparisons
     ignore it)."""
     return email.strip()
+
+
+def looks_like_email(text: str) -> bool:
+    """Whether ``text`` has the shape of an email address (nothing more is checked)."""
+    return len(text) <= EMAIL_MAX_LENGTH and _EMAIL.match(text.strip()) is not None
 
 
 def check_email(email: str) -> str:

@@ -72,6 +72,11 @@ SELECT id, email, display_name, role::text, active, created_at, updated_at,
        password_changed_at, password_hash
 FROM users WHERE lower(email) = lower(%(email)s)
 
+-- name: account_key
+-- The throttle key of an email: as the user lookup compares it (PostgreSQL's lower(),
+-- which may differ from Python's for some characters).
+SELECT lower(%(email)s)
+
 -- Sessions ------------------------------------------------------------------------------
 
 -- name: insert_session
@@ -153,32 +158,44 @@ SELECT id, name, role::text, expires_at FROM found
 
 -- Login throttling ----------------------------------------------------------------------
 
--- name: throttle_blocked
--- The latest end of a block among the given (scope, key) pairs, if any is still blocked.
-SELECT max(blocked_until), now()
-FROM login_throttle
-WHERE ((scope = 'account' AND key = %(account)s) OR (scope = 'address' AND key = %(address)s))
-  AND blocked_until > now()
-
--- name: throttle_fail
--- Count one failure; a counter idle for longer than the window starts afresh.
+-- name: throttle_attempt
+-- Count one attempt in advance (it is a failure until proven otherwise), unless the key
+-- is blocked. The upsert takes the row lock, so concurrent attempts for one key queue
+-- here one after the other and each sees the count and block of the one before: a burst
+-- cannot outrun the throttle. Account keys are compared lowercased by PostgreSQL, as
+-- the user lookup compares emails.
 INSERT INTO login_throttle AS t (scope, key, failures, last_failure_at)
 VALUES (%(scope)s, %(key)s, 1, now())
 ON CONFLICT (scope, key) DO UPDATE
 SET failures = CASE
+        WHEN t.blocked_until > now() THEN t.failures
         WHEN t.last_failure_at < now() - make_interval(secs => %(window)s) THEN 1
         ELSE t.failures + 1
     END,
-    last_failure_at = now()
-RETURNING failures
+    last_failure_at = CASE WHEN t.blocked_until > now() THEN t.last_failure_at ELSE now() END
+RETURNING failures, greatest(extract(epoch FROM blocked_until - now()), 0)::float8
 
 -- name: throttle_block
 UPDATE login_throttle
 SET blocked_until = greatest(blocked_until, now() + make_interval(secs => %(seconds)s))
 WHERE scope = %(scope)s AND key = %(key)s
 
--- name: throttle_reset
-DELETE FROM login_throttle WHERE scope = %(scope)s AND key = %(key)s
+-- name: throttle_forgive_account
+DELETE FROM login_throttle WHERE scope = 'account' AND key = %(key)s
+
+-- name: throttle_forgive_address
+-- A successful attempt was counted in advance: take it back.
+UPDATE login_throttle SET failures = greatest(failures - 1, 1)
+WHERE scope = 'address' AND key = %(key)s
+
+-- name: throttle_recently_audited
+-- Refusals of one blocked key are audited at most once a minute (the log is append-only:
+-- an attacker must not be able to fill it for free).
+SELECT EXISTS (
+    SELECT 1 FROM audit_events
+    WHERE target_type = %(target_type)s AND target_id = %(target_id)s
+      AND action = 'auth.login_throttled' AND at > now() - interval '60 seconds'
+)
 
 -- Housekeeping ------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from daemon.modules.auth.api_keys import authenticate_api_key, looks_like_api_ke
 from daemon.modules.auth.passwords import (
     check_password,
     hash_password,
+    looks_like_email,
     needs_rehash,
     verify_password,
 )
@@ -37,9 +38,9 @@ from daemon.modules.auth.users import SQL, User, set_password
 from daemon.shared.errors import (
     InvalidAccountData,
     InvalidCredentials,
-    LoginThrottled,
     PermissionDenied,
     Unauthenticated,
+    WeakPassword,
 )
 
 if TYPE_CHECKING:
@@ -82,11 +83,11 @@ async def login(
 ) -> LoginResult:
     """Check the credentials and open a session.
 
-    Steps: refuse at once if the account or the address is blocked (audited
-    ``auth.login_throttled``); verify the password off the event loop (no database
-    connection held meanwhile); then, in one transaction, either open the session, reset
-    the account's failure counter, upgrade the hash if its parameters are outdated and
-    audit ``auth.login``, or count the failure and audit ``auth.login_failed``.
+    Steps: count the attempt for the account and the address before anything else, or
+    refuse at once if either is blocked (:func:`throttle.begin_attempt`); verify the
+    password off the event loop (no database connection held meanwhile); then, in one
+    transaction, either open the session, forgive the attempt, upgrade the hash if its
+    parameters are outdated and audit ``auth.login``, or audit ``auth.login_failed``.
 
     Raises:
         LoginThrottled: blocked; ``retry_after`` says for how many seconds. The password
@@ -94,24 +95,15 @@ async def login(
         InvalidCredentials: unknown email, wrong password or disabled user (the same
             message for all three).
     """
-    account = throttle.account_key(email)
+    email = email.strip()
     context = AuditContext(actor=Actor.anonymous(), client_addr=client_addr, request_id=request_id)
-    async with pool.connection() as conn:
-        await conn.set_autocommit(True)
-        blocked = await throttle.blocked_for(conn, account=account, address=client_addr)
-        if blocked > 0:
-            seconds = retry_after(blocked)
-            await record(
-                conn,
-                context,
-                "auth.login_throttled",
-                target_type="account",
-                target_id=account,
-                details={"retry_after": seconds},
-            )
-            raise LoginThrottled(seconds)
-        row = None
-        if len(email) <= 320:
+    attempt = await throttle.begin_attempt(
+        pool, email, address=client_addr, policy=policy, context=context
+    )
+    row = None
+    if len(email) <= 320:
+        async with pool.connection() as conn:
+            await conn.set_autocommit(True)
             row = await (await conn.execute(SQL["get_login_user"], {"email": email})).fetchone()
     stored_hash = None if row is None else str(row[8])
     # Longer than any password the policy accepts: cannot match, but costs the same.
@@ -121,17 +113,24 @@ async def login(
     if user is None or not valid or not user.active:
         reason = "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
         async with pool.transaction() as conn:
-            failures, blocked = await throttle.record_failure(
-                conn, account=account, address=client_addr, policy=policy
-            )
             await record(
                 conn,
                 context,
                 "auth.login_failed",
                 target_type="user" if user else "account",
-                target_id=user.id if user else account,
-                details={"email": account, "reason": reason, "failures": failures}
-                | ({"blocked_seconds": retry_after(blocked)} if blocked else {}),
+                target_id=user.id if user else attempt.account,
+                details={
+                    # What was typed, only if it looks like an email: a password pasted
+                    # into the email field must not land in the append-only log.
+                    "email": attempt.account if looks_like_email(email) else "(not an email)",
+                    "reason": reason,
+                    "failures": attempt.failures,
+                }
+                | (
+                    {"blocked_seconds": retry_after(attempt.blocked_seconds)}
+                    if attempt.blocked_seconds
+                    else {}
+                ),
             )
         raise InvalidCredentials()
 
@@ -139,7 +138,7 @@ async def login(
     new_hash = await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
     token = new_session_token()
     async with pool.transaction() as conn:
-        await throttle.reset_account(conn, account)
+        await throttle.forgive(conn, attempt)
         session = await (
             await conn.execute(
                 SQL["insert_session"],
@@ -241,24 +240,35 @@ async def change_own_password(
     """A user changes their own password: the current one is checked, the policy
     applied, and every other session of theirs revoked (the one in use stays).
 
+    Checks of the current password are throttled like logins (same account and address
+    counters): a stolen session cannot be used to guess the password at hashing speed.
     Audits ``user.password_changed``; returns the number of sessions revoked.
 
     Raises:
         PermissionDenied: the principal is an API key.
+        LoginThrottled: too many wrong current passwords (or logins) lately.
         InvalidAccountData: (field ``current_password``) the current password is wrong.
             Not ``InvalidCredentials``: the caller is authenticated, their proof of
             knowing the password is what failed.
-        WeakPassword: the new one breaks the policy.
+        InvalidAccountData: (field ``new_password``) the new one breaks the policy.
     """
     if principal.kind is not PrincipalKind.USER:
         raise PermissionDenied("only users have passwords")
+    try:
+        check_password(new_password, email=principal.name, policy=policy)
+    except WeakPassword as exc:
+        raise InvalidAccountData("new_password", "new_" + exc.message) from None
     async with pool.connection() as conn:
         row = await (await conn.execute(SQL["get_password_hash"], {"id": principal.id})).fetchone()
     if row is None:
         raise Unauthenticated()
-    check_password(new_password, email=principal.name, policy=policy)
+    attempt = await throttle.begin_attempt(
+        pool, principal.name, address=context.client_addr, policy=policy, context=context
+    )
     if not await verify_password(str(row[0]), current_password[: PASSWORD_MAX_LENGTH + 1], policy):
         raise InvalidAccountData("current_password", "current_password: wrong password")
+    async with pool.transaction() as conn:
+        await throttle.forgive(conn, attempt)
     return await set_password(
         pool,
         principal.id,

@@ -1,73 +1,127 @@
-"""Brute-force throttling of logins, per account and per client address.
+"""Brute-force throttling of logins (and password changes), per account and per client
+address.
 
 The counters live in PostgreSQL (``login_throttle``), so every ``triaged api`` process
-shares them. The account key is the email as typed, lowercased, whether or not such a
-user exists (an unknown email is throttled exactly like a known one, so throttling does
-not reveal which emails exist). The arithmetic is :class:`ThrottlePolicy`'s.
+shares them. The account key is the email as PostgreSQL lowercases it (the same
+function the user lookup uses), whether or not such a user exists: an unknown email is
+throttled exactly like a known one, so throttling does not reveal which emails exist.
+The arithmetic is :class:`ThrottlePolicy`'s.
 
-Limits: the check before a login and the count after it are separate statements, so a
-burst of concurrent attempts may all pass the check before the first failure is
-counted; every failure is counted all the same, and the block follows.
+Each attempt is **counted before the password is checked** (:func:`begin_attempt`),
+under the counter's row lock, and the block the attempt would cause if it failed is set
+at once; a success takes it back (:func:`forgive`). So concurrent attempts queue on the
+row lock and each sees the ones before it: a burst of guesses gets exactly as many
+checks as the policy allows, no more.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
+
+from daemon.modules.audit import AuditContext, record
+from daemon.modules.auth.policy import retry_after
 from daemon.modules.auth.users import SQL
+from daemon.shared.errors import LoginThrottled
 
 if TYPE_CHECKING:
-    from daemon.modules.auth.policy import AuthPolicy
+    from daemon.modules.auth.policy import AuthPolicy, ThrottlePolicy
+    from daemon.shared.db.pool import Pool
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 
-def account_key(email: str) -> str:
-    return email.strip().lower()
+@attrs.frozen(kw_only=True)
+class Attempt:
+    """An attempt counted in advance: the account's count including it, and how long
+    further attempts are blocked should it fail (0: not)."""
+
+    account: str
+    address: str | None
+    failures: int
+    blocked_seconds: float
 
 
-async def blocked_for(conn: TrioConnection, *, account: str, address: str | None) -> float:
-    """Seconds until the account and the address may try again (0: now)."""
-    row = await (
-        await conn.execute(SQL["throttle_blocked"], {"account": account, "address": address})
-    ).fetchone()
-    if row is None or row[0] is None:
-        return 0.0
-    return max(0.0, (row[0] - row[1]).total_seconds())
+class _Blocked(Exception):
+    def __init__(self, scope: str, key: str, seconds: float) -> None:
+        self.scope, self.key, self.seconds = scope, key, seconds
 
 
-async def record_failure(
-    conn: TrioConnection, *, account: str, address: str | None, policy: AuthPolicy
-) -> tuple[int, float]:
-    """Count a failed login in the caller's transaction.
+async def account_key(conn: TrioConnection, email: str) -> str:
+    row = await (await conn.execute(SQL["account_key"], {"email": email.strip()})).fetchone()
+    assert row is not None
+    return str(row[0])
 
-    Returns the account's failure count and the seconds the next attempt is blocked for
-    (the longer of the account's and the address's block; 0: not blocked).
+
+async def begin_attempt(
+    pool: Pool, email: str, *, address: str | None, policy: AuthPolicy, context: AuditContext
+) -> Attempt:
+    """Count an attempt for the account and the address, in one transaction.
+
+    Raises:
+        LoginThrottled: the account or the address is blocked; nothing is counted, and
+            the refusal is audited (``auth.login_throttled``, at most once a minute per
+            blocked key).
     """
-    scopes = [("account", account, policy.account_throttle)]
-    if address is not None:
-        scopes.append(("address", address, policy.address_throttle))
-    account_failures = 0
-    longest = 0.0
-    for scope, key, rule in scopes:
-        row = await (
-            await conn.execute(
-                SQL["throttle_fail"],
-                {"scope": scope, "key": key, "window": rule.window_seconds},
-            )
-        ).fetchone()
-        assert row is not None
-        failures = int(row[0])
-        if scope == "account":
-            account_failures = failures
-        seconds = rule.block_seconds(failures)
-        if seconds > 0:
-            await conn.execute(
-                SQL["throttle_block"], {"scope": scope, "key": key, "seconds": seconds}
-            )
-            longest = max(longest, seconds)
-    return account_failures, longest
+    try:
+        async with pool.transaction() as conn:
+            account = await account_key(conn, email)
+            scopes: list[tuple[str, str, ThrottlePolicy]] = [
+                ("account", account, policy.account_throttle)
+            ]
+            if address is not None:
+                scopes.append(("address", address, policy.address_throttle))
+            counted = []
+            for scope, key, rule in scopes:  # always account first: no deadlock
+                row = await (
+                    await conn.execute(
+                        SQL["throttle_attempt"],
+                        {"scope": scope, "key": key, "window": rule.window_seconds},
+                    )
+                ).fetchone()
+                assert row is not None
+                failures, blocked = int(row[0]), float(row[1])
+                if blocked > 0:
+                    raise _Blocked(scope, key, blocked)  # rolls the counting back
+                counted.append((scope, key, rule, failures))
+            longest = 0.0
+            for scope, key, rule, failures in counted:
+                seconds = rule.block_seconds(failures)
+                if seconds > 0:
+                    await conn.execute(
+                        SQL["throttle_block"], {"scope": scope, "key": key, "seconds": seconds}
+                    )
+                    longest = max(longest, seconds)
+    except _Blocked as blocked:
+        seconds = retry_after(blocked.seconds)
+        await _audit_refusal(pool, context, blocked.scope, blocked.key, seconds)
+        raise LoginThrottled(seconds) from None
+    return Attempt(
+        account=account, address=address, failures=counted[0][3], blocked_seconds=longest
+    )
 
 
-async def reset_account(conn: TrioConnection, account: str) -> None:
-    """Forget the account's failures (after a successful login); the address's remain."""
-    await conn.execute(SQL["throttle_reset"], {"scope": "account", "key": account})
+async def forgive(conn: TrioConnection, attempt: Attempt) -> None:
+    """The attempt succeeded: forget the account's failures, and take the attempt back
+    from the address's count (in the caller's transaction)."""
+    await conn.execute(SQL["throttle_forgive_account"], {"key": attempt.account})
+    if attempt.address is not None:
+        await conn.execute(SQL["throttle_forgive_address"], {"key": attempt.address})
+
+
+async def _audit_refusal(
+    pool: Pool, context: AuditContext, scope: str, key: str, seconds: int
+) -> None:
+    async with pool.transaction() as conn:
+        params = {"target_type": scope, "target_id": key}
+        recent = await (await conn.execute(SQL["throttle_recently_audited"], params)).fetchone()
+        if recent is not None and recent[0]:
+            return
+        await record(
+            conn,
+            context,
+            "auth.login_throttled",
+            target_type=scope,
+            target_id=key,
+            details={"retry_after": seconds},
+        )

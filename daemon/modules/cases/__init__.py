@@ -1,11 +1,11 @@
-"""Cases: what a human must look at. For now, the pure routing rules that decide, from an
-analysis, whether a case opens, its SLA due time, assignee and tags.
+"""Cases: what a human must look at. The pure routing rules that decide, from an
+analysis, whether a case opens, its SLA due time, assignee and tags; and the cases
+table (opened by the pipeline's routing step, listed and shown by the API).
 
 Public face::
 
     from daemon.modules.cases import RoutingRules, RoutingDecision, decide, parse_routing_rules
-
-Case storage and the cases API come with the ingestion pipeline.
+    from daemon.modules.cases import Case, get_case, list_cases, case_of_document
 """
 
 from __future__ import annotations
@@ -19,13 +19,19 @@ from daemon.modules.cases.routing import (
     parse_duration,
     parse_routing_rules,
 )
+from daemon.modules.cases.store import Case, case_of_document, get_case, list_cases, open_case
 
 __all__ = [
     "DEFAULT_CASE_CATEGORIES",
     "DEFAULT_SLA",
+    "Case",
     "RoutingDecision",
     "RoutingRules",
+    "case_of_document",
     "decide",
+    "get_case",
+    "list_cases",
+    "open_case",
     "parse_duration",
     "parse_routing_rules",
 ]

@@ -1,16 +1,36 @@
-"""Ingestion: a document's way from bytes to analysable text (DESIGN.md section 3).
+"""Ingestion: a document's way from intake to triage (DESIGN.md section 3).
 
-Public face (pipeline handlers import from here only)::
+Public face (the API and the worker import from here only)::
 
-    from daemon.modules.ingestion import extract_text, normalize, Extracted, Normalized
+    from daemon.modules.ingestion import receive_document, Pipeline, list_documents, ...
 
-So far the pure steps: ``extracted`` (:mod:`.extraction`) and ``normalized``
-(:mod:`.normalize`, :mod:`.language`). Failures are the permanent ``IngestionError``
-branch of :mod:`daemon.shared.errors`.
+* :mod:`.states`: the pure transition table of the eight steps;
+* :mod:`.intake`: new documents (idempotent with a key), :mod:`.documents`: reading and
+  operator actions; :mod:`.pipeline`: what each step's job does;
+* pure steps: :mod:`.extraction`, :mod:`.normalize`, :mod:`.language`, and
+  :mod:`.fetch` (SSRF-safe URL fetching).
+
+Content failures are the permanent ``IngestionError`` branch of
+:mod:`daemon.shared.errors`.
 """
 
 from __future__ import annotations
 
+from daemon.modules.ingestion.address_policy import AddressClass, AddressPolicy, classify_address
+from daemon.modules.ingestion.documents import (
+    AnalysisRecord,
+    Document,
+    DocumentDetails,
+    DocumentFilter,
+    DocumentPage,
+    HistoryEvent,
+    delete_document,
+    document_details,
+    get_document,
+    list_documents,
+    reanalyze_document,
+    retry_document,
+)
 from daemon.modules.ingestion.extraction import (
     DEFAULT_MAX_CHARS,
     DETECTED_MEDIA_TYPES,
@@ -20,6 +40,8 @@ from daemon.modules.ingestion.extraction import (
     extract_text,
     is_supported_media_type,
 )
+from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, fetch_url
+from daemon.modules.ingestion.intake import NewDocument, Receipt, receive_document
 from daemon.modules.ingestion.language import LANGUAGES, UNDETERMINED, guess_language
 from daemon.modules.ingestion.normalize import (
     DEFAULT_CHUNK_CHARS,
@@ -29,6 +51,8 @@ from daemon.modules.ingestion.normalize import (
     clean_text,
     normalize,
 )
+from daemon.modules.ingestion.pipeline import Pipeline, PipelineConfig, StepResult
+from daemon.modules.ingestion.states import DocumentState
 
 __all__ = [
     "DEFAULT_CHUNK_CHARS",
@@ -38,13 +62,38 @@ __all__ = [
     "LANGUAGES",
     "SUPPORTED_MEDIA_TYPES",
     "UNDETERMINED",
+    "AddressClass",
+    "AddressPolicy",
+    "AnalysisRecord",
+    "Document",
+    "DocumentDetails",
+    "DocumentFilter",
+    "DocumentPage",
+    "DocumentState",
     "Extracted",
+    "FetchPolicy",
+    "Fetched",
+    "HistoryEvent",
+    "NewDocument",
     "Normalized",
+    "Pipeline",
+    "PipelineConfig",
+    "Receipt",
+    "StepResult",
     "canonical_media_type",
     "chunk_text",
+    "classify_address",
     "clean_text",
+    "delete_document",
+    "document_details",
     "extract_text",
+    "fetch_url",
+    "get_document",
     "guess_language",
     "is_supported_media_type",
+    "list_documents",
     "normalize",
+    "reanalyze_document",
+    "receive_document",
+    "retry_document",
 ]

@@ -1,0 +1,326 @@
+"""Benchmark of document ingestion through all eight steps, with the issue's targets.
+
+Starts the real ``triaged serve`` (one process: HTTP, worker, scheduler) on a fresh
+database ``triaged_bench_ingest`` of the server at ``--url``, with the default settings
+and the built-in heuristic analyzer, creates an analyst API key, then measures:
+
+* **throughput**, documents/s: ``--documents`` (default 3,000) text documents of
+  1-5 KB, all different, posted as JSON over HTTP by 32 concurrent clients; from the
+  first request to the moment the last document is ``completed`` (polled in the
+  database every 20 ms);
+* **latency**, ms p50 / p95: on the idle daemon, 100 documents posted one at a time;
+  from just before each POST to the document's ``completed_at`` (server clock: same
+  host, same clock), each document waited for before the next is posted.
+
+Each run (``--runs``, default 3) uses a fresh database and a fresh process; the table
+shows the median of the runs and each run's figure.
+
+    .venv/bin/python bench/ingest.py [--url postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# bench/ holds queue.py: the script's directory must not shadow the standard library's
+# ``queue`` (which trio imports); the project root must be importable instead.
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_ROOT))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+import trio  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "triaged_bench_ingest"
+CLIENTS = 32
+LATENCY_DOCUMENTS = 100
+TARGETS = {"throughput": 300.0, "p50": 100.0}
+
+WORDS = tuple(
+    [
+        "outage",
+        "server",
+        "checkout",
+        "payment",
+        "refund",
+        "invoice",
+        "customer",
+        "contract",
+        "breach",
+        "password",
+        "ransomware",
+        "phishing",
+        "login",
+        "error",
+        "latency",
+        "database",
+        "region",
+        "request",
+        "feature",
+        "report",
+        "billing",
+        "charge",
+        "account",
+        "access",
+        "delete",
+        "personal",
+        "data",
+        "privacy",
+        "lawyer",
+        "subpoena",
+        "complaint",
+        "slow",
+        "broken",
+        "urgent",
+        "please",
+        "thanks",
+        "team",
+        "service",
+        "incident",
+        "ticket",
+        "update",
+    ]
+)
+
+
+def document_text(rng: random.Random) -> str:
+    """1-5 KB of sentences made of triage words, unique (a random tag in each)."""
+    size = rng.randrange(1000, 5000)
+    sentences = [f"Reference {rng.randrange(10**12)}."]
+    length = len(sentences[0])
+    while length < size:
+        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(6, 16)))
+        sentence = sentence.capitalize() + "."
+        sentences.append(sentence)
+        length += len(sentence) + 1
+    return " ".join(sentences)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_database(url: str, name: str) -> str:
+    return make_conninfo(**{**conninfo_to_dict(url), "dbname": name})
+
+
+def recreate_database(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    return with_database(url, BENCH_DB)
+
+
+def drop_database(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
+class Daemon:
+    def __init__(self, database: str, workdir: Path, extra: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.password_file = workdir / "initial-admin-password"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGED_")}
+        env.update(
+            TRIAGED_DATABASE_URL=database,
+            TRIAGED_HTTP_PORT=str(self.port),
+            TRIAGED_DATA_DIR=str(workdir),
+            TRIAGED_INITIAL_ADMIN_PASSWORD_FILE=str(self.password_file),
+            TRIAGED_LOG_LEVEL="WARNING",
+            TRIAGED_LOG_FORMAT="json",
+        )
+        env.update(extra)
+        self.log = (workdir / "triaged.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "serve"],
+            env=env,
+            cwd=_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def ready(self) -> None:
+        async with httpx.AsyncClient(timeout=2) as client:
+            for _ in range(600):
+                if self.proc.poll() is not None:
+                    self.log.flush()
+                    output = Path(self.log.name).read_text(errors="replace")[-3000:]
+                    raise SystemExit(f"triaged exited with {self.proc.returncode}:\n{output}")
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)
+        raise SystemExit(f"triaged did not become ready; see {self.log.name}")
+
+    async def api_key(self) -> str:
+        password = (await trio.Path(self.password_file).read_text()).strip()
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            login = await client.post(
+                "/api/v1/auth/login",
+                json={"email": "admin@triaged.localhost", "password": password},
+            )
+            token = login.json()["token"]
+            created = await client.post(
+                "/api/v1/api-keys",
+                json={"name": "bench", "role": "analyst"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        return str(created.json()["key"])
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def count_done(database: str) -> int:
+    with psycopg.connect(database, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM documents WHERE state IN ('completed', 'duplicate', 'failed')"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def throughput(daemon: Daemon, key: str, database: str, total: int, seed: int) -> float:
+    rng = random.Random(seed)
+    texts = [document_text(rng) for _ in range(total)]
+    send, receive = trio.open_memory_channel[str](total)
+    for text in texts:
+        send.send_nowait(text)
+    send.close()
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(
+        base_url=daemon.url, headers=headers, timeout=60, limits=limits
+    ) as client:
+
+        async def poster() -> None:
+            async for text in receive:
+                response = await client.post(
+                    "/api/v1/documents", json={"title": "bench", "content": text}
+                )
+                if response.status_code != 202:
+                    raise SystemExit(f"POST answered {response.status_code}: {response.text}")
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(CLIENTS):
+                nursery.start_soon(poster)
+    while await trio.to_thread.run_sync(count_done, database) < total:  # noqa: ASYNC110
+        await trio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    with psycopg.connect(database, autocommit=True) as conn:
+        states = dict(conn.execute("SELECT state::text, count(*) FROM documents GROUP BY 1"))
+    if states.get("completed") != total:
+        raise SystemExit(f"not every document completed: {states}")
+    return total / elapsed
+
+
+async def latency(daemon: Daemon, key: str, database: str, seed: int) -> list[float]:
+    rng = random.Random(seed + 1)
+    headers = {"Authorization": f"Bearer {key}"}
+    samples = []
+    with psycopg.connect(database, autocommit=True) as conn:
+        async with httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=60) as client:
+            for _ in range(LATENCY_DOCUMENTS):
+                await trio.sleep(0.05)  # idle between documents
+                text = document_text(rng)
+                started = time.time()
+                response = await client.post(
+                    "/api/v1/documents", json={"title": "latency", "content": text}
+                )
+                if response.status_code != 202:
+                    raise SystemExit(f"POST answered {response.status_code}: {response.text}")
+                document_id = response.json()["id"]
+                while True:
+                    row = conn.execute(
+                        "SELECT extract(epoch FROM completed_at) FROM documents WHERE id = %s",
+                        (document_id,),
+                    ).fetchone()
+                    if row and row[0] is not None:
+                        samples.append((float(row[0]) - started) * 1000)
+                        break
+                    await trio.sleep(0.002)
+    return samples
+
+
+def one_run(url: str, total: int, seed: int, extra: dict[str, str]) -> dict[str, float]:
+    database = recreate_database(url)
+    with tempfile.TemporaryDirectory(prefix="triaged-bench-") as workdir:
+        daemon = Daemon(database, Path(workdir), extra)
+        try:
+
+            async def measure() -> dict[str, float]:
+                await daemon.ready()
+                key = await daemon.api_key()
+                docs_per_s = await throughput(daemon, key, database, total, seed)
+                await trio.sleep(2)  # let the daemon go idle
+                samples = sorted(await latency(daemon, key, database, seed))
+                return {
+                    "throughput": docs_per_s,
+                    "p50": statistics.median(samples),
+                    "p95": samples[int(len(samples) * 0.95) - 1],
+                }
+
+            return trio.run(measure)
+        finally:
+            daemon.stop()
+            drop_database(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=DEFAULT_URL, help="a database URL on the server")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--documents", type=int, default=3000)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TRIAGED_X=value",
+        help="a setting for the daemon (default: the defaults)",
+    )
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
+    results = []
+    for run in range(args.runs):
+        results.append(one_run(args.url, args.documents, seed=run, extra=extra))
+        print(f"run {run + 1}: {results[-1]}", file=sys.stderr)
+    rows = [
+        ("throughput, 8 steps, 1-5 KB text via HTTP", "docs/s", "throughput", ">= 300"),
+        ("upload -> completed, idle daemon, p50", "ms", "p50", "< 100"),
+        ("upload -> completed, idle daemon, p95", "ms", "p95", "(none)"),
+    ]
+    print(f"| metric | unit | median of {args.runs} | runs | target |")
+    print("|---|---|---|---|---|")
+    for label, unit, key, target in rows:
+        values = [r[key] for r in results]
+        runs = ", ".join(f"{v:,.1f}" for v in values)
+        print(f"| {label} | {unit} | {statistics.median(values):,.1f} | {runs} | {target} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""``/api/v1/cases``: cases opened by the pipeline's routing step (listing and details;
+case work comes with the cases API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from quart import Blueprint, Response
+
+from daemon.api.access import requires
+from daemon.api.context import current_context
+from daemon.api.query import QueryModel, query_params
+from daemon.api.responses import json_response, page
+from daemon.modules.auth import Role
+from daemon.modules.cases import Case, get_case, list_cases
+
+blueprint = Blueprint("cases", __name__, url_prefix="/api/v1/cases")
+
+
+class CaseListQuery(QueryModel):
+    status: str | None = Field(default=None, pattern="^(open|acknowledged|resolved|closed)$")
+    severity: str | None = Field(default=None, pattern="^(low|medium|high|critical)$")
+    assignee: str | None = Field(default=None, max_length=200)
+    cursor: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+def case_view(case: Case) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "document_id": case.document_id,
+        "document_title": case.document_title,
+        "analysis_id": case.analysis_id,
+        "status": case.status,
+        "severity": case.severity,
+        "sla_due_at": case.sla_due_at,
+        "assignee": case.assignee,
+        "tags": list(case.tags),
+        "reason": case.reason,
+        "created_at": case.created_at,
+        "updated_at": case.updated_at,
+    }
+
+
+@blueprint.get("")
+@requires(Role.VIEWER, query=CaseListQuery)
+async def list_() -> Response:
+    """Cases newest first, filtered by status, severity and assignee."""
+    query = query_params(CaseListQuery)
+    async with current_context().db.connection() as conn:
+        cases = await list_cases(
+            conn,
+            status=query.status,
+            severity=query.severity,
+            assignee=query.assignee,
+            before_id=query.cursor,
+            limit=query.limit + 1,
+        )
+    more = len(cases) > query.limit
+    cases = cases[: query.limit]
+    return json_response(page([case_view(c) for c in cases], str(cases[-1].id) if more else None))
+
+
+@blueprint.get("/<int:case_id>")
+@requires(Role.VIEWER)
+async def show(case_id: int) -> Response:
+    """One case."""
+    async with current_context().db.connection() as conn:
+        return json_response(case_view(await get_case(conn, case_id)))

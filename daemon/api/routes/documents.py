@@ -1,0 +1,268 @@
+"""``/api/v1/documents``: intake (JSON or multipart upload), listing, details, retry,
+reanalysis, deletion."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from typing import Any
+
+import trio
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from quart import Blueprint, Response, request
+
+from daemon.api.access import requires
+from daemon.api.authn import audit_context
+from daemon.api.body import json_body
+from daemon.api.context import current_context
+from daemon.api.query import QueryModel, query_params
+from daemon.api.responses import json_response, no_content, page
+from daemon.api.routes.cases import case_view
+from daemon.modules.auth import Role
+from daemon.modules.ingestion import (
+    AnalysisRecord,
+    Document,
+    DocumentFilter,
+    DocumentState,
+    NewDocument,
+    delete_document,
+    document_details,
+    list_documents,
+    reanalyze_document,
+    receive_document,
+    retry_document,
+)
+from daemon.shared.errors import MalformedInput, ValidationFailed
+
+blueprint = Blueprint("documents", __name__, url_prefix="/api/v1/documents")
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+class DocumentBody(BaseModel):
+    """A document as JSON: ``content`` (text) or ``url`` (fetched by the pipeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(default="", max_length=1000)
+    content: str | None = None
+    url: str | None = Field(default=None, max_length=4000)
+    media_type: str | None = Field(
+        default=None, max_length=200, description="of content; default text/plain"
+    )
+    source_id: str | None = Field(default=None, max_length=200)
+    external_id: str | None = Field(default=None, max_length=500)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentListQuery(QueryModel):
+    state: DocumentState | None = None
+    source_id: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=100)
+    severity: str | None = Field(default=None, max_length=20)
+    since: AwareDatetime | None = Field(default=None, description="created_at >= since")
+    until: AwareDatetime | None = Field(default=None, description="created_at < until")
+    q: str | None = Field(default=None, min_length=1, max_length=200, description="text search")
+    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+def document_view(document: Document) -> dict[str, Any]:
+    view = {
+        name: getattr(document, name)
+        for name in (
+            "id", "title", "state", "source_id", "external_id", "url", "filename",
+            "media_type", "size_bytes", "sha256", "failed_step", "error", "duplicate_of",
+            "metadata", "language", "category", "severity", "created_by", "created_at",
+            "updated_at", "completed_at", "retain_until",
+        )
+    }  # fmt: skip
+    view["state"] = document.state.value
+    return view
+
+
+def analysis_view(record: AnalysisRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "run": record.run,
+        "category": record.category,
+        "severity": record.severity,
+        "summary": record.summary,
+        "entities": record.entities,
+        "confidence": record.confidence,
+        "rationale": record.rationale,
+        "provider": record.provider,
+        "model": record.model,
+        "version": record.version,
+        "latency_ms": record.latency_ms,
+        "calls": record.calls,
+        "repair_rounds": record.repair_rounds,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "chunked": record.chunked,
+        "truncated": record.truncated,
+        "created_at": record.created_at,
+    }
+
+
+@blueprint.post("")
+@requires(Role.ANALYST, body=DocumentBody)
+async def create() -> Response:
+    """Submit a document: JSON (``content`` or ``url``) or a multipart upload (``file``).
+
+    Answers 202 with the document's id and state ``received``; the pipeline does the
+    rest. An ``Idempotency-Key`` header makes a retried request answer the first
+    response instead of creating a second document.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationFailed(
+            [{"field": "Idempotency-Key", "message": "1 to 200 visible ASCII characters"}]
+        )
+    if request.mimetype == "multipart/form-data":
+        new = await _from_multipart()
+    else:
+        body = await json_body(DocumentBody, max_bytes=current_context().settings.max_request_bytes)
+        new = NewDocument(
+            title=body.title,
+            content=None if body.content is None else body.content.encode("utf-8"),
+            url=body.url,
+            media_type=body.media_type
+            or (DEFAULT_CONTENT_TYPE if body.content is not None else None),
+            source_id=body.source_id,
+            external_id=body.external_id,
+            metadata=body.metadata,
+        )
+    context = current_context()
+    settings = context.settings
+    receipt = await receive_document(
+        context.db,
+        new,
+        context=audit_context(),
+        max_bytes=settings.max_document_bytes,
+        max_attempts=settings.ingest_max_attempts,
+        idempotency_key=key,
+    )
+    headers = {"Location": f"/api/v1/documents/{receipt.id}"}
+    if receipt.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(receipt.as_json(), 202, headers=headers)
+
+
+async def _from_multipart() -> NewDocument:
+    form = await request.form
+    files = await request.files
+    upload = files.get("file")
+    if upload is None:
+        raise ValidationFailed([{"field": "file", "message": "a multipart part named file"}])
+    data = await trio.to_thread.run_sync(upload.read)
+    media_type = upload.mimetype or None
+    if media_type in (None, "application/octet-stream") and upload.filename:
+        media_type = mimetypes.guess_type(upload.filename)[0] or media_type
+    if upload.mimetype_params.get("charset") and media_type:
+        media_type = f"{media_type}; charset={upload.mimetype_params['charset']}"
+    metadata: Any = {}
+    if form.get("metadata"):
+        try:
+            metadata = json.loads(form["metadata"])
+        except json.JSONDecodeError as exc:
+            raise MalformedInput(f"metadata is not valid JSON: {exc}") from None
+        if not isinstance(metadata, dict):
+            raise ValidationFailed([{"field": "metadata", "message": "must be a JSON object"}])
+    unknown = set(form) - {"title", "source_id", "external_id", "metadata"}
+    if unknown:
+        raise ValidationFailed(
+            [{"field": name, "message": "unknown form field"} for name in sorted(unknown)]
+        )
+    return NewDocument(
+        title=form.get("title", "")[:1000],
+        content=data,
+        media_type=media_type,
+        filename=(upload.filename or None) and upload.filename[:1000],
+        source_id=form.get("source_id") or None,
+        external_id=form.get("external_id") or None,
+        metadata=metadata,
+    )
+
+
+@blueprint.get("")
+@requires(Role.VIEWER, query=DocumentListQuery)
+async def list_() -> Response:
+    """Documents newest first, filtered; pass ``next_cursor`` as ``cursor``."""
+    query = query_params(DocumentListQuery)
+    filters = DocumentFilter(
+        state=query.state,
+        source_id=query.source_id,
+        category=query.category,
+        severity=query.severity,
+        since=query.since,
+        until=query.until,
+        text=query.q,
+    )
+    async with current_context().db.connection() as conn:
+        result = await list_documents(conn, filters=filters, cursor=query.cursor, limit=query.limit)
+    return json_response(page([document_view(d) for d in result.documents], result.next_cursor))
+
+
+@blueprint.get("/<int:document_id>")
+@requires(Role.VIEWER)
+async def show(document_id: int) -> Response:
+    """One document with its state history, its current analysis (and earlier runs) and
+    its case."""
+    async with current_context().db.connection() as conn:
+        details = await document_details(conn, document_id)
+    current = [a for a in details.analyses if a.id == details.document.analysis_id]
+    body = document_view(details.document) | {
+        "history": [
+            {
+                "at": e.at,
+                "from_state": e.from_state,
+                "to_state": e.to_state,
+                "step": e.step,
+                "detail": e.detail,
+            }
+            for e in details.history
+        ],
+        "analysis": analysis_view(current[0]) if current else None,
+        "analysis_runs": len(details.analyses),
+        "case": None if details.case is None else case_view(details.case),
+    }
+    return json_response(body)
+
+
+@blueprint.post("/<int:document_id>/retry")
+@requires(Role.ANALYST)
+async def retry(document_id: int) -> Response:
+    """Restart a failed document at the step it failed in (409 if it is not failed)."""
+    settings = current_context().settings
+    document = await retry_document(
+        current_context().db,
+        document_id,
+        context=audit_context(),
+        max_attempts=settings.ingest_max_attempts,
+    )
+    return json_response(document_view(document), 202)
+
+
+@blueprint.post("/<int:document_id>/reanalyze")
+@requires(Role.ANALYST)
+async def reanalyze(document_id: int) -> Response:
+    """Run analysis and routing again (409 before the document has normalized text)."""
+    settings = current_context().settings
+    document = await reanalyze_document(
+        current_context().db,
+        document_id,
+        context=audit_context(),
+        max_attempts=settings.ingest_max_attempts,
+    )
+    return json_response(document_view(document), 202)
+
+
+@blueprint.delete("/<int:document_id>")
+@requires(Role.ADMIN)
+async def delete(document_id: int) -> Response:
+    """Delete a document with everything derived from it."""
+    await delete_document(current_context().db, document_id, context=audit_context())
+    return no_content()

@@ -1,0 +1,32 @@
+-- Cases: a document that needs a human.
+
+-- name: open_case
+-- One case per document: a reanalysis that routes again keeps the case it has.
+INSERT INTO cases (document_id, analysis_id, severity, sla_due_at, assignee, tags, reason)
+VALUES (%(document_id)s, %(analysis_id)s, %(severity)s, %(sla_due_at)s, %(assignee)s,
+        %(tags)s, %(reason)s)
+ON CONFLICT (document_id) DO NOTHING
+RETURNING id
+
+-- name: get_case
+SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due_at,
+       c.assignee, c.tags, c.reason, c.created_at, c.updated_at, d.title
+FROM cases c JOIN documents d ON d.id = c.document_id
+WHERE c.id = %(id)s
+
+-- name: case_of_document
+SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due_at,
+       c.assignee, c.tags, c.reason, c.created_at, c.updated_at, d.title
+FROM cases c JOIN documents d ON d.id = c.document_id
+WHERE c.document_id = %(document_id)s
+
+-- name: list_cases
+SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due_at,
+       c.assignee, c.tags, c.reason, c.created_at, c.updated_at, d.title
+FROM cases c JOIN documents d ON d.id = c.document_id
+WHERE (%(status)s::text IS NULL OR c.status = %(status)s::case_status)
+  AND (%(severity)s::text IS NULL OR c.severity = %(severity)s)
+  AND (%(assignee)s::text IS NULL OR c.assignee = %(assignee)s)
+  AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)
+ORDER BY c.id DESC
+LIMIT %(limit)s

@@ -1,0 +1,121 @@
+"""Cases in the database: opened by the pipeline's routing step, listed and shown.
+
+:func:`open_case` runs in the caller's transaction (the routing step's, so a case exists
+exactly when the document was routed to one). Case work (acknowledge, assign, resolve,
+escalate) comes with the cases API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from daemon.shared.db.queries import load_queries
+from daemon.shared.errors import CaseNotFound
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from daemon.modules.cases.routing import RoutingDecision
+    from daemon.shared.db.psycopg_trio import TrioConnection
+
+SQL = load_queries("daemon.modules.cases", "queries.sql")
+
+
+@attrs.frozen(kw_only=True)
+class Case:
+    id: int
+    document_id: int
+    analysis_id: int | None
+    status: str
+    severity: str
+    sla_due_at: datetime | None
+    assignee: str | None
+    tags: tuple[str, ...]
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    document_title: str
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Case:
+        (id_, document_id, analysis_id, status, severity, due, assignee, tags, reason,
+         created, updated, title) = row  # fmt: skip
+        return cls(
+            id=id_,
+            document_id=document_id,
+            analysis_id=analysis_id,
+            status=status,
+            severity=severity,
+            sla_due_at=due,
+            assignee=assignee,
+            tags=tuple(tags or ()),
+            reason=reason,
+            created_at=created,
+            updated_at=updated,
+            document_title=title,
+        )
+
+
+async def open_case(
+    conn: TrioConnection, document_id: int, analysis_id: int, decision: RoutingDecision
+) -> int | None:
+    """Open the document's case in the caller's transaction; its id, or None when the
+    document already has one (idempotent)."""
+    row = await (
+        await conn.execute(
+            SQL["open_case"],
+            {
+                "document_id": document_id,
+                "analysis_id": analysis_id,
+                "severity": decision.severity.value,
+                "sla_due_at": decision.sla_due_at,
+                "assignee": decision.assignee,
+                "tags": list(decision.tags),
+                "reason": decision.reason,
+            },
+        )
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def get_case(conn: TrioConnection, case_id: int) -> Case:
+    """Raises CaseNotFound."""
+    row = await (await conn.execute(SQL["get_case"], {"id": case_id})).fetchone()
+    if row is None:
+        raise CaseNotFound(f"no case with id {case_id}")
+    return Case.from_row(row)
+
+
+async def case_of_document(conn: TrioConnection, document_id: int) -> Case | None:
+    row = await (
+        await conn.execute(SQL["case_of_document"], {"document_id": document_id})
+    ).fetchone()
+    return None if row is None else Case.from_row(row)
+
+
+async def list_cases(
+    conn: TrioConnection,
+    *,
+    status: str | None = None,
+    severity: str | None = None,
+    assignee: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[Case]:
+    """Cases newest first (keyset pagination: pass the last id seen as ``before_id``)."""
+    rows = await (
+        await conn.execute(
+            SQL["list_cases"],
+            {
+                "status": status,
+                "severity": severity,
+                "assignee": assignee,
+                "before_id": before_id,
+                "limit": limit,
+            },
+            prepare=False,
+        )
+    ).fetchall()
+    return [Case.from_row(row) for row in rows]

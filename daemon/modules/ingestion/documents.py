@@ -1,0 +1,279 @@
+"""Reading and operating documents: show (with history, analyses and case), list with
+filters and a cursor, retry a failed one, reanalyse, delete.
+
+Operator actions (retry, reanalyse, delete) each run in one transaction with their
+audit event and, for retry and reanalyse, the job that restarts the pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from daemon.modules.audit import record
+from daemon.modules.cases import Case, case_of_document
+from daemon.modules.ingestion.pipeline import SQL, dedup_key, record_event
+from daemon.modules.ingestion.states import (
+    DocumentState,
+    reanalyze_target,
+    retry_target,
+)
+from daemon.queue import enqueue
+from daemon.shared.errors import DocumentNotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from daemon.modules.audit import AuditContext
+    from daemon.modules.ingestion.states import Step
+    from daemon.shared.db.pool import Pool
+    from daemon.shared.db.psycopg_trio import TrioConnection
+
+MAX_LIST_LIMIT = 500
+
+
+@attrs.frozen(kw_only=True)
+class Document:
+    id: int
+    title: str
+    source_id: str | None
+    external_id: str | None
+    url: str | None
+    filename: str | None
+    media_type: str | None
+    size_bytes: int | None
+    sha256: str | None
+    state: DocumentState
+    failed_step: str | None
+    error: str | None
+    duplicate_of: int | None
+    metadata: dict[str, Any]
+    language: str | None
+    category: str | None
+    severity: str | None
+    analysis_id: int | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    retain_until: datetime | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Document:
+        fields = [f.name for f in attrs.fields(cls)]
+        values = dict(zip(fields, row, strict=True))
+        values["state"] = DocumentState(values["state"])
+        values["metadata"] = dict(values["metadata"] or {})
+        return cls(**values)
+
+
+@attrs.frozen(kw_only=True)
+class HistoryEvent:
+    at: datetime
+    from_state: str | None
+    to_state: str
+    step: str | None
+    detail: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class AnalysisRecord:
+    id: int
+    run: int
+    category: str
+    severity: str
+    summary: str
+    entities: list[dict[str, Any]]
+    confidence: float
+    rationale: str | None
+    provider: str
+    model: str
+    version: str
+    latency_ms: float
+    calls: int
+    repair_rounds: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    chunked: bool
+    truncated: bool
+    created_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class DocumentDetails:
+    document: Document
+    history: list[HistoryEvent]
+    analyses: list[AnalysisRecord]  # oldest first; the current one is document.analysis_id
+    case: Case | None
+
+
+@attrs.frozen(kw_only=True)
+class DocumentFilter:
+    """Every field left None matches everything."""
+
+    state: DocumentState | None = None
+    source_id: str | None = None
+    category: str | None = None
+    severity: str | None = None
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+    text: str | None = None  # in the title or the normalized text, ignoring case
+
+
+@attrs.frozen(kw_only=True)
+class DocumentPage:
+    documents: list[Document]
+    next_cursor: str | None
+
+
+async def get_document(conn: TrioConnection, document_id: int) -> Document:
+    """Raises DocumentNotFound."""
+    row = await (await conn.execute(SQL["get_document"], {"id": document_id})).fetchone()
+    if row is None:
+        raise DocumentNotFound(f"no document with id {document_id}")
+    return Document.from_row(row)
+
+
+async def document_details(conn: TrioConnection, document_id: int) -> DocumentDetails:
+    """The document with its history, analyses and case. Raises DocumentNotFound."""
+    document = await get_document(conn, document_id)
+    history = [
+        HistoryEvent(at=at, from_state=a, to_state=b, step=step, detail=detail)
+        for at, a, b, step, detail in await (
+            await conn.execute(SQL["document_history"], {"id": document_id})
+        ).fetchall()
+    ]
+    fields = [f.name for f in attrs.fields(AnalysisRecord)]
+    analyses = [
+        AnalysisRecord(**dict(zip(fields, row, strict=True)))
+        for row in await (
+            await conn.execute(SQL["document_analyses"], {"id": document_id})
+        ).fetchall()
+    ]
+    case = await case_of_document(conn, document_id)
+    return DocumentDetails(document=document, history=history, analyses=analyses, case=case)
+
+
+async def list_documents(
+    conn: TrioConnection,
+    *,
+    filters: DocumentFilter | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> DocumentPage:
+    """Documents newest first; ``cursor`` is the previous page's ``next_cursor``.
+
+    Raises:
+        ValidationFailed: a malformed cursor or a limit outside 1..MAX_LIST_LIMIT.
+    """
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationFailed(
+            [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
+        )
+    if cursor is not None and (not cursor.isdigit() or len(cursor) > 19):
+        raise ValidationFailed([{"field": "cursor", "message": "not a cursor of this listing"}])
+    filters = filters or DocumentFilter()
+    pattern = None
+    if filters.text:
+        escaped = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+    rows = await (
+        await conn.execute(
+            SQL["list_documents"],
+            {
+                "state": None if filters.state is None else filters.state.value,
+                "source_id": filters.source_id,
+                "category": filters.category,
+                "severity": filters.severity,
+                "since": filters.since,
+                "until": filters.until,
+                "before_id": None if cursor is None else int(cursor),
+                "pattern": pattern,
+                "limit": limit + 1,
+            },
+            prepare=False,  # a generic plan cannot use the filters' indexes
+        )
+    ).fetchall()
+    documents = [Document.from_row(row) for row in rows[:limit]]
+    next_cursor = str(documents[-1].id) if len(rows) > limit else None
+    return DocumentPage(documents=documents, next_cursor=next_cursor)
+
+
+async def retry_document(
+    pool: Pool, document_id: int, *, context: AuditContext, max_attempts: int
+) -> Document:
+    """Restart a failed document at the step it failed in.
+
+    Raises:
+        DocumentNotFound.
+        InvalidTransition: the document is not failed.
+    """
+    return await _restart(pool, document_id, "retry", context, max_attempts)
+
+
+async def reanalyze_document(
+    pool: Pool, document_id: int, *, context: AuditContext, max_attempts: int
+) -> Document:
+    """Run analysis and routing again (a new analysis run; an open case stays).
+
+    Raises:
+        DocumentNotFound.
+        InvalidTransition: the document has no normalized text yet.
+    """
+    return await _restart(pool, document_id, "reanalyze", context, max_attempts)
+
+
+async def _restart(
+    pool: Pool, document_id: int, action: str, context: AuditContext, max_attempts: int
+) -> Document:
+    async with pool.transaction() as conn:
+        row = await (await conn.execute(SQL["lock_document"], {"id": document_id})).fetchone()
+        if row is None:
+            raise DocumentNotFound(f"no document with id {document_id}")
+        state, failed_step = DocumentState(row[0]), row[1]
+        step: Step = (
+            retry_target(state, failed_step)
+            if action == "retry"
+            else reanalyze_target(state, failed_step)
+        )
+        await conn.execute(
+            SQL["restart"],
+            {"id": document_id, "from_state": state.value, "to_state": step.from_state.value},
+        )
+        await record_event(
+            conn, document_id, state, step.from_state, None, {"action": action, "step": step.name}
+        )
+        await enqueue(
+            conn,
+            step.queue,
+            {"document_id": document_id},
+            max_attempts=max_attempts,
+            dedup_key=dedup_key(document_id, step),
+        )
+        await record(
+            conn,
+            context,
+            f"document.{action}",
+            target_type="document",
+            target_id=document_id,
+            details={"from_state": state.value, "step": step.name},
+        )
+        return await get_document(conn, document_id)
+
+
+async def delete_document(pool: Pool, document_id: int, *, context: AuditContext) -> None:
+    """Delete a document with its content, texts, analyses, history and case; audited.
+    Its pending jobs find nothing and do nothing. Raises DocumentNotFound."""
+    async with pool.transaction() as conn:
+        row = await (await conn.execute(SQL["delete_document"], {"id": document_id})).fetchone()
+        if row is None:
+            raise DocumentNotFound(f"no document with id {document_id}")
+        await record(
+            conn,
+            context,
+            "document.deleted",
+            target_type="document",
+            target_id=document_id,
+            details={"title": row[1][:200], "state": row[2]},
+        )

@@ -1,0 +1,228 @@
+"""The network layer under :func:`.fetch.fetch_url`: every TCP connection is vetted.
+
+Checking a URL's host before the request is not enough: the name may resolve to a
+public address when checked and to ``127.0.0.1`` a moment later (DNS rebinding), and
+legacy spellings such as ``http://2130706433/`` or ``http://127.1/`` are host names to
+a URL parser but loopback to the resolver. So the guard sits where the connection is
+made. :class:`GuardedBackend` is an ``httpcore`` network backend whose ``connect_tcp``
+resolves the host itself, vets *every* address it gets with an
+:class:`~.address_policy.AddressPolicy` (one refused address refuses the host), and then
+connects to those vetted IP addresses, never to the name, so no second lookup happens
+between check and connect. TLS still verifies the certificate against, and sends SNI
+for, the URL's host name, and the ``Host`` header stays the name: ``httpcore`` takes
+both from the request's origin, not from the socket.
+
+:class:`GuardedTransport` is the ``httpx`` transport over a connection pool that uses
+that backend, with no proxy (environment proxy settings are never consulted) and HTTP/1.1
+only. It translates ``httpcore`` errors at the edge into the error tree:
+timeouts and network, DNS and protocol failures become the transient
+``FetchUnavailable``; a refused address stays ``FetchRefused`` (permanent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import math
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import TYPE_CHECKING, TypeAlias
+
+import httpcore
+import httpx
+import trio
+
+from daemon.modules.ingestion.address_policy import IPAddress, parse_address
+from daemon.shared.errors import FetchRefused, FetchUnavailable
+
+if TYPE_CHECKING:
+    import ssl
+
+    from daemon.modules.ingestion.address_policy import AddressPolicy
+
+Resolver: TypeAlias = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
+"""``resolve(host, port)``: the addresses of ``host``, in the order to try them; raises
+``OSError`` when the name cannot be resolved."""
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """The system resolver (``getaddrinfo``, in a worker thread): the IPv4 and IPv6
+    addresses of ``host``, deduplicated, in the resolver's order.
+
+    Raises:
+        OSError: (``socket.gaierror``) the name does not resolve.
+    """
+    infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for family, _type, _proto, _canonical, sockaddr in infos:
+        if family not in (trio.socket.AF_INET, trio.socket.AF_INET6):
+            continue
+        address = ipaddress.ip_address(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An ``httpcore`` Trio network backend that connects only to allowed addresses.
+
+    ``connect_tcp`` raises ``FetchRefused`` (before any connection is attempted) if
+    ``host`` is, or resolves to, any address ``policy`` refuses. Otherwise it tries the
+    addresses in order and returns a stream to the first that accepts. The ``timeout``
+    covers resolution and all attempts together. Network failures are raised as
+    ``httpcore`` errors (``ConnectError``, ``ConnectTimeout``), as any backend does.
+    """
+
+    def __init__(self, policy: AddressPolicy, resolver: Resolver = resolve_host) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._trio = httpcore.TrioBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                addresses = await self._vetted_addresses(host, port)
+                failure: httpcore.ConnectError | None = None
+                for address in addresses:
+                    try:
+                        # An IP literal: trio's getaddrinfo parses it without a lookup.
+                        return await self._trio.connect_tcp(
+                            str(address),
+                            port,
+                            local_address=local_address,
+                            socket_options=socket_options,
+                        )
+                    except httpcore.ConnectError as exc:
+                        failure = exc
+                assert failure is not None  # _vetted_addresses never returns []
+                raise failure
+        except trio.TooSlowError as exc:
+            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+
+    async def _vetted_addresses(self, host: str, port: int) -> Sequence[IPAddress]:
+        literal = parse_address(host)
+        if literal is not None:
+            self._policy.check(literal)
+            return [literal]
+        try:
+            addresses = await self._resolver(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"cannot resolve {host!r}: no addresses")
+        for address in addresses:
+            reason = self._policy.refusal(address)
+            if reason is not None:
+                raise FetchRefused(f"refused: {reason} (resolved from {host!r})")
+        return addresses
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise FetchRefused("refused: Unix domain sockets are never fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+
+def _describe(exc: BaseException) -> str:
+    """The first non-empty message along ``exc``'s causes: httpcore often wraps a silent
+    ``trio.BrokenResourceError`` whose cause (e.g. a TLS certificate error) says why."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
+@contextlib.contextmanager
+def _translated(origin: str) -> Iterator[None]:
+    """``httpcore`` errors raised inside, as ``FetchRefused`` or ``FetchUnavailable``."""
+    try:
+        yield
+    except httpcore.TimeoutException as exc:
+        raise FetchUnavailable(f"{origin}: timed out ({type(exc).__name__})") from exc
+    except httpcore.UnsupportedProtocol as exc:
+        raise FetchRefused(f"refused: {origin}: {exc}") from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
+        raise FetchUnavailable(f"{origin}: {_describe(exc)}") from exc
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes] | Iterable[bytes], origin: str) -> None:
+        self._stream = stream
+        self._origin = origin
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        stream = self._stream
+        assert isinstance(stream, AsyncIterable)  # the async pool's streams always are
+        with _translated(self._origin):
+            async for part in stream:
+                yield part
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            with _translated(self._origin):
+                await aclose()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An ``httpx`` transport whose connections all go through a :class:`GuardedBackend`.
+
+    No proxies, no connection retries, HTTP/1.1. Use it as an async context manager (or
+    ``aclose()`` it) to close its pooled connections. Raises ``FetchRefused`` and
+    ``FetchUnavailable`` (see the module docstring), never ``httpcore`` errors.
+    """
+
+    def __init__(self, backend: GuardedBackend, *, ssl_context: ssl.SSLContext) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=2,  # one fetch is sequential: a redirect may open a second
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _translated(origin):
+            response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream, origin),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()

@@ -1,0 +1,249 @@
+"""Document intake: a new document row, its bytes, its first job, in one transaction.
+
+Contract of :func:`receive_document`:
+
+* One transaction writes the document (state ``received``), its content when given,
+  its first history event, the audit event and the ``ingest.fetch`` job: a document
+  the caller was told about always has its job, and a failed intake leaves nothing.
+* With an ``Idempotency-Key``, the first request's receipt is stored with the key (per
+  principal), and a retry of the same request gets that receipt again instead of a
+  second document; the same key with a different request is refused. Concurrent
+  retries race on the key's primary key: one document is created, the others roll
+  back and answer the winner's receipt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import attrs
+from psycopg.types.json import Jsonb
+
+from daemon.modules.audit import record
+from daemon.modules.ingestion.extraction import canonical_media_type, is_supported_media_type
+from daemon.modules.ingestion.pipeline import SQL, dedup_key, record_event
+from daemon.modules.ingestion.states import STEPS, DocumentState
+from daemon.queue import enqueue
+from daemon.shared.errors import (
+    DocumentTooLarge,
+    IdempotencyConflict,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from daemon.modules.audit import AuditContext
+    from daemon.shared.db.pool import Pool
+
+_GENERIC_TYPES = {None, "", "application/octet-stream", "binary/octet-stream"}
+_FIRST_STEP = STEPS[0]
+
+
+@attrs.frozen(kw_only=True)
+class NewDocument:
+    """What a client sends: ``content`` (bytes) or ``url``, exactly one."""
+
+    title: str = ""
+    content: bytes | None = None
+    url: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+    source_id: str | None = None
+    external_id: str | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+
+    def fingerprint(self) -> bytes:
+        """SHA-256 of everything the request said: equal requests, equal fingerprints."""
+        digest = hashlib.sha256()
+        described = {k: v for k, v in attrs.asdict(self).items() if k != "content"}
+        digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+        digest.update(b"\0" + (self.content or b""))
+        return digest.digest()
+
+
+@attrs.frozen(kw_only=True)
+class Receipt:
+    """The answer to an intake: the document's id, its state then, and whether this is
+    the stored answer to an earlier request with the same Idempotency-Key."""
+
+    id: int
+    state: str
+    title: str
+    created_at: datetime
+    replayed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "title": self.title,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Receipt:
+        return cls(
+            id=int(data["id"]),
+            state=str(data["state"]),
+            title=str(data["title"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            replayed=True,
+        )
+
+
+class _KeyTaken(Exception):
+    """Another request stored this Idempotency-Key first (rolls our transaction back)."""
+
+
+def check_new_document(new: NewDocument, *, max_bytes: int) -> NewDocument:
+    """The document as it will be stored, media type canonical.
+
+    Raises:
+        ValidationFailed: neither or both of content and url; a url that is not http(s).
+        DocumentTooLarge: content over ``max_bytes``.
+        UnsupportedMediaType: a declared media type that cannot be extracted.
+    """
+    if (new.content is None) == (new.url is None):
+        raise ValidationFailed(
+            [{"field": "content", "message": "give exactly one of content, url or a file"}]
+        )
+    if new.content is not None and len(new.content) > max_bytes:
+        raise DocumentTooLarge(
+            f"the document has {len(new.content)} bytes; the limit is {max_bytes}"
+        )
+    if new.url is not None:
+        parts = urlsplit(new.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValidationFailed([{"field": "url", "message": "must be an http(s) URL"}])
+    media_type = new.media_type
+    if media_type not in _GENERIC_TYPES:
+        if not is_supported_media_type(media_type):
+            raise UnsupportedMediaType(f"documents of type {media_type} cannot be extracted")
+        media_type = canonical_media_type(media_type) or media_type
+    return attrs.evolve(new, media_type=media_type or None)
+
+
+async def receive_document(
+    pool: Pool,
+    new: NewDocument,
+    *,
+    context: AuditContext,
+    max_bytes: int,
+    max_attempts: int,
+    idempotency_key: str | None = None,
+) -> Receipt:
+    """Store a new document and enqueue its first step (see the module docstring).
+
+    Raises:
+        ValidationFailed, DocumentTooLarge, UnsupportedMediaType: see
+            :func:`check_new_document`.
+        IdempotencyConflict: the key was used with a different request.
+    """
+    new = check_new_document(new, max_bytes=max_bytes)
+    principal = f"{context.actor.type.value}:{context.actor.id}"
+    fingerprint = new.fingerprint()
+    for _ in range(3):
+        if idempotency_key is not None:
+            stored = await _stored_receipt(pool, principal, idempotency_key, fingerprint)
+            if stored is not None:
+                return stored
+        try:
+            return await _insert(
+                pool, new, principal, context, max_attempts, idempotency_key, fingerprint
+            )
+        except _KeyTaken:
+            continue
+    raise IdempotencyConflict("the Idempotency-Key kept changing hands; try again")
+
+
+async def _stored_receipt(
+    pool: Pool, principal: str, key: str, fingerprint: bytes
+) -> Receipt | None:
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        row = await (
+            await conn.execute(SQL["get_idempotency_key"], {"principal": principal, "key": key})
+        ).fetchone()
+    if row is None:
+        return None
+    if bytes(row[0]) != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was already used with a different request")
+    return Receipt.from_json(row[1])
+
+
+async def _insert(
+    pool: Pool,
+    new: NewDocument,
+    principal: str,
+    context: AuditContext,
+    max_attempts: int,
+    key: str | None,
+    fingerprint: bytes,
+) -> Receipt:
+    async with pool.transaction() as conn:
+        row = await (
+            await conn.execute(
+                SQL["insert_document"],
+                {
+                    "title": new.title,
+                    "source_id": new.source_id,
+                    "external_id": new.external_id,
+                    "url": new.url,
+                    "filename": new.filename,
+                    "media_type": new.media_type,
+                    "size_bytes": None if new.content is None else len(new.content),
+                    "metadata": Jsonb(new.metadata),
+                    "created_by": principal,
+                },
+            )
+        ).fetchone()
+        assert row is not None
+        document_id, created_at = int(row[0]), row[1]
+        if new.content is not None:
+            await conn.execute(SQL["insert_blob"], {"id": document_id, "data": new.content})
+        await record_event(conn, document_id, None, DocumentState.RECEIVED, None, {})
+        await record(
+            conn,
+            context,
+            "document.created",
+            target_type="document",
+            target_id=document_id,
+            details={
+                "title": new.title[:200],
+                "url": new.url,
+                "bytes": None if new.content is None else len(new.content),
+            },
+        )
+        await enqueue(
+            conn,
+            _FIRST_STEP.queue,
+            {"document_id": document_id},
+            max_attempts=max_attempts,
+            dedup_key=dedup_key(document_id, _FIRST_STEP),
+        )
+        receipt = Receipt(
+            id=document_id,
+            state=DocumentState.RECEIVED.value,
+            title=new.title,
+            created_at=created_at,
+        )
+        if key is not None:
+            stored = await (
+                await conn.execute(
+                    SQL["insert_idempotency_key"],
+                    {
+                        "principal": principal,
+                        "key": key,
+                        "request_hash": fingerprint,
+                        "document_id": document_id,
+                        "response": Jsonb(receipt.as_json()),
+                    },
+                )
+            ).fetchone()
+            if stored is None:
+                raise _KeyTaken()
+    return receipt

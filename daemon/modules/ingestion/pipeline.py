@@ -1,0 +1,525 @@
+"""The eight steps: what each job of the ingestion queues does to one document.
+
+Contract of :meth:`Pipeline.run_step` (every step):
+
+* **Idempotent.** The step reads the document; if it is no longer in the step's
+  ``from_state`` (a redelivered job whose work is done, a retry racing an operator),
+  it does nothing. Otherwise it computes off the event loop and outside any
+  transaction, then in **one transaction** moves the document to the next state
+  (``UPDATE ... WHERE state = from_state``: of two concurrent deliveries one wins, the
+  other finds no row and rolls back), writes the step's results, records the
+  transition in the document's history and enqueues the next step's job. A crash
+  anywhere resumes at the interrupted step; no step completes twice.
+* **Failures.** ``IngestionError`` (and anything else a step knows is permanent, such as
+  a URL the SSRF policy refuses) fails the document at once, in its own transaction,
+  with the step and the reason kept; the job itself completes. Other exceptions
+  propagate: the queue retries with backoff, and when attempts run out it dead-letters
+  the job to ``ingest.dead``, whose handler (:meth:`Pipeline.give_up`) fails the
+  document with the last error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from psycopg.types.json import Jsonb
+
+from daemon.modules.analysis import (
+    AnalysisRequest,
+    Analyzer,
+    HeuristicAnalyzer,
+    parse_severity_rules,
+    parse_taxonomy,
+)
+from daemon.modules.analysis.severity_rules import DEFAULT_SEVERITY_RULES
+from daemon.modules.analysis.taxonomy import DEFAULT_TAXONOMY
+from daemon.modules.cases import RoutingRules, decide, open_case, parse_routing_rules
+from daemon.modules.ingestion.extraction import extract_text
+from daemon.modules.ingestion.fetch import FetchPolicy, fetch_url
+from daemon.modules.ingestion.normalize import normalize
+from daemon.modules.ingestion.states import (
+    DocumentState,
+    Step,
+    next_step,
+    step_of_queue,
+)
+from daemon.queue import enqueue
+from daemon.shared.cpu_threads import CpuThreads, usable_cpus
+from daemon.shared.db.queries import load_queries
+from daemon.shared.errors import EmptyContent, IngestionError
+
+if TYPE_CHECKING:
+    from daemon.modules.analysis import Analysis, Taxonomy
+    from daemon.shared.config import Settings
+    from daemon.shared.db.pool import Pool
+    from daemon.shared.db.psycopg_trio import TrioConnection
+
+log = logging.getLogger("triaged.ingestion")
+
+SQL = load_queries("daemon.modules.ingestion", "queries.sql")
+
+# Hashing, extraction and normalization of big documents: off the event loop, at low
+# priority, a few at a time.
+_CPU = CpuThreads(usable_cpus(), name="ingest")
+
+
+def dedup_key(document_id: int, step: Step) -> str:
+    return f"document:{document_id}:{step.name}"
+
+
+@attrs.frozen(kw_only=True)
+class PipelineConfig:
+    """Everything the steps need from the settings, built once."""
+
+    analyzer: Analyzer
+    taxonomy: Taxonomy
+    routing: RoutingRules
+    fetch: FetchPolicy
+    chunk_chars: int
+    max_chunks: int
+    max_attempts: int
+    retention: timedelta
+    max_document_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        taxonomy = (
+            DEFAULT_TAXONOMY if settings.taxonomy is None else parse_taxonomy(settings.taxonomy)
+        )
+        rules = (
+            DEFAULT_SEVERITY_RULES
+            if settings.severity_rules is None
+            else parse_severity_rules(settings.severity_rules, taxonomy=taxonomy)
+        )
+        routing = (
+            RoutingRules()
+            if settings.routing_rules is None
+            else parse_routing_rules(settings.routing_rules, taxonomy=taxonomy)
+        )
+        return cls(
+            analyzer=HeuristicAnalyzer(taxonomy=taxonomy, rules=rules, offload=_CPU.run),
+            taxonomy=taxonomy,
+            routing=routing,
+            fetch=FetchPolicy(
+                connect_timeout=settings.fetch_connect_timeout_seconds,
+                total_timeout=settings.fetch_timeout_seconds,
+                max_bytes=settings.max_document_bytes,
+                max_redirects=settings.fetch_max_redirects,
+                allow_private=settings.fetch_allow_private,
+                allowed_networks=settings.fetch_allowed_networks,
+            ),
+            chunk_chars=settings.analyzer_chunk_chars,
+            max_chunks=settings.analyzer_max_chunks,
+            max_attempts=settings.ingest_max_attempts,
+            retention=timedelta(days=settings.document_retention_days),
+            max_document_bytes=settings.max_document_bytes,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class StepResult:
+    """What a step did: ``advanced`` to ``state``, ``skipped`` (not in its state any
+    more), or ``failed`` with ``error``. Stored as the job's result."""
+
+    outcome: str
+    state: str | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+SKIPPED = StepResult(outcome="skipped")
+
+
+class Pipeline:
+    """Runs the steps; one per worker process, shared by every step's handler."""
+
+    def __init__(self, pool: Pool, config: PipelineConfig) -> None:
+        self.pool = pool
+        self.config = config
+        self._work = {
+            "fetch": self._fetch,
+            "hash": self._hash,
+            "extract": self._extract,
+            "normalize": self._normalize,
+            "analyze": self._analyze,
+            "route": self._route,
+            "complete": self._complete,
+        }
+
+    async def run_step(self, step: Step, document_id: int) -> StepResult:
+        """Run ``step`` for the document (see the module docstring)."""
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(SQL["step_input"], {"id": document_id})).fetchone()
+        if row is None or row[0] != step.from_state.value:
+            return SKIPPED
+        document = _StepInput.from_row(document_id, row)
+        try:
+            return await self._work[step.name](step, document)
+        except IngestionError as exc:
+            return await self.fail(step, document_id, exc.message)
+
+    async def fail(self, step: Step, document_id: int, error: str) -> StepResult:
+        """Fail the document at ``step`` if it is still where the step found it."""
+        async with self.pool.transaction() as conn:
+            row = await (
+                await conn.execute(
+                    SQL["fail_step"],
+                    {
+                        "id": document_id,
+                        "step": step.name,
+                        "error": error[:2000],
+                        "from_state": step.from_state.value,
+                    },
+                )
+            ).fetchone()
+            if row is None:
+                return SKIPPED
+            await record_event(
+                conn,
+                document_id,
+                step.from_state,
+                DocumentState.FAILED,
+                step,
+                {"error": error[:2000]},
+            )
+        log.warning(
+            "document %d failed at %s: %s",
+            document_id,
+            step.name,
+            error,
+            extra={"action": "document.failed", "document_id": document_id, "step": step.name},
+        )
+        return StepResult(outcome="failed", state=DocumentState.FAILED.value, error=error)
+
+    async def give_up(self, payload: dict[str, Any]) -> StepResult:
+        """Handle a dead-lettered step job: the step ran out of attempts (or its worker
+        died on the last one); the document fails with the last error."""
+        step = step_of_queue(str(payload.get("queue", "")))
+        inner = payload.get("payload") or {}
+        document_id = inner.get("document_id")
+        if step is None or not isinstance(document_id, int):
+            return SKIPPED
+        attempts = payload.get("attempts")
+        error = f"gave up after {attempts} attempt(s): {payload.get('error') or 'unknown error'}"
+        return await self.fail(step, document_id, error)
+
+    # -- the steps ---------------------------------------------------------------------
+
+    async def _advance(
+        self,
+        conn: TrioConnection,
+        step: Step,
+        document_id: int,
+        *,
+        to_state: DocumentState | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the document on inside the caller's transaction and enqueue what follows;
+        False (nothing written) when it is no longer in the step's state."""
+        target = to_state or step.to_state
+        row = await (
+            await conn.execute(
+                SQL["advance"],
+                {"id": document_id, "from_state": step.from_state.value, "to_state": target.value},
+            )
+        ).fetchone()
+        if row is None:
+            return False
+        await record_event(conn, document_id, step.from_state, target, step, detail)
+        following = next_step(step) if target is step.to_state else None
+        if following is not None:
+            await enqueue(
+                conn,
+                following.queue,
+                {"document_id": document_id},
+                max_attempts=self.config.max_attempts,
+                dedup_key=dedup_key(document_id, following),
+            )
+        return True
+
+    async def _fetch(self, step: Step, document: _StepInput) -> StepResult:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(SQL["has_blob"], {"id": document.id})).fetchone()
+        has_blob = bool(row and row[0])
+        if has_blob:
+            async with self.pool.transaction() as conn:
+                if not await self._advance(conn, step, document.id):
+                    return SKIPPED
+            return StepResult(outcome="advanced", state=step.to_state.value)
+        if document.url is None:
+            raise IngestionError("the document has neither content nor a URL")
+        fetched = await fetch_url(document.url, self.config.fetch)
+        async with self.pool.transaction() as conn:
+            if not await self._advance(
+                conn,
+                step,
+                document.id,
+                detail={
+                    "url": fetched.final_url,
+                    "status": fetched.status,
+                    "bytes": len(fetched.data),
+                },
+            ):
+                return SKIPPED
+            await conn.execute(SQL["insert_blob"], {"id": document.id, "data": fetched.data})
+            media_type = fetched.media_type
+            if fetched.charset and media_type:
+                media_type = f"{media_type}; charset={fetched.charset}"
+            await conn.execute(
+                SQL["set_fetched"],
+                {"id": document.id, "media_type": media_type, "size": len(fetched.data)},
+            )
+        return StepResult(outcome="advanced", state=step.to_state.value)
+
+    async def _blob(self, document_id: int) -> bytes:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(SQL["get_blob"], {"id": document_id})).fetchone()
+        if row is None:
+            raise IngestionError("the document's content is missing")
+        return bytes(row[0])
+
+    async def _hash(self, step: Step, document: _StepInput) -> StepResult:
+        data = await self._blob(document.id)
+        if not data:  # all empty documents are alike; none is a duplicate of another
+            raise EmptyContent("the document is empty (0 bytes)")
+        digest = await _CPU.run(lambda: hashlib.sha256(data).digest())
+        async with self.pool.transaction() as conn:
+            original = await _claim_hash(conn, digest, document.id)
+            target = step.to_state if original is None else DocumentState.DUPLICATE
+            detail = {"sha256": digest.hex()} | ({"duplicate_of": original} if original else {})
+            if not await self._advance(conn, step, document.id, to_state=target, detail=detail):
+                return SKIPPED
+            await conn.execute(
+                SQL["set_hash"], {"id": document.id, "sha256": digest, "duplicate_of": original}
+            )
+        return StepResult(outcome="advanced", state=target.value)
+
+    async def _extract(self, step: Step, document: _StepInput) -> StepResult:
+        data = await self._blob(document.id)
+        extracted = await _CPU.run(
+            lambda: extract_text(data, document.media_type, filename=document.filename)
+        )
+        extraction = {
+            "media_type": extracted.media_type,
+            "charset": extracted.charset,
+            "pages": extracted.pages,
+            "truncated": extracted.truncated,
+            "warnings": list(extracted.warnings),
+        }
+        async with self.pool.transaction() as conn:
+            if not await self._advance(
+                conn, step, document.id, detail={"chars": len(extracted.text)} | extraction
+            ):
+                return SKIPPED
+            await conn.execute(
+                SQL["set_extracted"],
+                {"id": document.id, "text": extracted.text, "extraction": Jsonb(extraction)},
+            )
+        return StepResult(outcome="advanced", state=step.to_state.value)
+
+    async def _normalize(self, step: Step, document: _StepInput) -> StepResult:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(SQL["get_extracted"], {"id": document.id})).fetchone()
+        if row is None:
+            raise IngestionError("the document's extracted text is missing")
+        text = str(row[0])
+        normalized = await _CPU.run(
+            lambda: normalize(
+                text, chunk_chars=self.config.chunk_chars, max_chunks=self.config.max_chunks
+            )
+        )
+        async with self.pool.transaction() as conn:
+            detail = {
+                "chars": normalized.chars,
+                "language": normalized.language,
+                "chunks": len(normalized.chunks),
+                "truncated": normalized.truncated,
+            }
+            if not await self._advance(conn, step, document.id, detail=detail):
+                return SKIPPED
+            await conn.execute(
+                SQL["set_normalized"],
+                {
+                    "id": document.id,
+                    "text": normalized.text,
+                    "chunks": Jsonb(list(normalized.chunks)),
+                    "truncated": normalized.truncated,
+                },
+            )
+            await conn.execute(
+                SQL["set_language"], {"id": document.id, "language": normalized.language}
+            )
+        return StepResult(outcome="advanced", state=step.to_state.value)
+
+    async def _analyze(self, step: Step, document: _StepInput) -> StepResult:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(SQL["get_chunks"], {"id": document.id})).fetchone()
+        if row is None or row[0] is None:
+            raise IngestionError("the document's normalized text is missing")
+        chunks, truncated = list(row[0]), bool(row[1])
+        analyzer = self.config.analyzer
+        result = await analyzer.analyze(
+            AnalysisRequest(
+                title=document.title,
+                chunks=chunks,
+                language=document.language,
+                truncated=truncated,
+                metadata=document.metadata,
+            )
+        )
+        analysis = result.analysis
+        async with self.pool.transaction() as conn:
+            detail = {
+                "provider": result.provider,
+                "category": analysis.category,
+                "severity": analysis.severity.value,
+            }
+            if not await self._advance(conn, step, document.id, detail=detail):
+                return SKIPPED
+            inserted = await (
+                await conn.execute(
+                    SQL["insert_analysis"],
+                    {
+                        "id": document.id,
+                        "category": analysis.category,
+                        "severity": analysis.severity.value,
+                        "summary": analysis.summary,
+                        "entities": Jsonb([e.model_dump(mode="json") for e in analysis.entities]),
+                        "confidence": analysis.confidence,
+                        "rationale": analysis.rationale,
+                        "provider": result.provider,
+                        "model": result.model,
+                        "version": result.version,
+                        "latency_ms": result.latency_ms,
+                        "calls": result.calls,
+                        "repair_rounds": result.repair_rounds,
+                        "prompt_tokens": result.prompt_tokens,
+                        "completion_tokens": result.completion_tokens,
+                        "chunked": result.chunked,
+                        "truncated": truncated,
+                    },
+                )
+            ).fetchone()
+            assert inserted is not None
+            await conn.execute(
+                SQL["set_current_analysis"],
+                {
+                    "id": document.id,
+                    "analysis_id": inserted[0],
+                    "category": analysis.category,
+                    "severity": analysis.severity.value,
+                },
+            )
+        return StepResult(outcome="advanced", state=step.to_state.value)
+
+    async def _route(self, step: Step, document: _StepInput) -> StepResult:
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (
+                await conn.execute(SQL["current_analysis"], {"id": document.id})
+            ).fetchone()
+        if row is None:
+            raise IngestionError("the document has no analysis to route")
+        analysis_id = int(row[0])
+        analysis = _analysis_from_row(row, self.config.taxonomy)
+        decision = decide(analysis, self.config.routing, datetime.now(UTC))
+        async with self.pool.transaction() as conn:
+            detail: dict[str, Any] = {"open_case": decision.open_case, "reason": decision.reason}
+            if not await self._advance(conn, step, document.id, detail=detail):
+                return SKIPPED
+            if decision.open_case:
+                await open_case(conn, document.id, analysis_id, decision)
+        return StepResult(outcome="advanced", state=step.to_state.value)
+
+    async def _complete(self, step: Step, document: _StepInput) -> StepResult:
+        async with self.pool.transaction() as conn:
+            if not await self._advance(conn, step, document.id):
+                return SKIPPED
+            await conn.execute(
+                SQL["set_completed"],
+                {"id": document.id, "retention": self.config.retention.total_seconds()},
+            )
+        return StepResult(outcome="advanced", state=step.to_state.value)
+
+
+@attrs.frozen(kw_only=True)
+class _StepInput:
+    id: int
+    title: str
+    url: str | None
+    media_type: str | None
+    filename: str | None
+    metadata: dict[str, Any]
+    language: str | None
+
+    @classmethod
+    def from_row(cls, document_id: int, row: tuple[Any, ...]) -> _StepInput:
+        _state, title, url, media_type, filename, metadata, language, _size = row
+        return cls(
+            id=document_id,
+            title=title or "",
+            url=url,
+            media_type=media_type,
+            filename=filename,
+            metadata=dict(metadata or {}),
+            language=language,
+        )
+
+
+async def _claim_hash(conn: TrioConnection, digest: bytes, document_id: int) -> int | None:
+    """None if ``document_id`` is the first with this content, else the first one's id."""
+    while True:
+        params = {"sha256": digest, "id": document_id}
+        if await (await conn.execute(SQL["claim_hash"], params)).fetchone() is not None:
+            return None
+        row = await (await conn.execute(SQL["original_of_hash"], params)).fetchone()
+        if row is not None:  # else: the holder was deleted meanwhile; claim again
+            return None if row[0] == document_id else int(row[0])
+
+
+def _analysis_from_row(row: tuple[Any, ...], taxonomy: Taxonomy) -> Analysis:
+    from daemon.modules.analysis import parse_analysis
+
+    _id, category, severity, summary, entities, confidence, rationale = row
+    return parse_analysis(
+        {
+            "category": taxonomy.coerce_category(category),
+            "severity": severity,
+            "summary": summary,
+            "entities": entities,
+            "confidence": confidence,
+            "rationale": rationale,
+        },
+        taxonomy=taxonomy,
+    )
+
+
+async def record_event(
+    conn: TrioConnection,
+    document_id: int,
+    from_state: DocumentState | None,
+    to_state: DocumentState,
+    step: Step | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        SQL["insert_event"],
+        {
+            "id": document_id,
+            "from_state": None if from_state is None else from_state.value,
+            "to_state": to_state.value,
+            "step": None if step is None else step.name,
+            "detail": Jsonb(detail or {}),
+        },
+    )

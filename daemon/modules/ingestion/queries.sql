@@ -1,0 +1,176 @@
+-- Documents and the ingestion pipeline. Parameters are named; see documents.py,
+-- intake.py and pipeline.py.
+
+-- name: insert_document
+INSERT INTO documents (title, source_id, external_id, url, filename, media_type,
+                       size_bytes, metadata, created_by)
+VALUES (%(title)s, %(source_id)s, %(external_id)s, %(url)s, %(filename)s, %(media_type)s,
+        %(size_bytes)s, %(metadata)s, %(created_by)s)
+RETURNING id, created_at
+
+-- name: insert_blob
+INSERT INTO document_blobs (document_id, data) VALUES (%(id)s, %(data)s)
+ON CONFLICT (document_id) DO UPDATE SET data = EXCLUDED.data
+
+-- name: insert_event
+INSERT INTO document_events (document_id, from_state, to_state, step, detail)
+VALUES (%(id)s, %(from_state)s, %(to_state)s, %(step)s, %(detail)s)
+
+-- name: get_idempotency_key
+SELECT request_hash, response FROM idempotency_keys
+WHERE principal = %(principal)s AND key = %(key)s
+
+-- name: insert_idempotency_key
+INSERT INTO idempotency_keys (principal, key, request_hash, document_id, response)
+VALUES (%(principal)s, %(key)s, %(request_hash)s, %(document_id)s, %(response)s)
+ON CONFLICT (principal, key) DO NOTHING
+RETURNING key
+
+-- name: advance
+-- Move a document from the step's state to the next one; no row: it was not in that
+-- state (a redelivered job whose work is done, or an operator's change). The row lock
+-- taken here serialises concurrent deliveries of the same step.
+UPDATE documents SET state = %(to_state)s, updated_at = now()
+WHERE id = %(id)s AND state = %(from_state)s
+RETURNING id
+
+-- name: step_input
+SELECT d.state::text, d.title, d.url, d.media_type, d.filename, d.metadata, d.language,
+       d.size_bytes
+FROM documents d WHERE d.id = %(id)s
+
+-- name: has_blob
+SELECT EXISTS (SELECT 1 FROM document_blobs WHERE document_id = %(id)s)
+
+-- name: get_blob
+SELECT data FROM document_blobs WHERE document_id = %(id)s
+
+-- name: set_fetched
+UPDATE documents SET media_type = coalesce(%(media_type)s, media_type), size_bytes = %(size)s
+WHERE id = %(id)s
+
+-- name: claim_hash
+-- The first document with this content becomes its original. No row: another
+-- document holds the hash (see original_of_hash, which must be a separate statement:
+-- a conflicting row committed while this one waited is not in this statement's snapshot).
+INSERT INTO document_hashes (sha256, document_id) VALUES (%(sha256)s, %(id)s)
+ON CONFLICT (sha256) DO NOTHING
+RETURNING document_id
+
+-- name: original_of_hash
+SELECT document_id FROM document_hashes WHERE sha256 = %(sha256)s
+
+-- name: set_hash
+UPDATE documents SET sha256 = %(sha256)s, duplicate_of = %(duplicate_of)s WHERE id = %(id)s
+
+-- name: set_extracted
+INSERT INTO document_texts (document_id, extracted, extraction)
+VALUES (%(id)s, %(text)s, %(extraction)s)
+ON CONFLICT (document_id) DO UPDATE
+SET extracted = EXCLUDED.extracted, extraction = EXCLUDED.extraction,
+    normalized = NULL, chunks = NULL, truncated = false
+
+-- name: get_extracted
+SELECT extracted FROM document_texts WHERE document_id = %(id)s
+
+-- name: set_normalized
+UPDATE document_texts
+SET normalized = %(text)s, chunks = %(chunks)s, truncated = %(truncated)s
+WHERE document_id = %(id)s
+
+-- name: set_language
+UPDATE documents SET language = %(language)s WHERE id = %(id)s
+
+-- name: get_chunks
+SELECT t.chunks, t.truncated FROM document_texts t WHERE t.document_id = %(id)s
+
+-- name: insert_analysis
+WITH run AS (
+    SELECT coalesce(max(run), 0) + 1 AS next FROM analyses WHERE document_id = %(id)s
+)
+INSERT INTO analyses (document_id, run, category, severity, summary, entities, confidence,
+                      rationale, provider, model, version, latency_ms, calls, repair_rounds,
+                      prompt_tokens, completion_tokens, chunked, truncated)
+SELECT %(id)s, run.next, %(category)s, %(severity)s, %(summary)s, %(entities)s,
+       %(confidence)s, %(rationale)s, %(provider)s, %(model)s, %(version)s, %(latency_ms)s,
+       %(calls)s, %(repair_rounds)s, %(prompt_tokens)s, %(completion_tokens)s, %(chunked)s,
+       %(truncated)s
+FROM run
+RETURNING id, run
+
+-- name: set_current_analysis
+UPDATE documents SET analysis_id = %(analysis_id)s, category = %(category)s,
+                     severity = %(severity)s
+WHERE id = %(id)s
+
+-- name: current_analysis
+SELECT a.id, a.category, a.severity, a.summary, a.entities, a.confidence, a.rationale
+FROM documents d JOIN analyses a ON a.id = d.analysis_id
+WHERE d.id = %(id)s
+
+-- name: set_completed
+UPDATE documents
+SET completed_at = now(), retain_until = now() + make_interval(secs => %(retention)s)
+WHERE id = %(id)s
+
+-- name: fail_step
+-- A step's document fails (permanently, or out of attempts): only if it is still where
+-- the step found it.
+UPDATE documents
+SET state = 'failed', failed_step = %(step)s, error = %(error)s, updated_at = now()
+WHERE id = %(id)s AND state = %(from_state)s
+RETURNING id
+
+-- name: restart
+-- Operators: move a document back to where a step starts.
+UPDATE documents
+SET state = %(to_state)s, failed_step = NULL, error = NULL, updated_at = now()
+WHERE id = %(id)s AND state = %(from_state)s
+RETURNING id
+
+-- name: lock_document
+SELECT state::text, failed_step FROM documents WHERE id = %(id)s FOR UPDATE
+
+-- name: get_document
+SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
+       encode(sha256, 'hex'), state::text, failed_step, error, duplicate_of, metadata,
+       language, category, severity, analysis_id, created_by, created_at, updated_at,
+       completed_at, retain_until
+FROM documents WHERE id = %(id)s
+
+-- name: document_history
+SELECT at, from_state::text, to_state::text, step, detail
+FROM document_events WHERE document_id = %(id)s ORDER BY id
+
+-- name: document_analyses
+SELECT id, run, category, severity, summary, entities, confidence, rationale, provider,
+       model, version, latency_ms, calls, repair_rounds, prompt_tokens, completion_tokens,
+       chunked, truncated, created_at
+FROM analyses WHERE document_id = %(id)s ORDER BY run
+
+-- name: delete_document
+DELETE FROM documents WHERE id = %(id)s RETURNING id, title, state::text
+
+-- name: prune_idempotency_keys
+DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => %(keep)s)
+
+-- name: list_documents
+-- Newest first; every filter left NULL matches everything. Not prepared (see caller).
+SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
+       encode(sha256, 'hex'), state::text, failed_step, error, duplicate_of, metadata,
+       language, category, severity, analysis_id, created_by, created_at, updated_at,
+       completed_at, retain_until
+FROM documents d
+WHERE (%(state)s::text IS NULL OR d.state = %(state)s::document_state)
+  AND (%(source_id)s::text IS NULL OR d.source_id = %(source_id)s)
+  AND (%(category)s::text IS NULL OR d.category = %(category)s)
+  AND (%(severity)s::text IS NULL OR d.severity = %(severity)s)
+  AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s)
+  AND (%(before_id)s::bigint IS NULL OR d.id < %(before_id)s)
+  AND (%(pattern)s::text IS NULL
+       OR d.title ILIKE %(pattern)s
+       OR EXISTS (SELECT 1 FROM document_texts t
+                  WHERE t.document_id = d.id AND t.normalized ILIKE %(pattern)s))
+ORDER BY d.id DESC
+LIMIT %(limit)s

@@ -1,0 +1,173 @@
+"""The eight steps on a real database, run by hand: each advances exactly once, a
+redelivered (or concurrent) job changes nothing, failures are kept with their step."""
+
+from __future__ import annotations
+
+import trio
+
+from daemon.modules.audit import AuditContext
+from daemon.modules.ingestion import (
+    DocumentState,
+    NewDocument,
+    Pipeline,
+    PipelineConfig,
+    document_details,
+    receive_document,
+)
+from daemon.modules.ingestion.states import STEPS, step_named
+from daemon.shared.config import Settings
+
+SYSTEM = AuditContext.system()
+INCIDENT = (
+    "Ransomware attack detected on the mail gateway. Attackers exploited CVE-2024-3400 "
+    "and exfiltrated credentials. Contact security@example.org, ticket INC-4711."
+)
+
+
+def pipeline(pool, **settings) -> Pipeline:
+    return Pipeline(pool, PipelineConfig.from_settings(Settings(**settings)))
+
+
+async def new_document(pool, text=INCIDENT, **fields) -> int:
+    receipt = await receive_document(
+        pool,
+        NewDocument(title=fields.pop("title", "incident"), content=text.encode(), **fields),
+        context=SYSTEM,
+        max_bytes=1 << 20,
+        max_attempts=5,
+    )
+    return receipt.id
+
+
+async def jobs(pool, document_id):
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT queue, state::text FROM jobs WHERE payload->>'document_id' = %s "
+                "ORDER BY id",
+                (str(document_id),),
+            )
+        ).fetchall()
+    return [(q, s) for q, s in rows]
+
+
+async def state_of(pool, document_id) -> str:
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT state::text FROM documents WHERE id = %s", (document_id,))
+        ).fetchone()
+    return row[0]
+
+
+async def test_every_step_advances_once_and_a_redelivery_changes_nothing(pool):
+    runner = pipeline(pool)
+    document_id = await new_document(pool)
+    assert await jobs(pool, document_id) == [("ingest.fetch", "created")]
+    for index, step in enumerate(STEPS):
+        first = await runner.run_step(step, document_id)
+        assert (first.outcome, first.state) == ("advanced", step.to_state.value), step.name
+        after_first = (await state_of(pool, document_id), await jobs(pool, document_id))
+        again = await runner.run_step(step, document_id)
+        assert again.outcome == "skipped", step.name
+        assert (await state_of(pool, document_id), await jobs(pool, document_id)) == after_first
+        queued = [q for q, _ in after_first[1]]
+        expected = ["ingest.fetch"] + [s.queue for s in STEPS[1 : index + 2]]
+        assert queued == expected, step.name  # exactly one job per next step
+    async with pool.connection() as conn:
+        details = await document_details(conn, document_id)
+    assert details.document.state is DocumentState.COMPLETED
+    assert [e.to_state for e in details.history] == [
+        "received", "fetched", "hashed", "extracted", "normalized", "analyzed", "routed",
+        "completed",
+    ]  # fmt: skip
+    assert len(details.analyses) == 1
+    analysis = details.analyses[0]
+    assert (analysis.category, analysis.severity) == ("security", "critical")
+    assert analysis.provider == "heuristic" and analysis.calls >= 1
+    assert details.case is not None and details.case.severity == "critical"
+    assert details.case.sla_due_at is not None
+    assert details.document.retain_until is not None and details.document.language == "en"
+
+
+async def test_concurrent_deliveries_of_one_step_analyse_once(pool):
+    runner = pipeline(pool)
+    document_id = await new_document(pool)
+    for step in STEPS[:4]:
+        await runner.run_step(step, document_id)
+    analyze = step_named("analyze")
+    results = []
+
+    async def deliver():
+        results.append(await runner.run_step(analyze, document_id))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(deliver)
+    assert sorted(r.outcome for r in results) == ["advanced"] + ["skipped"] * 4
+    async with pool.connection() as conn:
+        count = await (
+            await conn.execute(
+                "SELECT count(*) FROM analyses WHERE document_id = %s", (document_id,)
+            )
+        ).fetchone()
+    assert count[0] == 1
+    assert [q for q, _ in await jobs(pool, document_id)].count("ingest.route") == 1
+
+
+async def test_identical_content_is_a_duplicate_of_the_first(pool):
+    runner = pipeline(pool)
+    first, second = await new_document(pool), await new_document(pool, title="again")
+    for document_id in (first, second):
+        for step in STEPS[:2]:
+            await runner.run_step(step, document_id)
+    assert await state_of(pool, first) == "hashed"
+    assert await state_of(pool, second) == "duplicate"
+    async with pool.connection() as conn:
+        details = await document_details(conn, second)
+    assert details.document.duplicate_of == first
+    assert details.history[-1].detail["duplicate_of"] == first
+    assert [q for q, _ in await jobs(pool, second)] == ["ingest.fetch", "ingest.hash"]
+
+
+async def test_permanent_failures_keep_step_and_reason(pool):
+    runner = pipeline(pool)
+    receipt = await receive_document(
+        pool,
+        NewDocument(
+            title="bad pdf",
+            content=b"%PDF-1.4 this is not really a pdf",
+            media_type="application/pdf",
+        ),
+        context=SYSTEM,
+        max_bytes=1 << 20,
+        max_attempts=5,
+    )
+    results = [await runner.run_step(step, receipt.id) for step in STEPS[:3]]
+    assert [r.outcome for r in results] == ["advanced", "advanced", "failed"]
+    async with pool.connection() as conn:
+        details = await document_details(conn, receipt.id)
+    assert details.document.state is DocumentState.FAILED
+    assert details.document.failed_step == "extract"
+    assert "pdf" in details.document.error.lower()
+    assert details.history[-1].to_state == "failed"
+
+
+async def test_a_step_out_of_attempts_fails_its_document(pool):
+    runner = pipeline(pool)
+    document_id = await new_document(pool)
+    result = await runner.give_up(
+        {
+            "job_id": 1,
+            "queue": "ingest.fetch",
+            "payload": {"document_id": document_id},
+            "attempts": 5,
+            "error": "ConnectError: connection refused",
+        }
+    )
+    assert result.outcome == "failed"
+    async with pool.connection() as conn:
+        details = await document_details(conn, document_id)
+    assert details.document.failed_step == "fetch"
+    assert details.document.error == "gave up after 5 attempt(s): ConnectError: connection refused"
+    again = await runner.give_up({"queue": "ingest.fetch", "payload": {"document_id": document_id}})
+    assert again.outcome == "skipped"
