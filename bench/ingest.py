@@ -133,7 +133,12 @@ def drop_database(url: str) -> None:
 
 
 class Daemon:
-    def __init__(self, database: str, workdir: Path, extra: dict[str, str]) -> None:
+    """``triaged`` as the given processes: ``["serve"]`` (the default deployment), or the
+    scale-out shape, e.g. ``["api", "worker"]`` (each its own process, one database)."""
+
+    def __init__(
+        self, database: str, workdir: Path, extra: dict[str, str], roles: list[str]
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password_file = workdir / "initial-admin-password"
@@ -148,20 +153,24 @@ class Daemon:
         )
         env.update(extra)
         self.log = (workdir / "triaged.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve"],
-            env=env,
-            cwd=_ROOT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "daemon", role],
+                env=env,
+                cwd=_ROOT,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            for role in roles
+        ]
+        self.proc = self.procs[0]  # serves HTTP: "serve" or "api" comes first
 
     async def ready(self) -> None:
         async with httpx.AsyncClient(timeout=2) as client:
             for _ in range(600):
                 if self.proc.poll() is not None:
                     self.log.flush()
-                    output = Path(self.log.name).read_text(errors="replace")[-3000:]
+                    output = Path(self.log.name).read_text(errors="replace")[-3000:]  # noqa: ASYNC240
                     raise SystemExit(f"triaged exited with {self.proc.returncode}:\n{output}")
                 try:
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
@@ -187,12 +196,14 @@ class Daemon:
         return str(created.json()["key"])
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         self.log.close()
 
 
@@ -229,6 +240,7 @@ async def throughput(daemon: Daemon, key: str, database: str, total: int, seed: 
         async with trio.open_nursery() as nursery:
             for _ in range(CLIENTS):
                 nursery.start_soon(poster)
+    posted = time.perf_counter() - started
     while await trio.to_thread.run_sync(count_done, database) < total:  # noqa: ASYNC110
         await trio.sleep(0.02)
     elapsed = time.perf_counter() - started
@@ -236,6 +248,9 @@ async def throughput(daemon: Daemon, key: str, database: str, total: int, seed: 
         states = dict(conn.execute("SELECT state::text, count(*) FROM documents GROUP BY 1"))
     if states.get("completed") != total:
         raise SystemExit(f"not every document completed: {states}")
+    print(
+        f"  posted {total} in {posted:.1f} s, all completed after {elapsed:.1f} s", file=sys.stderr
+    )
     return total / elapsed
 
 
@@ -267,10 +282,12 @@ async def latency(daemon: Daemon, key: str, database: str, seed: int) -> list[fl
     return samples
 
 
-def one_run(url: str, total: int, seed: int, extra: dict[str, str]) -> dict[str, float]:
+def one_run(
+    url: str, total: int, seed: int, extra: dict[str, str], roles: list[str]
+) -> dict[str, float]:
     database = recreate_database(url)
     with tempfile.TemporaryDirectory(prefix="triaged-bench-") as workdir:
-        daemon = Daemon(database, Path(workdir), extra)
+        daemon = Daemon(database, Path(workdir), extra, roles)
         try:
 
             async def measure() -> dict[str, float]:
@@ -303,17 +320,24 @@ def main() -> None:
         metavar="TRIAGED_X=value",
         help="a setting for the daemon (default: the defaults)",
     )
+    parser.add_argument(
+        "--processes",
+        default="serve",
+        help="comma-separated roles, HTTP first: serve (default) or e.g. api,worker",
+    )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.set)
+    roles = args.processes.split(",")
     results = []
     for run in range(args.runs):
-        results.append(one_run(args.url, args.documents, seed=run, extra=extra))
+        results.append(one_run(args.url, args.documents, seed=run, extra=extra, roles=roles))
         print(f"run {run + 1}: {results[-1]}", file=sys.stderr)
     rows = [
         ("throughput, 8 steps, 1-5 KB text via HTTP", "docs/s", "throughput", ">= 300"),
         ("upload -> completed, idle daemon, p50", "ms", "p50", "< 100"),
         ("upload -> completed, idle daemon, p95", "ms", "p95", "(none)"),
     ]
+    print(f"processes: {' + '.join(roles)}")
     print(f"| metric | unit | median of {args.runs} | runs | target |")
     print("|---|---|---|---|---|")
     for label, unit, key, target in rows:

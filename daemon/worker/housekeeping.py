@@ -13,6 +13,7 @@ import psycopg
 import trio
 
 from daemon.modules.auth import AuthPolicy, prune
+from daemon.modules.ingestion import prune_idempotency_keys
 from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ FIRST_PASS_DELAY_SECONDS = 30.0  # not in the middle of start-up
 
 
 class Housekeeping:
-    """A Service: prunes expired sessions and idle login-throttle rows every hour."""
+    """A Service: every hour, prunes expired sessions, idle login-throttle rows and
+    document Idempotency-Keys older than a day."""
 
     name = "housekeeping"
 
@@ -55,6 +57,7 @@ class Housekeeping:
         while not self._stop.is_set():
             try:
                 await prune(self.pool, self.policy)
+                await prune_idempotency_keys(self.pool)
             except (psycopg.Error, DatabaseError) as exc:
                 log.warning(
                     "housekeeping pass failed: %s", exc, extra={"action": "housekeeping.failed"}

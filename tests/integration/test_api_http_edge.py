@@ -108,6 +108,7 @@ async def test_metrics_public_by_default(api):
         'status="401"} 1' in text
     )
     assert "triaged_database_up 1" in text
+    assert 'triaged_documents{state="completed"} 0' in text
     assert re.search(r'triaged_http_request_duration_seconds_bucket\{.*le="\+Inf"\} \d', text)
 
 

@@ -11,6 +11,7 @@ from quart import Blueprint, Response
 from daemon.api.access import requires
 from daemon.api.context import current_context
 from daemon.modules.auth import Role
+from daemon.modules.ingestion import document_counts
 from daemon.queue import queue_stats
 from daemon.shared.errors import DatabaseError
 from daemon.shared.metrics import Gauge, Metric, exposition
@@ -38,14 +39,15 @@ async def metrics() -> Response:
     scraped: list[Metric] = []
     up = Gauge("triaged_database_up", "1 when the metrics scrape could read the database.")
     scraped.append(up)
-    stats = None
+    stats = documents = None
     with trio.move_on_after(SCRAPE_DATABASE_TIMEOUT_SECONDS):
         try:
             async with context.db.connection(timeout=SCRAPE_DATABASE_TIMEOUT_SECONDS) as conn:
                 stats = await queue_stats(conn)
+                documents = await document_counts(conn)
         except (DatabaseError, psycopg.Error):
-            stats = None
-    if stats is None:
+            stats = documents = None
+    if stats is None or documents is None:
         up.set(0)
     else:
         up.set(1)
@@ -61,7 +63,10 @@ async def metrics() -> Response:
                 jobs.set(getattr(queue, state), queue.name, state)
             oldest.set(queue.oldest_available_seconds or 0.0, queue.name)
             paused.set(1 if queue.paused else 0, queue.name)
-        scraped += [jobs, oldest, paused]
+        by_state = Gauge("triaged_documents", "Documents by pipeline state.", ["state"])
+        for state, count in documents.items():
+            by_state.set(count, state)
+        scraped += [jobs, oldest, paused, by_state]
     draining = Gauge("triaged_draining", "1 while the process shuts down.")
     draining.set(1 if context.health.draining else 0)
     scraped.append(draining)

@@ -184,9 +184,12 @@ WHERE scope = %(scope)s AND key = %(key)s
 DELETE FROM login_throttle WHERE scope = 'account' AND key = %(key)s
 
 -- name: throttle_forgive_address
--- A successful attempt was counted in advance: take it back.
-UPDATE login_throttle SET failures = greatest(failures - 1, 1)
-WHERE scope = 'address' AND key = %(key)s
+-- A successful attempt was counted in advance: take it back (the row goes at zero).
+WITH decremented AS (
+    UPDATE login_throttle SET failures = failures - 1
+    WHERE scope = 'address' AND key = %(key)s AND failures > 1
+)
+DELETE FROM login_throttle WHERE scope = 'address' AND key = %(key)s AND failures <= 1
 
 -- name: throttle_recently_audited
 -- Refusals of one blocked key are audited at most once a minute (the log is append-only:

@@ -25,6 +25,7 @@ from daemon.modules.ingestion.documents import (
     DocumentPage,
     HistoryEvent,
     delete_document,
+    document_counts,
     document_details,
     get_document,
     list_documents,
@@ -41,7 +42,12 @@ from daemon.modules.ingestion.extraction import (
     is_supported_media_type,
 )
 from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, fetch_url
-from daemon.modules.ingestion.intake import NewDocument, Receipt, receive_document
+from daemon.modules.ingestion.intake import (
+    NewDocument,
+    Receipt,
+    prune_idempotency_keys,
+    receive_document,
+)
 from daemon.modules.ingestion.language import LANGUAGES, UNDETERMINED, guess_language
 from daemon.modules.ingestion.normalize import (
     DEFAULT_CHUNK_CHARS,
@@ -85,6 +91,7 @@ __all__ = [
     "classify_address",
     "clean_text",
     "delete_document",
+    "document_counts",
     "document_details",
     "extract_text",
     "fetch_url",
@@ -93,6 +100,7 @@ __all__ = [
     "is_supported_media_type",
     "list_documents",
     "normalize",
+    "prune_idempotency_keys",
     "reanalyze_document",
     "receive_document",
     "retry_document",

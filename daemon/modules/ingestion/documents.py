@@ -13,7 +13,7 @@ import attrs
 
 from daemon.modules.audit import record
 from daemon.modules.cases import Case, case_of_document
-from daemon.modules.ingestion.pipeline import SQL, dedup_key, record_event
+from daemon.modules.ingestion.pipeline import SQL, record_event
 from daemon.modules.ingestion.states import (
     DocumentState,
     reanalyze_target,
@@ -249,7 +249,6 @@ async def _restart(
             step.queue,
             {"document_id": document_id},
             max_attempts=max_attempts,
-            dedup_key=dedup_key(document_id, step),
         )
         await record(
             conn,
@@ -277,3 +276,11 @@ async def delete_document(pool: Pool, document_id: int, *, context: AuditContext
             target_id=document_id,
             details={"title": row[1][:200], "state": row[2]},
         )
+
+
+async def document_counts(conn: TrioConnection) -> dict[str, int]:
+    """How many documents are in each state (every state present, zeros included)."""
+    rows = await (await conn.execute(SQL["document_counts"])).fetchall()
+    counts = {state.value: 0 for state in DocumentState}
+    counts.update({str(state): int(count) for state, count in rows})
+    return counts

@@ -9,7 +9,7 @@ Contract of :func:`receive_document`:
   principal), and a retry of the same request gets that receipt again instead of a
   second document; the same key with a different request is refused. Concurrent
   retries race on the key's primary key: one document is created, the others roll
-  back and answer the winner's receipt.
+  back and answer the winner's receipt. Keys are kept a day (housekeeping prunes them).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from daemon.modules.audit import record
 from daemon.modules.ingestion.extraction import canonical_media_type, is_supported_media_type
-from daemon.modules.ingestion.pipeline import SQL, dedup_key, record_event
+from daemon.modules.ingestion.pipeline import SQL, record_event
 from daemon.modules.ingestion.states import STEPS, DocumentState
 from daemon.queue import enqueue
 from daemon.shared.errors import (
@@ -223,7 +223,6 @@ async def _insert(
             _FIRST_STEP.queue,
             {"document_id": document_id},
             max_attempts=max_attempts,
-            dedup_key=dedup_key(document_id, _FIRST_STEP),
         )
         receipt = Receipt(
             id=document_id,
@@ -247,3 +246,16 @@ async def _insert(
             if stored is None:
                 raise _KeyTaken()
     return receipt
+
+
+IDEMPOTENCY_KEY_KEEP_SECONDS = 86_400.0  # a client retries within minutes, not days
+
+
+async def prune_idempotency_keys(
+    pool: Pool, *, keep_seconds: float = IDEMPOTENCY_KEY_KEEP_SECONDS
+) -> int:
+    """Forget Idempotency-Keys older than ``keep_seconds`` (a retry after that creates a
+    new document); idempotent. Returns how many went."""
+    async with pool.transaction() as conn:
+        cursor = await conn.execute(SQL["prune_idempotency_keys"], {"keep": keep_seconds})
+        return cursor.rowcount

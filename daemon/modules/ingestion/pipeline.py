@@ -67,10 +67,6 @@ SQL = load_queries("daemon.modules.ingestion", "queries.sql")
 _CPU = CpuThreads(usable_cpus(), name="ingest")
 
 
-def dedup_key(document_id: int, step: Step) -> str:
-    return f"document:{document_id}:{step.name}"
-
-
 @attrs.frozen(kw_only=True)
 class PipelineConfig:
     """Everything the steps need from the settings, built once."""
@@ -154,16 +150,16 @@ class Pipeline:
 
     async def run_step(self, step: Step, document_id: int) -> StepResult:
         """Run ``step`` for the document (see the module docstring)."""
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(SQL["step_input"], {"id": document_id})).fetchone()
-        if row is None or row[0] != step.from_state.value:
-            return SKIPPED
-        document = _StepInput.from_row(document_id, row)
         try:
-            return await self._work[step.name](step, document)
+            return await self._work[step.name](step, document_id)
         except IngestionError as exc:
             return await self.fail(step, document_id, exc.message)
+
+    async def _read(self, query: str, document_id: int) -> tuple[Any, ...] | None:
+        """One row of a step's input query (autocommit: no transaction to end)."""
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            return await (await conn.execute(SQL[query], {"id": document_id})).fetchone()
 
     async def fail(self, step: Step, document_id: int, error: str) -> StepResult:
         """Fail the document at ``step`` if it is still where the step found it."""
@@ -220,48 +216,56 @@ class Pipeline:
         *,
         to_state: DocumentState | None = None,
         detail: dict[str, Any] | None = None,
+        needs_blob: bool = False,
     ) -> bool:
-        """Move the document on inside the caller's transaction and enqueue what follows;
-        False (nothing written) when it is no longer in the step's state."""
+        """Move the document on inside the caller's transaction, record the transition
+        and enqueue what follows; False (nothing written) when it is no longer in the
+        step's state."""
         target = to_state or step.to_state
         row = await (
             await conn.execute(
                 SQL["advance"],
-                {"id": document_id, "from_state": step.from_state.value, "to_state": target.value},
+                {
+                    "id": document_id,
+                    "from_state": step.from_state.value,
+                    "to_state": target.value,
+                    "step": step.name,
+                    "detail": Jsonb(detail or {}),
+                    "retention": self.config.retention.total_seconds(),
+                    "needs_blob": needs_blob,
+                },
             )
         ).fetchone()
         if row is None:
             return False
-        await record_event(conn, document_id, step.from_state, target, step, detail)
         following = next_step(step) if target is step.to_state else None
         if following is not None:
+            # No dedup key: this runs once per document and step (the state guard above).
             await enqueue(
                 conn,
                 following.queue,
                 {"document_id": document_id},
                 max_attempts=self.config.max_attempts,
-                dedup_key=dedup_key(document_id, following),
             )
         return True
 
-    async def _fetch(self, step: Step, document: _StepInput) -> StepResult:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(SQL["has_blob"], {"id": document.id})).fetchone()
-        has_blob = bool(row and row[0])
-        if has_blob:
-            async with self.pool.transaction() as conn:
-                if not await self._advance(conn, step, document.id):
-                    return SKIPPED
-            return StepResult(outcome="advanced", state=step.to_state.value)
-        if document.url is None:
+    async def _fetch(self, step: Step, document_id: int) -> StepResult:
+        # Content given at intake (the usual case): one transaction, no read first.
+        async with self.pool.transaction() as conn:
+            if await self._advance(conn, step, document_id, needs_blob=True):
+                return StepResult(outcome="advanced", state=step.to_state.value)
+        row = await self._read("step_input", document_id)
+        if row is None or row[0] != step.from_state.value:
+            return SKIPPED
+        url = row[2]
+        if url is None:
             raise IngestionError("the document has neither content nor a URL")
-        fetched = await fetch_url(document.url, self.config.fetch)
+        fetched = await fetch_url(url, self.config.fetch)
         async with self.pool.transaction() as conn:
             if not await self._advance(
                 conn,
                 step,
-                document.id,
+                document_id,
                 detail={
                     "url": fetched.final_url,
                     "status": fetched.status,
@@ -269,44 +273,49 @@ class Pipeline:
                 },
             ):
                 return SKIPPED
-            await conn.execute(SQL["insert_blob"], {"id": document.id, "data": fetched.data})
+            await conn.execute(SQL["insert_blob"], {"id": document_id, "data": fetched.data})
             media_type = fetched.media_type
             if fetched.charset and media_type:
                 media_type = f"{media_type}; charset={fetched.charset}"
             await conn.execute(
                 SQL["set_fetched"],
-                {"id": document.id, "media_type": media_type, "size": len(fetched.data)},
+                {"id": document_id, "media_type": media_type, "size": len(fetched.data)},
             )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _blob(self, document_id: int) -> bytes:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(SQL["get_blob"], {"id": document_id})).fetchone()
-        if row is None:
+    async def _blob_input(self, step: Step, document_id: int) -> _BlobInput | None:
+        row = await self._read("blob_input", document_id)
+        if row is None or row[0] != step.from_state.value:
+            return None
+        if row[3] is None:
             raise IngestionError("the document's content is missing")
-        return bytes(row[0])
+        return _BlobInput(media_type=row[1], filename=row[2], data=bytes(row[3]))
 
-    async def _hash(self, step: Step, document: _StepInput) -> StepResult:
-        data = await self._blob(document.id)
+    async def _hash(self, step: Step, document_id: int) -> StepResult:
+        document = await self._blob_input(step, document_id)
+        if document is None:
+            return SKIPPED
+        data = document.data
         if not data:  # all empty documents are alike; none is a duplicate of another
             raise EmptyContent("the document is empty (0 bytes)")
         digest = await _CPU.run(lambda: hashlib.sha256(data).digest())
         async with self.pool.transaction() as conn:
-            original = await _claim_hash(conn, digest, document.id)
+            original = await _claim_hash(conn, digest, document_id)
             target = step.to_state if original is None else DocumentState.DUPLICATE
             detail = {"sha256": digest.hex()} | ({"duplicate_of": original} if original else {})
-            if not await self._advance(conn, step, document.id, to_state=target, detail=detail):
+            if not await self._advance(conn, step, document_id, to_state=target, detail=detail):
                 return SKIPPED
             await conn.execute(
-                SQL["set_hash"], {"id": document.id, "sha256": digest, "duplicate_of": original}
+                SQL["set_hash"], {"id": document_id, "sha256": digest, "duplicate_of": original}
             )
         return StepResult(outcome="advanced", state=target.value)
 
-    async def _extract(self, step: Step, document: _StepInput) -> StepResult:
-        data = await self._blob(document.id)
+    async def _extract(self, step: Step, document_id: int) -> StepResult:
+        document = await self._blob_input(step, document_id)
+        if document is None:
+            return SKIPPED
         extracted = await _CPU.run(
-            lambda: extract_text(data, document.media_type, filename=document.filename)
+            lambda: extract_text(document.data, document.media_type, filename=document.filename)
         )
         extraction = {
             "media_type": extracted.media_type,
@@ -317,22 +326,22 @@ class Pipeline:
         }
         async with self.pool.transaction() as conn:
             if not await self._advance(
-                conn, step, document.id, detail={"chars": len(extracted.text)} | extraction
+                conn, step, document_id, detail={"chars": len(extracted.text)} | extraction
             ):
                 return SKIPPED
             await conn.execute(
                 SQL["set_extracted"],
-                {"id": document.id, "text": extracted.text, "extraction": Jsonb(extraction)},
+                {"id": document_id, "text": extracted.text, "extraction": Jsonb(extraction)},
             )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _normalize(self, step: Step, document: _StepInput) -> StepResult:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(SQL["get_extracted"], {"id": document.id})).fetchone()
-        if row is None:
+    async def _normalize(self, step: Step, document_id: int) -> StepResult:
+        row = await self._read("extracted_input", document_id)
+        if row is None or row[0] != step.from_state.value:
+            return SKIPPED
+        if row[1] is None:
             raise IngestionError("the document's extracted text is missing")
-        text = str(row[0])
+        text = str(row[1])
         normalized = await _CPU.run(
             lambda: normalize(
                 text, chunk_chars=self.config.chunk_chars, max_chunks=self.config.max_chunks
@@ -345,37 +354,34 @@ class Pipeline:
                 "chunks": len(normalized.chunks),
                 "truncated": normalized.truncated,
             }
-            if not await self._advance(conn, step, document.id, detail=detail):
+            if not await self._advance(conn, step, document_id, detail=detail):
                 return SKIPPED
             await conn.execute(
                 SQL["set_normalized"],
                 {
-                    "id": document.id,
+                    "id": document_id,
                     "text": normalized.text,
                     "chunks": Jsonb(list(normalized.chunks)),
                     "truncated": normalized.truncated,
+                    "language": normalized.language,
                 },
-            )
-            await conn.execute(
-                SQL["set_language"], {"id": document.id, "language": normalized.language}
             )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _analyze(self, step: Step, document: _StepInput) -> StepResult:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(SQL["get_chunks"], {"id": document.id})).fetchone()
-        if row is None or row[0] is None:
+    async def _analyze(self, step: Step, document_id: int) -> StepResult:
+        row = await self._read("analysis_input", document_id)
+        if row is None or row[0] != step.from_state.value:
+            return SKIPPED
+        _state, title, language, metadata, chunks, truncated = row
+        if chunks is None:
             raise IngestionError("the document's normalized text is missing")
-        chunks, truncated = list(row[0]), bool(row[1])
-        analyzer = self.config.analyzer
-        result = await analyzer.analyze(
+        result = await self.config.analyzer.analyze(
             AnalysisRequest(
-                title=document.title,
-                chunks=chunks,
-                language=document.language,
-                truncated=truncated,
-                metadata=document.metadata,
+                title=title or "",
+                chunks=list(chunks),
+                language=language,
+                truncated=bool(truncated),
+                metadata=dict(metadata or {}),
             )
         )
         analysis = result.analysis
@@ -385,96 +391,61 @@ class Pipeline:
                 "category": analysis.category,
                 "severity": analysis.severity.value,
             }
-            if not await self._advance(conn, step, document.id, detail=detail):
+            if not await self._advance(conn, step, document_id, detail=detail):
                 return SKIPPED
-            inserted = await (
-                await conn.execute(
-                    SQL["insert_analysis"],
-                    {
-                        "id": document.id,
-                        "category": analysis.category,
-                        "severity": analysis.severity.value,
-                        "summary": analysis.summary,
-                        "entities": Jsonb([e.model_dump(mode="json") for e in analysis.entities]),
-                        "confidence": analysis.confidence,
-                        "rationale": analysis.rationale,
-                        "provider": result.provider,
-                        "model": result.model,
-                        "version": result.version,
-                        "latency_ms": result.latency_ms,
-                        "calls": result.calls,
-                        "repair_rounds": result.repair_rounds,
-                        "prompt_tokens": result.prompt_tokens,
-                        "completion_tokens": result.completion_tokens,
-                        "chunked": result.chunked,
-                        "truncated": truncated,
-                    },
-                )
-            ).fetchone()
-            assert inserted is not None
             await conn.execute(
-                SQL["set_current_analysis"],
+                SQL["insert_analysis"],
                 {
-                    "id": document.id,
-                    "analysis_id": inserted[0],
+                    "id": document_id,
                     "category": analysis.category,
                     "severity": analysis.severity.value,
+                    "summary": analysis.summary,
+                    "entities": Jsonb([e.model_dump(mode="json") for e in analysis.entities]),
+                    "confidence": analysis.confidence,
+                    "rationale": analysis.rationale,
+                    "provider": result.provider,
+                    "model": result.model,
+                    "version": result.version,
+                    "latency_ms": result.latency_ms,
+                    "calls": result.calls,
+                    "repair_rounds": result.repair_rounds,
+                    "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens,
+                    "chunked": result.chunked,
+                    "truncated": bool(truncated),
                 },
             )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _route(self, step: Step, document: _StepInput) -> StepResult:
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (
-                await conn.execute(SQL["current_analysis"], {"id": document.id})
-            ).fetchone()
-        if row is None:
-            raise IngestionError("the document has no analysis to route")
-        analysis_id = int(row[0])
-        analysis = _analysis_from_row(row, self.config.taxonomy)
-        decision = decide(analysis, self.config.routing, datetime.now(UTC))
+    async def _route(self, step: Step, document_id: int) -> StepResult:
+        # Deciding is pure and quick: read, decide and write in one transaction.
         async with self.pool.transaction() as conn:
+            row = await (await conn.execute(SQL["route_input"], {"id": document_id})).fetchone()
+            if row is None or row[0] != step.from_state.value:
+                return SKIPPED
+            if row[1] is None:
+                raise IngestionError("the document has no analysis to route")
+            analysis = _analysis_from_row(row[1:], self.config.taxonomy)
+            decision = decide(analysis, self.config.routing, datetime.now(UTC))
             detail: dict[str, Any] = {"open_case": decision.open_case, "reason": decision.reason}
-            if not await self._advance(conn, step, document.id, detail=detail):
+            if not await self._advance(conn, step, document_id, detail=detail):
                 return SKIPPED
             if decision.open_case:
-                await open_case(conn, document.id, analysis_id, decision)
+                await open_case(conn, document_id, int(row[1]), decision)
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _complete(self, step: Step, document: _StepInput) -> StepResult:
-        async with self.pool.transaction() as conn:
-            if not await self._advance(conn, step, document.id):
+    async def _complete(self, step: Step, document_id: int) -> StepResult:
+        async with self.pool.transaction() as conn:  # advance sets completed_at, retain_until
+            if not await self._advance(conn, step, document_id):
                 return SKIPPED
-            await conn.execute(
-                SQL["set_completed"],
-                {"id": document.id, "retention": self.config.retention.total_seconds()},
-            )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
 
 @attrs.frozen(kw_only=True)
-class _StepInput:
-    id: int
-    title: str
-    url: str | None
+class _BlobInput:
     media_type: str | None
     filename: str | None
-    metadata: dict[str, Any]
-    language: str | None
-
-    @classmethod
-    def from_row(cls, document_id: int, row: tuple[Any, ...]) -> _StepInput:
-        _state, title, url, media_type, filename, metadata, language, _size = row
-        return cls(
-            id=document_id,
-            title=title or "",
-            url=url,
-            media_type=media_type,
-            filename=filename,
-            metadata=dict(metadata or {}),
-            language=language,
-        )
+    data: bytes
 
 
 async def _claim_hash(conn: TrioConnection, digest: bytes, document_id: int) -> int | None:

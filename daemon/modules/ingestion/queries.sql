@@ -27,23 +27,56 @@ ON CONFLICT (principal, key) DO NOTHING
 RETURNING key
 
 -- name: advance
--- Move a document from the step's state to the next one; no row: it was not in that
--- state (a redelivered job whose work is done, or an operator's change). The row lock
--- taken here serialises concurrent deliveries of the same step.
-UPDATE documents SET state = %(to_state)s, updated_at = now()
-WHERE id = %(id)s AND state = %(from_state)s
-RETURNING id
+-- Move a document from the step's state to the next one and record the transition, in
+-- one statement; no row: it was not in that state (a redelivered job whose work is
+-- done, or an operator's change). The row lock taken here serialises concurrent
+-- deliveries of the same step. With %(needs_blob)s, only if its content is stored.
+WITH moved AS (
+    UPDATE documents
+    SET state = %(to_state)s::document_state, updated_at = now(),
+        completed_at = CASE WHEN %(to_state)s::document_state = 'completed' THEN now() END,
+        retain_until = CASE WHEN %(to_state)s::document_state = 'completed'
+                            THEN now() + make_interval(secs => %(retention)s) END
+    WHERE id = %(id)s AND state = %(from_state)s::document_state
+      AND (NOT %(needs_blob)s
+           OR EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = %(id)s))
+    RETURNING id
+), event AS (
+    INSERT INTO document_events (document_id, from_state, to_state, step, detail)
+    SELECT id, %(from_state)s::document_state, %(to_state)s::document_state, %(step)s,
+           %(detail)s
+    FROM moved
+)
+SELECT id FROM moved
 
 -- name: step_input
 SELECT d.state::text, d.title, d.url, d.media_type, d.filename, d.metadata, d.language,
        d.size_bytes
 FROM documents d WHERE d.id = %(id)s
 
--- name: has_blob
-SELECT EXISTS (SELECT 1 FROM document_blobs WHERE document_id = %(id)s)
+-- name: blob_input
+-- The hash and extract steps' input: state, declared type and the bytes.
+SELECT d.state::text, d.media_type, d.filename, b.data
+FROM documents d LEFT JOIN document_blobs b ON b.document_id = d.id
+WHERE d.id = %(id)s
 
--- name: get_blob
-SELECT data FROM document_blobs WHERE document_id = %(id)s
+-- name: extracted_input
+SELECT d.state::text, t.extracted
+FROM documents d LEFT JOIN document_texts t ON t.document_id = d.id
+WHERE d.id = %(id)s
+
+-- name: analysis_input
+SELECT d.state::text, d.title, d.language, d.metadata, t.chunks, t.truncated
+FROM documents d LEFT JOIN document_texts t ON t.document_id = d.id
+WHERE d.id = %(id)s
+
+-- name: route_input
+-- Inside the routing transaction: lock the document and read its current analysis.
+SELECT d.state::text, a.id, a.category, a.severity, a.summary, a.entities, a.confidence,
+       a.rationale
+FROM documents d LEFT JOIN analyses a ON a.id = d.analysis_id
+WHERE d.id = %(id)s
+FOR UPDATE OF d
 
 -- name: set_fetched
 UPDATE documents SET media_type = coalesce(%(media_type)s, media_type), size_bytes = %(size)s
@@ -70,48 +103,33 @@ ON CONFLICT (document_id) DO UPDATE
 SET extracted = EXCLUDED.extracted, extraction = EXCLUDED.extraction,
     normalized = NULL, chunks = NULL, truncated = false
 
--- name: get_extracted
-SELECT extracted FROM document_texts WHERE document_id = %(id)s
-
 -- name: set_normalized
-UPDATE document_texts
-SET normalized = %(text)s, chunks = %(chunks)s, truncated = %(truncated)s
-WHERE document_id = %(id)s
-
--- name: set_language
+WITH texts AS (
+    UPDATE document_texts
+    SET normalized = %(text)s, chunks = %(chunks)s, truncated = %(truncated)s
+    WHERE document_id = %(id)s
+)
 UPDATE documents SET language = %(language)s WHERE id = %(id)s
 
--- name: get_chunks
-SELECT t.chunks, t.truncated FROM document_texts t WHERE t.document_id = %(id)s
-
 -- name: insert_analysis
+-- A new analysis run, made the document's current one.
 WITH run AS (
     SELECT coalesce(max(run), 0) + 1 AS next FROM analyses WHERE document_id = %(id)s
+), inserted AS (
+    INSERT INTO analyses (document_id, run, category, severity, summary, entities,
+                          confidence, rationale, provider, model, version, latency_ms, calls,
+                          repair_rounds, prompt_tokens, completion_tokens, chunked, truncated)
+    SELECT %(id)s, run.next, %(category)s, %(severity)s, %(summary)s, %(entities)s,
+           %(confidence)s, %(rationale)s, %(provider)s, %(model)s, %(version)s,
+           %(latency_ms)s, %(calls)s, %(repair_rounds)s, %(prompt_tokens)s,
+           %(completion_tokens)s, %(chunked)s, %(truncated)s
+    FROM run
+    RETURNING id
 )
-INSERT INTO analyses (document_id, run, category, severity, summary, entities, confidence,
-                      rationale, provider, model, version, latency_ms, calls, repair_rounds,
-                      prompt_tokens, completion_tokens, chunked, truncated)
-SELECT %(id)s, run.next, %(category)s, %(severity)s, %(summary)s, %(entities)s,
-       %(confidence)s, %(rationale)s, %(provider)s, %(model)s, %(version)s, %(latency_ms)s,
-       %(calls)s, %(repair_rounds)s, %(prompt_tokens)s, %(completion_tokens)s, %(chunked)s,
-       %(truncated)s
-FROM run
-RETURNING id, run
-
--- name: set_current_analysis
-UPDATE documents SET analysis_id = %(analysis_id)s, category = %(category)s,
-                     severity = %(severity)s
-WHERE id = %(id)s
-
--- name: current_analysis
-SELECT a.id, a.category, a.severity, a.summary, a.entities, a.confidence, a.rationale
-FROM documents d JOIN analyses a ON a.id = d.analysis_id
-WHERE d.id = %(id)s
-
--- name: set_completed
 UPDATE documents
-SET completed_at = now(), retain_until = now() + make_interval(secs => %(retention)s)
+SET analysis_id = (SELECT id FROM inserted), category = %(category)s, severity = %(severity)s
 WHERE id = %(id)s
+RETURNING analysis_id
 
 -- name: fail_step
 -- A step's document fails (permanently, or out of attempts): only if it is still where
@@ -174,3 +192,6 @@ WHERE (%(state)s::text IS NULL OR d.state = %(state)s::document_state)
                   WHERE t.document_id = d.id AND t.normalized ILIKE %(pattern)s))
 ORDER BY d.id DESC
 LIMIT %(limit)s
+
+-- name: document_counts
+SELECT state::text, count(*) FROM documents GROUP BY state
