@@ -2,8 +2,8 @@
 
 ``serve`` (http + poller + scheduler), ``api`` (http only), ``worker`` (poller +
 scheduler), ``migrate [--status]``, ``config check``, and the one-shot commands of
-:mod:`daemon.commands` (``jobs``, ``queues``, ``schedules``). Exit status 2 means the
-configuration or the command line is invalid.
+:mod:`daemon.commands` (``jobs``, ``queues``, ``schedules``, ``user``, ``analyze``).
+Exit status 2 means the configuration or the command line is invalid.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon import __version__
-from daemon.commands import jobs, schedules, users
+from daemon.commands import analyze, jobs, schedules, users
 from daemon.shared.config import Settings, load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
 from daemon.shared.logs import configure_logging
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged")
 
-COMMAND_MODULES = (jobs, schedules, users)
+COMMAND_MODULES = (jobs, schedules, users, analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +91,11 @@ async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.shared.db.database import database_url
     from daemon.shared.db.pool import open_pool
 
+    args.settings = settings  # the validated settings, for handlers that need them
     try:
+        if not getattr(args, "needs_database", True):
+            status: int = await args.handler(args, None)
+            return status
         async with (
             database_url(settings) as url,
             open_pool(
@@ -104,8 +108,7 @@ async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
         ):
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)
-            args.settings = settings  # the validated settings, for handlers that need them
-            status: int = await args.handler(args, pool)
+            status = await args.handler(args, pool)
             return status
     except DaemonError as exc:
         log.error("%s", exc.message, extra={"action": "cli.failed"})

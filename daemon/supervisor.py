@@ -44,6 +44,7 @@ import trio
 
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
+from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
 from daemon.modules.auth import bootstrap_admin, initial_admin
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
@@ -51,7 +52,7 @@ from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
 from daemon.shared.errors import ConfigError, DaemonError, DatabaseError, InvalidAccountData
 from daemon.shared.health import HealthState
-from daemon.shared.metrics import Registry
+from daemon.shared.metrics import Metric, Registry
 from daemon.shared.systemd_notify import Notifier
 from daemon.worker.groups import poller_group, scheduler_group
 
@@ -113,6 +114,7 @@ class Supervisor:
         self._deadline_missed = False
         self._failed = False
         self._bad_config = False
+        self.analyzers: AnalyzerSet | None = None
 
     async def run(self) -> int:
         """Run until drained; return the exit status."""
@@ -171,9 +173,10 @@ class Supervisor:
             await self.notifier.notify(STATUS="starting")
             url, pool = await self._open_database(resources)
             queue_pool = await self._open_queue_pool(resources, url)
+            analyzers = await self._open_analyzers(resources)
             groups: list[_Group] = []
             async with trio.open_nursery() as group_nursery:
-                for service in self._services(url, pool, queue_pool):
+                for service in self._services(url, pool, queue_pool, analyzers):
                     group = _Group(service, self._draining)
                     await group_nursery.start(group.run)
                     groups.append(group)
@@ -243,21 +246,46 @@ class Supervisor:
             )
         )
 
-    def _services(self, url: str, pool: Pool, queue_pool: Pool | None) -> list[Service]:
+    async def _open_analyzers(self, resources: AsyncExitStack) -> AnalyzerSet | None:
+        """The document analyzers of a process that runs the pipeline (closed after the
+        groups stop); their health goes to /readyz, their counters to /metrics."""
+        if "poller" not in self.role.value:
+            return None
+        analyzers = AnalyzerSet(self.settings, build_taxonomy(self.settings))
+        resources.push_async_callback(analyzers.aclose)
+        self.health.analyzer_status = analyzers.status
+        self.analyzers = analyzers
+        return analyzers
+
+    def _services(
+        self, url: str, pool: Pool, queue_pool: Pool | None, analyzers: AnalyzerSet | None
+    ) -> list[Service]:
         settings = self.settings
         bookkeeping = queue_pool or pool
         factories: dict[str, Callable[[], Service]] = {
             "http": lambda: self._http_service(pool),
-            "poller": lambda: poller_group(settings, bookkeeping, url, self.queue_metrics, pool),
+            "poller": lambda: poller_group(
+                settings, bookkeeping, url, self.queue_metrics, pool, analyzers
+            ),
             "scheduler": lambda: scheduler_group(settings, bookkeeping, self.queue_metrics, pool),
         }
         return [factories[name]() for name in self.role.value]
 
     def _http_service(self, pool: Pool) -> HttpService:
         context = ApiContext(
-            settings=self.settings, health=self.health, pool=pool, registry=self.metrics
+            settings=self.settings,
+            health=self.health,
+            pool=pool,
+            registry=self.metrics,
+            metric_sources=(self._analyzer_metrics,),
         )
         return HttpService(create_asgi(create_app(context), context), self.settings)
+
+    def _analyzer_metrics(self) -> list[Metric]:
+        """The analyzers' counters for /metrics (none in a process without them)."""
+        if self.analyzers is None:
+            return []
+        return self.analyzers.metrics()
 
     async def _drain(self, groups: Sequence[_Group]) -> None:
         settings = self.settings

@@ -10,9 +10,11 @@ from quart import current_app
 
 from daemon.modules.auth import AuthPolicy
 from daemon.shared.errors import DatabaseError
-from daemon.shared.metrics import Registry
+from daemon.shared.metrics import Metric, Registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
     from daemon.shared.health import HealthState
@@ -26,6 +28,8 @@ class ApiContext:
     health: HealthState
     pool: Pool | None
     registry: Registry = field(default_factory=Registry)
+    # Metrics read at scrape time from other parts of the process (the analyzers').
+    metric_sources: tuple[Callable[[], list[Metric]], ...] = ()
 
     @property
     def db(self) -> Pool:

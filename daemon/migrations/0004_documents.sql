@@ -30,7 +30,7 @@ CREATE TABLE documents (
     completed_at   timestamptz,
     retain_until   timestamptz
 );
-CREATE INDEX documents_created ON documents (id DESC);
+CREATE INDEX documents_created_at ON documents (created_at);
 CREATE INDEX documents_state ON documents (state, id DESC);
 CREATE INDEX documents_source ON documents (source_id, id DESC) WHERE source_id IS NOT NULL;
 CREATE INDEX documents_category ON documents (category, id DESC) WHERE category IS NOT NULL;
@@ -49,6 +49,7 @@ CREATE TABLE document_hashes (
     sha256       bytea PRIMARY KEY CHECK (length(sha256) = 32),
     document_id  bigint NOT NULL REFERENCES documents (id) ON DELETE CASCADE
 );
+CREATE INDEX document_hashes_document ON document_hashes (document_id);
 
 CREATE TABLE document_texts (
     document_id  bigint PRIMARY KEY REFERENCES documents (id) ON DELETE CASCADE,
@@ -111,6 +112,7 @@ CREATE TABLE cases (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX cases_status ON cases (status, id DESC);
+CREATE INDEX cases_analysis ON cases (analysis_id) WHERE analysis_id IS NOT NULL;
 
 -- Idempotency-Key of document intake: a retried request gets the first answer.
 CREATE TABLE idempotency_keys (
@@ -123,16 +125,20 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (principal, key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_document ON idempotency_keys (document_id);
 
 -- The pipeline's queues: a step that fails for good is dead-lettered to ingest.dead,
 -- whose handler marks the document failed with the step and the error.
-INSERT INTO queues (name, dead_letter_queue) VALUES
-    ('ingest.fetch', 'ingest.dead'),
-    ('ingest.hash', 'ingest.dead'),
-    ('ingest.extract', 'ingest.dead'),
-    ('ingest.normalize', 'ingest.dead'),
-    ('ingest.analyze', 'ingest.dead'),
-    ('ingest.route', 'ingest.dead'),
-    ('ingest.complete', 'ingest.dead'),
-    ('ingest.dead', NULL)
-ON CONFLICT (name) DO UPDATE SET dead_letter_queue = EXCLUDED.dead_letter_queue;
+-- Each step has a time limit per attempt (a hung extraction or model call is cancelled
+-- and retried); operators change these with `triaged queues set`.
+INSERT INTO queues (name, dead_letter_queue, timeout_seconds) VALUES
+    ('ingest.fetch', 'ingest.dead', 300),
+    ('ingest.hash', 'ingest.dead', 120),
+    ('ingest.extract', 'ingest.dead', 600),
+    ('ingest.normalize', 'ingest.dead', 300),
+    ('ingest.analyze', 'ingest.dead', 3600),
+    ('ingest.route', 'ingest.dead', 120),
+    ('ingest.complete', 'ingest.dead', 120),
+    ('ingest.dead', NULL, 120)
+ON CONFLICT (name) DO UPDATE
+SET dead_letter_queue = EXCLUDED.dead_letter_queue, timeout_seconds = EXCLUDED.timeout_seconds;

@@ -56,6 +56,7 @@ class LogFormat(StrEnum):
 
 class AnalyzerName(StrEnum):
     HEURISTIC = "heuristic"  # built in, deterministic, no model server
+    OPENAI = "openai"  # any OpenAI-compatible chat completions server
 
 
 class LogLevel(StrEnum):
@@ -294,7 +295,7 @@ class Settings(BaseSettings):
         description="Largest document accepted (upload, posted content, fetched URL); larger "
         "ones get 413 (or fail, when fetched).",
     )
-    ingest_concurrency: dict[str, int] = Field(
+    ingest_concurrency: Annotated[dict[str, int], NoDecode] = Field(
         default={},
         description="Jobs of each pipeline step this process runs at once, as "
         "step=n pairs (fetch, hash, extract, normalize, analyze, route, complete); "
@@ -326,7 +327,54 @@ class Settings(BaseSettings):
         "(comma-separated CIDRs).",
     )
     analyzer: AnalyzerName = Field(
-        default=AnalyzerName.HEURISTIC, description="The analyzer provider: heuristic."
+        default=AnalyzerName.HEURISTIC,
+        description="The analyzer provider: heuristic (built in) or openai (any "
+        "OpenAI-compatible server: vLLM, Ollama, llama.cpp, LocalAI).",
+    )
+    llm_base_url: str | None = Field(
+        default=None,
+        description="With analyzer=openai: the server's base URL, e.g. "
+        "http://127.0.0.1:8000/v1 (the path before /chat/completions).",
+    )
+    llm_model: str | None = Field(
+        default=None, max_length=200, description="With analyzer=openai: the model name."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key for the model server (a secret); unset: none."
+    )
+    llm_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="Time to connect to the model server."
+    )
+    llm_timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="Total time one model call may take."
+    )
+    llm_temperature: float = Field(
+        default=0.0, ge=0, le=2, description="Sampling temperature of model calls."
+    )
+    llm_max_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="Model calls in flight at once in this process (all documents together).",
+    )
+    llm_max_calls_per_document: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Most model calls for one document (chunks, repairs, the merged summary).",
+    )
+    llm_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive failed model calls that open the circuit breaker (analysis "
+        "jobs then wait instead of calling).",
+    )
+    llm_breaker_probe_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="While the breaker is open, how often one call probes the server.",
     )
     taxonomy: str | None = Field(
         default=None,
@@ -414,6 +462,22 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _llm_configured(self) -> Settings:
+        if self.analyzer is AnalyzerName.OPENAI:
+            missing = [
+                f"TRIAGED_{name.upper()}"
+                for name in ("llm_base_url", "llm_model")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"TRIAGED_ANALYZER=openai needs {' and '.join(missing)}")
+        if self.llm_base_url is not None:
+            parts = urlsplit(self.llm_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("TRIAGED_LLM_BASE_URL must be an http(s) URL")
+        return self
+
+    @model_validator(mode="after")
     def _analysis_texts(self) -> Settings:
         # Imported here: the analysis package imports nothing of the settings, and the
         # settings must name the variable at fault at start, not at the first document.
@@ -489,6 +553,9 @@ class Settings(BaseSettings):
         "bootstrap_admin_email",
         "bootstrap_admin_password",
         "initial_admin_password_file",
+        "llm_base_url",
+        "llm_model",
+        "llm_api_key",
         "taxonomy",
         "severity_rules",
         "routing_rules",
@@ -557,7 +624,7 @@ def mask_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked)
 
 
-SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password"})
+SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "llm_api_key"})
 
 
 def load_settings() -> Settings:

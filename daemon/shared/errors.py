@@ -29,6 +29,12 @@
     │   └── FetchRejected           the server answered a permanent 4xx (carries ``status``)
     ├── FetchUnavailable            a url cannot be fetched now (transient; ``retry_after``)
     ├── AnalysisError               an analyzer provider could not produce a valid analysis
+    │   ├── AnalysisFailed          the model's output stays invalid after the repair round
+    │   │                           (permanent; carries ``raw_output`` and ``errors``)
+    │   └── AnalyzerUnavailable     the model server cannot be used now (transient; carries
+    │       │                       ``reason`` and ``retry_after``): 5xx, timeouts, network
+    │       │                       and protocol failures, 401/403/404, circuit open
+    │       └── AnalyzerRateLimited the model server answered 429
     ├── DocumentError               document and case operations
     │   ├── DocumentNotFound        no such document
     │   ├── CaseNotFound            no such case
@@ -45,6 +51,12 @@ Every ``IngestionError`` is permanent: the same bytes fail the same way on every
 attempt, so the pipeline fails the document at once instead of retrying. Its transient
 counterpart for fetched documents is ``FetchUnavailable`` (timeouts, network and DNS
 failures, HTTP 408, 429 and 5xx): the fetch step retries it with backoff.
+
+Analysis errors: ``AnalysisFailed`` (the model, even after being shown its mistakes,
+answered something invalid) spends an attempt and is retried, since a model's answers
+vary; out of attempts, the document fails with the raw output kept.
+``AnalyzerUnavailable`` is transient and not the document's fault: the job is
+rescheduled without spending an attempt.
 
 Each module adds its own leaves under the closest branch. The class docstring is the
 default message. HTTP statuses are chosen in one place only, ``daemon/api/errors.py``.
@@ -238,6 +250,49 @@ class FetchUnavailable(DaemonError):
 
 class AnalysisError(DaemonError):
     """The document could not be analysed."""
+
+
+class AnalysisFailed(AnalysisError):
+    """The model's answer is not a valid analysis, even after a repair round."""
+
+    # The pipeline retries it like a transient error, spending an attempt (a model's
+    # answers vary); when attempts run out the document fails with the raw output in its
+    # error. ``raw_output`` is the model's last answer as received (for the operator
+    # tuning prompts), ``errors`` what was wrong with it, one readable line each.
+
+    def __init__(self, message: str | None = None, *, raw_output: str, errors: list[str]) -> None:
+        self.raw_output = raw_output
+        self.errors = errors
+        super().__init__(message)
+
+
+class AnalyzerUnavailable(AnalysisError):
+    """The analyzer's model server cannot be used now."""
+
+    # Transient and not the document's fault: the pipeline reschedules the job without
+    # spending an attempt, after ``retry_after`` seconds when known (Retry-After, or the
+    # time until the circuit breaker's next probe). ``reason`` is a short stable word
+    # for logs, metrics and /readyz: "server_error", "timeout", "connection",
+    # "protocol", "misconfigured" (401, 403, 404: the operator must act), "rate_limited"
+    # or "circuit_open".
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str = "unavailable",
+        retry_after: float | None = None,
+    ) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class AnalyzerRateLimited(AnalyzerUnavailable):
+    """The analyzer's model server asks us to slow down (HTTP 429)."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message, reason="rate_limited", retry_after=retry_after)
 
 
 class DocumentError(DaemonError):

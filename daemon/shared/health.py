@@ -17,6 +17,8 @@ from daemon.shared.db import migrate
 from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from daemon.shared.db.pool import Pool
 
 READINESS_CHECK_TIMEOUT_SECONDS = 2.0
@@ -24,11 +26,17 @@ READINESS_CHECK_TIMEOUT_SECONDS = 2.0
 
 @dataclass
 class HealthState:
-    """Mutable process state read by the probes; written only by the supervisor."""
+    """Mutable process state read by the probes; written only by the supervisor.
+
+    ``analyzer_status`` (set in processes that analyse documents) answers ``"ok"`` or
+    ``"degraded: <why>"``; it is reported but never makes the process unready: with the
+    model server away, documents wait and everything else works.
+    """
 
     expected_schema_version: int
     started: bool = False
     draining: bool = False
+    analyzer_status: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,10 @@ async def check_readiness(state: HealthState, pool: Pool | None) -> Readiness:
         checks["database"] = "not connected"
     else:
         checks["database"], checks["migrations"] = await _database_checks(state, pool)
-    return Readiness(ready=all(v == "ok" for v in checks.values()), checks=checks)
+    ready = all(v == "ok" for v in checks.values())
+    if state.analyzer_status is not None:
+        checks["analyzer"] = state.analyzer_status()
+    return Readiness(ready=ready, checks=checks)
 
 
 async def _database_checks(state: HealthState, pool: Pool) -> tuple[str, str]:

@@ -23,13 +23,19 @@ from daemon.worker.handlers import build_registry
 from daemon.worker.housekeeping import Housekeeping
 
 if TYPE_CHECKING:
+    from daemon.modules.analysis.factory import AnalyzerSet
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
     from daemon.shared.service import Service
 
 
 def poller_group(
-    settings: Settings, pool: Pool, conninfo: str, metrics: QueueMetrics, main_pool: Pool
+    settings: Settings,
+    pool: Pool,
+    conninfo: str,
+    metrics: QueueMetrics,
+    main_pool: Pool,
+    analyzers: AnalyzerSet | None = None,
 ) -> QueueWorker:
     """The queue worker: its bookkeeping on ``pool``, the handlers on ``main_pool``."""
     options = WorkerOptions(
@@ -38,7 +44,7 @@ def poller_group(
         listen=settings.queue_listen,
         conninfo=conninfo,
     )
-    return QueueWorker(pool, build_registry(settings, main_pool), options, metrics)
+    return QueueWorker(pool, build_registry(settings, main_pool, analyzers), options, metrics)
 
 
 def scheduler_group(

@@ -6,7 +6,9 @@ run on a small pool of their own (see the supervisor).
 
 Ingestion: one queue per pipeline step (``ingest.fetch`` ... ``ingest.complete``), each
 with its own concurrency (``TRIAGED_INGEST_CONCURRENCY``), and ``ingest.dead`` where a
-step that ran out of attempts lands and fails its document.
+step that ran out of attempts lands and fails its document. An analyzer that is
+unavailable (server down, 429, circuit open) reschedules the job without spending an
+attempt: documents wait for the model server, they do not fail for its absence.
 """
 
 from __future__ import annotations
@@ -15,18 +17,31 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.modules.ingestion import Pipeline, PipelineConfig
 from daemon.modules.ingestion.states import DEAD_LETTER_QUEUE, STEPS, Step
-from daemon.queue import HandlerRegistry, PermanentFailure
+from daemon.queue import HandlerRegistry, PermanentFailure, RetryLater
+from daemon.shared.errors import AnalyzerUnavailable
 
 if TYPE_CHECKING:
+    from daemon.modules.analysis.factory import AnalyzerSet
     from daemon.queue import Handler, Job
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
 
 
-def build_registry(settings: Settings, pool: Pool) -> HandlerRegistry:
-    """Every queue this process serves, with its handler and per-process concurrency."""
+# An analyzer that is away: retry this soon when it says nothing of when to come back.
+UNAVAILABLE_RETRY_SECONDS = 2.0
+MAX_UNAVAILABLE_RETRY_SECONDS = 300.0
+
+
+def build_registry(
+    settings: Settings, pool: Pool, analyzers: AnalyzerSet | None = None
+) -> HandlerRegistry:
+    """Every queue this process serves, with its handler and per-process concurrency.
+
+    ``analyzers`` are the process's (the supervisor builds them once, to report their
+    health); without, the pipeline builds its own.
+    """
     registry = HandlerRegistry(default_concurrency=settings.worker_concurrency)
-    pipeline = Pipeline(pool, PipelineConfig.from_settings(settings))
+    pipeline = Pipeline(pool, PipelineConfig.from_settings(settings, analyzers=analyzers))
     for step in STEPS:
         registry.register(
             step.queue,
@@ -46,7 +61,14 @@ def _document_id(job: Job) -> int:
 
 def _step_handler(pipeline: Pipeline, step: Step) -> Handler:
     async def handle(job: Job) -> dict[str, Any]:
-        result = await pipeline.run_step(step, _document_id(job))
+        try:
+            result = await pipeline.run_step(step, _document_id(job), job.payload)
+        except AnalyzerUnavailable as exc:
+            # The model server is away, rate-limits us, or the breaker is open: the job
+            # waits (its attempt is given back) instead of failing the document.
+            delay = UNAVAILABLE_RETRY_SECONDS if exc.retry_after is None else exc.retry_after
+            delay = min(max(delay, 0.1), MAX_UNAVAILABLE_RETRY_SECONDS)
+            raise RetryLater(delay, f"analyzer unavailable: {exc.message}") from None
         return result.as_json()
 
     handle.__qualname__ = f"ingest_{step.name}"

@@ -13,7 +13,7 @@ import psycopg
 import trio
 
 from daemon.modules.auth import AuthPolicy, prune
-from daemon.modules.ingestion import prune_idempotency_keys
+from daemon.modules.ingestion import prune_idempotency_keys, requeue_stranded
 from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged.housekeeping")
 
-HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+HOUSEKEEPING_INTERVAL_SECONDS = 300.0
 FIRST_PASS_DELAY_SECONDS = 30.0  # not in the middle of start-up
 
 
 class Housekeeping:
-    """A Service: every hour, prunes expired sessions, idle login-throttle rows and
-    document Idempotency-Keys older than a day."""
+    """A Service: every five minutes, prunes expired sessions, idle login-throttle rows
+    and document Idempotency-Keys older than a day, and gives stranded documents (in a
+    working state with no job for a quarter of an hour) their job back."""
 
     name = "housekeeping"
 
@@ -42,6 +43,7 @@ class Housekeeping:
     ) -> None:
         self.pool = pool
         self.policy = AuthPolicy.from_settings(settings)
+        self.max_attempts = settings.ingest_max_attempts
         self.interval = interval
         self.first_delay = first_delay
         self._stop = trio.Event()
@@ -58,6 +60,7 @@ class Housekeeping:
             try:
                 await prune(self.pool, self.policy)
                 await prune_idempotency_keys(self.pool)
+                await requeue_stranded(self.pool, max_attempts=self.max_attempts)
             except (psycopg.Error, DatabaseError) as exc:
                 log.warning(
                     "housekeeping pass failed: %s", exc, extra={"action": "housekeeping.failed"}

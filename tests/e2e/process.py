@@ -106,3 +106,20 @@ class Triaged:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+async def analyst_key(url: str, password_file: Path, role: str = "analyst") -> str:
+    """Log in as the generated first admin and create an API key with ``role``."""
+    password = (await trio.Path(password_file).read_text()).strip()
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": "admin@triaged.localhost", "password": password}
+        )
+        assert login.status_code == 200, login.text
+        created = await client.post(
+            "/api/v1/api-keys",
+            json={"name": f"e2e {role}", "role": role},
+            headers={"Authorization": f"Bearer {login.json()['token']}"},
+        )
+        assert created.status_code == 201, created.text
+    return str(created.json()["key"])

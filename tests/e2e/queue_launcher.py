@@ -145,8 +145,10 @@ def make_handler(conninfo: str) -> Handler:
 _original_build_registry = groups.build_registry
 
 
-def build_registry_with_test_queue(settings: Settings, pool: Pool) -> HandlerRegistry:
-    registry = _original_build_registry(settings, pool)
+def build_registry_with_test_queue(
+    settings: Settings, pool: Pool, analyzers: Any = None
+) -> HandlerRegistry:
+    registry = _original_build_registry(settings, pool, analyzers)
     if settings.database_url is None:
         raise SystemExit("queue_launcher needs TRIAGED_DATABASE_URL (test_runs lives there)")
     registry.register(QUEUE, make_handler(settings.database_url.get_secret_value()))

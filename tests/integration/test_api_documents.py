@@ -245,3 +245,63 @@ async def test_fetch_from_loopback_when_allowed(pool):
             document = (await client.get(f"/api/v1/documents/{response.json()['id']}")).json()
     assert document["media_type"].startswith("application/json")
     assert document["history"][1]["detail"]["status"] == 200
+
+
+async def test_reanalyze_with_another_analyzer_is_for_admins(api, analyst):
+    admin = bearer(await api.token(Role.ADMIN))
+    async with api.client(headers=analyst) as client:
+        done = (await client.post("/api/v1/documents", json={"content": OUTAGE})).json()
+        assert await run_pipeline(api, done["id"]) == "completed"
+        path = f"/api/v1/documents/{done['id']}/reanalyze"
+        refused = await client.post(path, json={"provider": "heuristic"})
+        assert refused.status_code == 403
+        unknown = await client.post(path, json={"provider": "magic"}, headers=admin)
+        assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "provider"
+        openai = await client.post(path, json={"provider": "openai"}, headers=admin)
+        assert (
+            openai.status_code == 422 and "not configured" in openai.json()["errors"][0]["message"]
+        )
+        model = await client.post(path, json={"provider": "heuristic", "model": "x"}, headers=admin)
+        assert model.status_code == 422 and model.json()["errors"][0]["field"] == "model"
+        chosen = await client.post(path, json={"provider": "heuristic"}, headers=admin)
+        assert chosen.status_code == 202
+        assert await run_pipeline(api, done["id"]) == "completed"
+        document = (await client.get(f"/api/v1/documents/{done['id']}")).json()
+        audit = await client.get(
+            "/api/v1/audit", params={"action": "document.reanalyze"}, headers=admin
+        )
+    assert document["analysis_runs"] == 2 and document["analysis"]["provider"] == "heuristic"
+    assert audit.json()["items"][0]["details"]["analyzer"] == {"provider": "heuristic"}
+
+
+async def test_more_bad_input_is_422_not_500(api, analyst):
+    async with api.client(headers=analyst) as client:
+        cases = {
+            "lone surrogate": {"json": {"content": "\ud800"}},
+            "bad url": {"json": {"url": "http://[::1/x"}},
+            "password in url": {"json": {"url": "https://user:s3cret@example.org/doc"}},
+            "two files": {
+                "files": [
+                    ("file", ("a.txt", b"a", "text/plain")),
+                    ("file", ("b.txt", b"b", "text/plain")),
+                ]
+            },
+            "long source_id": {
+                "files": {"file": ("a.txt", b"a", "text/plain")},
+                "data": {"source_id": "s" * 201},
+            },
+            "unknown field": {"files": {"file": ("a.txt", b"a", "text/plain")}, "data": {"x": "1"}},
+            "other file part": {"files": {"attachment": ("a.txt", b"a", "text/plain")}},
+        }
+        for name, request in cases.items():
+            if name == "lone surrogate":
+                response = await client.post(
+                    "/api/v1/documents",
+                    content=b'{"content": "\\ud800"}',
+                    headers={"Content-Type": "application/json"},
+                )
+            else:
+                response = await client.post("/api/v1/documents", **request)
+            assert response.status_code == 422, (name, response.status_code, response.text)
+        listed = (await client.get("/api/v1/documents")).json()["items"]
+    assert listed == [] and "s3cret" not in str(listed)

@@ -3,6 +3,7 @@ redelivered (or concurrent) job changes nothing, failures are kept with their st
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from daemon.modules.audit import AuditContext
@@ -171,3 +172,61 @@ async def test_a_step_out_of_attempts_fails_its_document(pool):
     assert details.document.error == "gave up after 5 attempt(s): ConnectError: connection refused"
     again = await runner.give_up({"queue": "ingest.fetch", "payload": {"document_id": document_id}})
     assert again.outcome == "skipped"
+
+
+async def test_a_reupload_takes_over_from_a_failed_original(pool):
+    runner = pipeline(pool)
+    first, second = await new_document(pool), await new_document(pool, title="again")
+    for step in STEPS[:2]:
+        await runner.run_step(step, first)
+    async with pool.transaction() as conn:
+        await conn.execute(
+            "UPDATE documents SET state = 'failed', failed_step = 'analyze' WHERE id = %s",
+            (first,),
+        )
+    for step in STEPS[:2]:
+        await runner.run_step(step, second)
+    assert await state_of(pool, second) == "hashed", "not a duplicate of a failed document"
+    third = await new_document(pool, title="third")
+    for step in STEPS[:2]:
+        await runner.run_step(step, third)
+    async with pool.connection() as conn:
+        details = await document_details(conn, third)
+    assert details.document.state is DocumentState.DUPLICATE
+    assert details.document.duplicate_of == second
+
+
+async def test_stranded_documents_get_their_job_back(pool):
+    from daemon.modules.ingestion import requeue_stranded
+
+    runner = pipeline(pool)
+    document_id = await new_document(pool)
+    await runner.run_step(STEPS[0], document_id)  # fetched; the hash job is queued
+    async with pool.transaction() as conn:
+        await conn.execute("UPDATE jobs SET state = 'cancelled', finished_at = now()")
+        await conn.execute(
+            "UPDATE documents SET updated_at = now() - interval '1 hour' WHERE id = %s",
+            (document_id,),
+        )
+    fresh = await new_document(pool, text="A recent document with its job.")
+    assert await requeue_stranded(pool, max_attempts=5) == 1
+    assert await requeue_stranded(pool, max_attempts=5) == 0  # it has a job now
+    live = [(q, s) for q, s in await jobs(pool, document_id) if s == "created"]
+    assert live == [("ingest.hash", "created")]
+    assert [(q, s) for q, s in await jobs(pool, fresh)] == [("ingest.fetch", "created")]
+    for step in STEPS[1:]:
+        await runner.run_step(step, document_id)
+    assert await state_of(pool, document_id) == "completed"
+
+
+async def test_a_malformed_analyzer_choice_fails_permanently(pool):
+    from daemon.queue import PermanentFailure
+
+    runner = pipeline(pool)
+    document_id = await new_document(pool)
+    for step in STEPS[:4]:
+        await runner.run_step(step, document_id)
+    for choice in ("x", {"provider": 5}, {"provider": "openai"}):
+        with pytest.raises(PermanentFailure):
+            await runner.run_step(step_named("analyze"), document_id, {"analyzer": choice})
+    assert await state_of(pool, document_id) == "normalized"

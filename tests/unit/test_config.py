@@ -131,3 +131,26 @@ def test_garbage_conninfo_is_refused(monkeypatch):
 )
 def test_mask_url_handles_query_passwords_multi_host_and_ipv6(url, shown):
     assert mask_url(url) == shown
+
+
+def test_step_concurrency_from_one_variable(monkeypatch):
+    monkeypatch.setenv("TRIAGED_INGEST_CONCURRENCY", "analyze=4, fetch=16")
+    assert load_settings().ingest_concurrency == {"analyze": 4, "fetch": 16}
+    monkeypatch.setenv("TRIAGED_INGEST_CONCURRENCY", "teleport=2")
+    with pytest.raises(ConfigError, match=r"TRIAGED_INGEST_CONCURRENCY: .*unknown step"):
+        load_settings()
+    monkeypatch.setenv("TRIAGED_INGEST_CONCURRENCY", "analyze")
+    with pytest.raises(ConfigError, match="step=n pairs"):
+        load_settings()
+
+
+def test_openai_analyzer_needs_a_server_and_a_model(monkeypatch):
+    monkeypatch.setenv("TRIAGED_ANALYZER", "openai")
+    with pytest.raises(ConfigError, match="TRIAGED_LLM_BASE_URL and TRIAGED_LLM_MODEL"):
+        load_settings()
+    monkeypatch.setenv("TRIAGED_LLM_BASE_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("TRIAGED_LLM_MODEL", "m")
+    monkeypatch.setenv("TRIAGED_LLM_API_KEY", "sk-do-not-show")
+    settings = load_settings()
+    assert settings.llm_api_key is not None
+    assert "sk-do-not-show" not in str(settings.public_view())

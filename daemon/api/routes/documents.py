@@ -10,15 +10,17 @@ from typing import Any
 
 import trio
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 from quart import Blueprint, Response, request
 
 from daemon.api.access import requires
-from daemon.api.authn import audit_context
+from daemon.api.authn import audit_context, current_principal
 from daemon.api.body import json_body
 from daemon.api.context import current_context
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.routes.cases import case_view
+from daemon.modules.analysis.factory import check_analyzer_choice as analyzer_choice_check
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import (
     AnalysisRecord,
@@ -125,9 +127,15 @@ async def create() -> Response:
         new = await _from_multipart()
     else:
         body = await json_body(DocumentBody, max_bytes=current_context().settings.max_request_bytes)
+        try:
+            content = None if body.content is None else body.content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationFailed(
+                [{"field": "content", "message": "holds a lone surrogate (not valid Unicode)"}]
+            ) from None
         new = NewDocument(
             title=body.title,
-            content=None if body.content is None else body.content.encode("utf-8"),
+            content=content,
             url=body.url,
             media_type=body.media_type
             or (DEFAULT_CONTENT_TYPE if body.content is not None else None),
@@ -154,9 +162,12 @@ async def create() -> Response:
 async def _from_multipart() -> NewDocument:
     form = await request.form
     files = await request.files
-    upload = files.get("file")
-    if upload is None:
-        raise ValidationFailed([{"field": "file", "message": "a multipart part named file"}])
+    uploads = files.getlist("file")
+    if len(uploads) != 1 or set(files) != {"file"}:
+        raise ValidationFailed(
+            [{"field": "file", "message": "exactly one multipart file part, named file"}]
+        )
+    upload = uploads[0]
     data = await trio.to_thread.run_sync(upload.read)
     media_type = upload.mimetype or None
     if media_type in (None, "application/octet-stream") and upload.filename:
@@ -171,20 +182,44 @@ async def _from_multipart() -> NewDocument:
             raise MalformedInput(f"metadata is not valid JSON: {exc}") from None
         if not isinstance(metadata, dict):
             raise ValidationFailed([{"field": "metadata", "message": "must be a JSON object"}])
-    unknown = set(form) - {"title", "source_id", "external_id", "metadata"}
-    if unknown:
+    fields = {name: form.getlist(name) for name in form}
+    if any(len(values) > 1 for values in fields.values()):
         raise ValidationFailed(
-            [{"field": name, "message": "unknown form field"} for name in sorted(unknown)]
+            [
+                {"field": n, "message": "given more than once"}
+                for n, v in fields.items()
+                if len(v) > 1
+            ]
         )
+    try:
+        described = UploadFields.model_validate({n: v[0] for n, v in fields.items()})
+    except PydanticValidationError as exc:
+        raise ValidationFailed(
+            [
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
+        ) from None
     return NewDocument(
-        title=form.get("title", "")[:1000],
+        title=described.title,
         content=data,
         media_type=media_type,
         filename=(upload.filename or None) and upload.filename[:1000],
-        source_id=form.get("source_id") or None,
-        external_id=form.get("external_id") or None,
+        source_id=described.source_id or None,
+        external_id=described.external_id or None,
         metadata=metadata,
     )
+
+
+class UploadFields(BaseModel):
+    """The form fields beside a multipart upload (``metadata`` is checked apart)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(default="", max_length=1000)
+    source_id: str | None = Field(default=None, max_length=200)
+    external_id: str | None = Field(default=None, max_length=500)
+    metadata: str | None = None
 
 
 @blueprint.get("")
@@ -246,16 +281,41 @@ async def retry(document_id: int) -> Response:
     return json_response(document_view(document), 202)
 
 
+class ReanalyzeBody(BaseModel):
+    """Optional: another analyzer for this run (admins only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = Field(default=None, max_length=50)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 @blueprint.post("/<int:document_id>/reanalyze")
-@requires(Role.ANALYST)
+@requires(Role.ANALYST, body=ReanalyzeBody)
 async def reanalyze(document_id: int) -> Response:
-    """Run analysis and routing again (409 before the document has normalized text)."""
-    settings = current_context().settings
+    """Run analysis and routing again (409 before the document has normalized text).
+
+    An optional JSON body ``{provider, model}`` runs this analysis with another provider
+    or model than the configured one; only admins may ask for that.
+    """
+    context = current_context()
+    choice = None
+    if await request.get_data():
+        body = await json_body(ReanalyzeBody)
+        if body.provider is not None or body.model is not None:
+            current_principal().require(Role.ADMIN)
+            try:
+                analyzer_choice_check(context.settings, body.provider, body.model)
+            except ValueError as exc:
+                field, _, message = str(exc).partition(": ")
+                raise ValidationFailed([{"field": field, "message": message}]) from None
+            choice = {k: v for k, v in (("provider", body.provider), ("model", body.model)) if v}
     document = await reanalyze_document(
-        current_context().db,
+        context.db,
         document_id,
         context=audit_context(),
-        max_attempts=settings.ingest_max_attempts,
+        max_attempts=context.settings.ingest_max_attempts,
+        analyzer=choice,
     )
     return json_response(document_view(document), 202)
 

@@ -70,5 +70,7 @@ async def metrics() -> Response:
     draining = Gauge("triaged_draining", "1 while the process shuts down.")
     draining.set(1 if context.health.draining else 0)
     scraped.append(draining)
+    for source in context.metric_sources:
+        scraped += source()
     text = exposition([*context.registry.metrics.values(), *scraped])
     return Response(text, content_type=CONTENT_TYPE)

@@ -62,7 +62,10 @@ class AnalysisOutcome:
     ``version`` identifies the prompt (LLM) or the rules (heuristic) so stored analyses
     can be told apart after a change. ``calls`` counts model calls including repairs (for
     the heuristic: chunks analysed, the title counting as none). Token counts are
-    ``None`` where there is no model.
+    ``None`` where there is no model (or the model server reported none).
+    ``skipped_chunks`` counts chunks left unanalysed (an LLM provider's per-document call
+    budget ran out); ``truncated`` says the analysis saw less than the request's chunks
+    (the request's own ``truncated`` is the normalization step's and is not repeated).
     """
 
     analysis: Analysis
@@ -75,6 +78,12 @@ class AnalysisOutcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     chunked: bool = False
+    skipped_chunks: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether some chunks of the request were not analysed."""
+        return self.skipped_chunks > 0
 
 
 @runtime_checkable

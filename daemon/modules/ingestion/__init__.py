@@ -30,6 +30,7 @@ from daemon.modules.ingestion.documents import (
     get_document,
     list_documents,
     reanalyze_document,
+    requeue_stranded,
     retry_document,
 )
 from daemon.modules.ingestion.extraction import (
@@ -103,5 +104,6 @@ __all__ = [
     "prune_idempotency_keys",
     "reanalyze_document",
     "receive_document",
+    "requeue_stranded",
     "retry_document",
 ]

@@ -7,6 +7,7 @@ audit event and, for retry and reanalyse, the job that restarts the pipeline.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,11 +19,13 @@ from daemon.modules.ingestion.states import (
     DocumentState,
     reanalyze_target,
     retry_target,
+    step_from,
 )
 from daemon.queue import enqueue
 from daemon.shared.errors import DocumentNotFound, ValidationFailed
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
     from daemon.modules.audit import AuditContext
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 MAX_LIST_LIMIT = 500
+
+log = logging.getLogger("triaged.ingestion")
 
 
 @attrs.frozen(kw_only=True)
@@ -213,19 +218,33 @@ async def retry_document(
 
 
 async def reanalyze_document(
-    pool: Pool, document_id: int, *, context: AuditContext, max_attempts: int
+    pool: Pool,
+    document_id: int,
+    *,
+    context: AuditContext,
+    max_attempts: int,
+    analyzer: Mapping[str, str] | None = None,
 ) -> Document:
     """Run analysis and routing again (a new analysis run; an open case stays).
+
+    ``analyzer`` (``{"provider": ..., "model": ...}``, checked by the caller) runs this
+    analysis with another provider or model than the configured one.
 
     Raises:
         DocumentNotFound.
         InvalidTransition: the document has no normalized text yet.
     """
-    return await _restart(pool, document_id, "reanalyze", context, max_attempts)
+    options = {"analyzer": dict(analyzer)} if analyzer else {}
+    return await _restart(pool, document_id, "reanalyze", context, max_attempts, options)
 
 
 async def _restart(
-    pool: Pool, document_id: int, action: str, context: AuditContext, max_attempts: int
+    pool: Pool,
+    document_id: int,
+    action: str,
+    context: AuditContext,
+    max_attempts: int,
+    options: Mapping[str, Any] | None = None,
 ) -> Document:
     async with pool.transaction() as conn:
         row = await (await conn.execute(SQL["lock_document"], {"id": document_id})).fetchone()
@@ -247,7 +266,7 @@ async def _restart(
         await enqueue(
             conn,
             step.queue,
-            {"document_id": document_id},
+            {"document_id": document_id, **(options or {})},
             max_attempts=max_attempts,
         )
         await record(
@@ -256,7 +275,7 @@ async def _restart(
             f"document.{action}",
             target_type="document",
             target_id=document_id,
-            details={"from_state": state.value, "step": step.name},
+            details={"from_state": state.value, "step": step.name, **(options or {})},
         )
         return await get_document(conn, document_id)
 
@@ -284,3 +303,45 @@ async def document_counts(conn: TrioConnection) -> dict[str, int]:
     counts = {state.value: 0 for state in DocumentState}
     counts.update({str(state): int(count) for state, count in rows})
     return counts
+
+
+STRANDED_AFTER_SECONDS = 900.0
+
+
+async def requeue_stranded(
+    pool: Pool, *, max_attempts: int, older_than: float = STRANDED_AFTER_SECONDS
+) -> int:
+    """Give a job back to documents that sit in a working state with none (an operator
+    cancelled it with ``triaged jobs cancel``, or the dead-letter handling itself gave
+    up): the step of their state is enqueued again, and the history says so.
+
+    Idempotent, and safe beside running steps: the document row is locked and its state
+    checked again before the job is added. Returns how many documents got a job.
+    """
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        rows = await (
+            await conn.execute(SQL["stranded_documents"], {"older_than": older_than, "limit": 1000})
+        ).fetchall()
+    requeued = 0
+    for document_id, state_text in rows:
+        state = DocumentState(state_text)
+        step = step_from(state)
+        if step is None:
+            continue
+        async with pool.transaction() as conn:
+            row = await (await conn.execute(SQL["lock_document"], {"id": document_id})).fetchone()
+            if row is None or row[0] != state.value:
+                continue  # moved on meanwhile
+            await enqueue(conn, step.queue, {"document_id": document_id}, max_attempts=max_attempts)
+            await record_event(
+                conn, document_id, state, state, None, {"action": "requeued", "step": step.name}
+            )
+        requeued += 1
+    if requeued:
+        log.warning(
+            "gave %d stranded document(s) a job again",
+            requeued,
+            extra={"action": "document.requeued", "count": requeued},
+        )
+    return requeued

@@ -116,9 +116,18 @@ def check_new_document(new: NewDocument, *, max_bytes: int) -> NewDocument:
             f"the document has {len(new.content)} bytes; the limit is {max_bytes}"
         )
     if new.url is not None:
-        parts = urlsplit(new.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(new.url)
+            hostname = parts.hostname
+        except ValueError:
+            raise ValidationFailed([{"field": "url", "message": "not a valid URL"}]) from None
+        if parts.scheme not in ("http", "https") or not hostname:
             raise ValidationFailed([{"field": "url", "message": "must be an http(s) URL"}])
+        if parts.username is not None or parts.password is not None:
+            # It would be refused when fetched anyway; and the password would be stored.
+            raise ValidationFailed(
+                [{"field": "url", "message": "must not carry a user name or password"}]
+            )
     media_type = new.media_type
     if media_type not in _GENERIC_TYPES:
         if not is_supported_media_type(media_type):

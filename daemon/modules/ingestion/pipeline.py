@@ -28,37 +28,36 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from psycopg.types.json import Jsonb
 
-from daemon.modules.analysis import (
-    AnalysisRequest,
-    Analyzer,
-    HeuristicAnalyzer,
-    parse_severity_rules,
-    parse_taxonomy,
-)
-from daemon.modules.analysis.severity_rules import DEFAULT_SEVERITY_RULES
-from daemon.modules.analysis.taxonomy import DEFAULT_TAXONOMY
+from daemon.modules.analysis import AnalysisRequest, Analyzer
+from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
 from daemon.modules.cases import RoutingRules, decide, open_case, parse_routing_rules
 from daemon.modules.ingestion.extraction import extract_text
 from daemon.modules.ingestion.fetch import FetchPolicy, fetch_url
 from daemon.modules.ingestion.normalize import normalize
 from daemon.modules.ingestion.states import (
     DocumentState,
+    Outcome,
     Step,
     next_step,
     step_of_queue,
+    transition,
 )
-from daemon.queue import enqueue
+from daemon.queue import PermanentFailure, enqueue
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.db.queries import load_queries
-from daemon.shared.errors import EmptyContent, IngestionError
+from daemon.shared.errors import AnalysisFailed, EmptyContent, IngestionError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from daemon.modules.analysis import Analysis, Taxonomy
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 log = logging.getLogger("triaged.ingestion")
+
+RAW_OUTPUT_KEPT = 1500  # characters of an invalid model answer kept in the error
 
 SQL = load_queries("daemon.modules.ingestion", "queries.sql")
 
@@ -71,7 +70,7 @@ _CPU = CpuThreads(usable_cpus(), name="ingest")
 class PipelineConfig:
     """Everything the steps need from the settings, built once."""
 
-    analyzer: Analyzer
+    analyzers: AnalyzerSet
     taxonomy: Taxonomy
     routing: RoutingRules
     fetch: FetchPolicy
@@ -79,25 +78,21 @@ class PipelineConfig:
     max_chunks: int
     max_attempts: int
     retention: timedelta
-    max_document_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PipelineConfig:
-        taxonomy = (
-            DEFAULT_TAXONOMY if settings.taxonomy is None else parse_taxonomy(settings.taxonomy)
-        )
-        rules = (
-            DEFAULT_SEVERITY_RULES
-            if settings.severity_rules is None
-            else parse_severity_rules(settings.severity_rules, taxonomy=taxonomy)
-        )
+    def from_settings(
+        cls, settings: Settings, *, analyzers: AnalyzerSet | None = None
+    ) -> PipelineConfig:
+        """The pipeline's configuration; ``analyzers`` are the process's (built once by
+        the composition root), else built here from the settings."""
+        taxonomy = build_taxonomy(settings)
         routing = (
             RoutingRules()
             if settings.routing_rules is None
             else parse_routing_rules(settings.routing_rules, taxonomy=taxonomy)
         )
         return cls(
-            analyzer=HeuristicAnalyzer(taxonomy=taxonomy, rules=rules, offload=_CPU.run),
+            analyzers=analyzers or AnalyzerSet(settings, taxonomy),
             taxonomy=taxonomy,
             routing=routing,
             fetch=FetchPolicy(
@@ -112,7 +107,6 @@ class PipelineConfig:
             max_chunks=settings.analyzer_max_chunks,
             max_attempts=settings.ingest_max_attempts,
             retention=timedelta(days=settings.document_retention_days),
-            max_document_bytes=settings.max_document_bytes,
         )
 
 
@@ -143,17 +137,39 @@ class Pipeline:
             "hash": self._hash,
             "extract": self._extract,
             "normalize": self._normalize,
-            "analyze": self._analyze,
             "route": self._route,
             "complete": self._complete,
         }
 
-    async def run_step(self, step: Step, document_id: int) -> StepResult:
-        """Run ``step`` for the document (see the module docstring)."""
+    async def run_step(
+        self, step: Step, document_id: int, options: Mapping[str, Any] | None = None
+    ) -> StepResult:
+        """Run ``step`` for the document (see the module docstring). ``options`` come
+        from the job: ``{"analyzer": {"provider": ..., "model": ...}}`` for a reanalysis
+        with another analyzer.
+
+        Raises:
+            AnalyzerUnavailable: the analysis step could not reach its model server (or
+                its circuit breaker is open): the caller reschedules the job, whose
+                attempt does not count.
+            AnalysisFailed: the model's output stayed invalid (with the raw output in
+                the message): retried like any transient error, attempts counted.
+        """
         try:
+            if step.name == "analyze":
+                return await self._analyze(step, document_id, dict(options or {}))
             return await self._work[step.name](step, document_id)
         except IngestionError as exc:
             return await self.fail(step, document_id, exc.message)
+        except AnalysisFailed as exc:
+            # A model's answers vary: another attempt (the queue's retry, with backoff)
+            # may well be valid. When attempts run out the document fails with this
+            # message, the raw output included, for the operator.
+            raise AnalysisFailed(
+                f"{exc.message}; raw output: {exc.raw_output[:RAW_OUTPUT_KEPT]!r}",
+                raw_output=exc.raw_output,
+                errors=exc.errors,
+            ) from None
 
     async def _read(self, query: str, document_id: int) -> tuple[Any, ...] | None:
         """One row of a step's input query (autocommit: no transaction to end)."""
@@ -161,8 +177,15 @@ class Pipeline:
             await conn.set_autocommit(True)
             return await (await conn.execute(SQL[query], {"id": document_id})).fetchone()
 
-    async def fail(self, step: Step, document_id: int, error: str) -> StepResult:
-        """Fail the document at ``step`` if it is still where the step found it."""
+    async def fail(
+        self,
+        step: Step,
+        document_id: int,
+        error: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> StepResult:
+        """Fail the document at ``step`` if it is still where the step found it; the
+        reason (and ``detail``, e.g. a model's raw output) goes to its history."""
         async with self.pool.transaction() as conn:
             row = await (
                 await conn.execute(
@@ -200,7 +223,7 @@ class Pipeline:
         step = step_of_queue(str(payload.get("queue", "")))
         inner = payload.get("payload") or {}
         document_id = inner.get("document_id")
-        if step is None or not isinstance(document_id, int):
+        if step is None or not isinstance(document_id, int) or isinstance(document_id, bool):
             return SKIPPED
         attempts = payload.get("attempts")
         error = f"gave up after {attempts} attempt(s): {payload.get('error') or 'unknown error'}"
@@ -221,7 +244,8 @@ class Pipeline:
         """Move the document on inside the caller's transaction, record the transition
         and enqueue what follows; False (nothing written) when it is no longer in the
         step's state."""
-        target = to_state or step.to_state
+        outcome = Outcome.DUPLICATE if to_state is DocumentState.DUPLICATE else Outcome.ADVANCED
+        target = transition(step.from_state, step, outcome)  # the table decides
         row = await (
             await conn.execute(
                 SQL["advance"],
@@ -257,7 +281,7 @@ class Pipeline:
         row = await self._read("step_input", document_id)
         if row is None or row[0] != step.from_state.value:
             return SKIPPED
-        url = row[2]
+        url = row[1]
         if url is None:
             raise IngestionError("the document has neither content nor a URL")
         fetched = await fetch_url(url, self.config.fetch)
@@ -368,14 +392,32 @@ class Pipeline:
             )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _analyze(self, step: Step, document_id: int) -> StepResult:
+    def _analyzer_for(self, choice: object) -> Analyzer:
+        """The analyzer a job asks for (none: the configured one).
+
+        Raises:
+            PermanentFailure: a malformed or impossible choice (retrying cannot help).
+        """
+        if choice is None:
+            return self.config.analyzers.default
+        if not isinstance(choice, dict) or not all(
+            isinstance(choice.get(k), str | None) for k in ("provider", "model")
+        ):
+            raise PermanentFailure(f"invalid analyzer choice in the job: {choice!r}")
+        try:
+            return self.config.analyzers.get(choice.get("provider"), choice.get("model"))
+        except ValueError as exc:
+            raise PermanentFailure(f"analyzer choice: {exc}") from None
+
+    async def _analyze(self, step: Step, document_id: int, options: dict[str, Any]) -> StepResult:
+        analyzer = self._analyzer_for(options.get("analyzer"))
         row = await self._read("analysis_input", document_id)
         if row is None or row[0] != step.from_state.value:
             return SKIPPED
         _state, title, language, metadata, chunks, truncated = row
         if chunks is None:
             raise IngestionError("the document's normalized text is missing")
-        result = await self.config.analyzer.analyze(
+        result = await analyzer.analyze(
             AnalysisRequest(
                 title=title or "",
                 chunks=list(chunks),
@@ -449,14 +491,26 @@ class _BlobInput:
 
 
 async def _claim_hash(conn: TrioConnection, digest: bytes, document_id: int) -> int | None:
-    """None if ``document_id`` is the first with this content, else the first one's id."""
+    """None if ``document_id`` is the first with this content (or takes over from a first
+    one that failed: a re-upload of a document that failed must get its chance), else
+    the original's id."""
+    params: dict[str, Any] = {"sha256": digest, "id": document_id}
     while True:
-        params = {"sha256": digest, "id": document_id}
         if await (await conn.execute(SQL["claim_hash"], params)).fetchone() is not None:
             return None
         row = await (await conn.execute(SQL["original_of_hash"], params)).fetchone()
-        if row is not None:  # else: the holder was deleted meanwhile; claim again
-            return None if row[0] == document_id else int(row[0])
+        if row is None:  # the holder was deleted meanwhile: claim again
+            continue
+        holder, state = int(row[0]), row[1]
+        if holder == document_id:
+            return None
+        if state != DocumentState.FAILED.value:
+            return holder
+        taken = await (
+            await conn.execute(SQL["take_over_hash"], params | {"holder": holder})
+        ).fetchone()
+        if taken is not None:
+            return None
 
 
 def _analysis_from_row(row: tuple[Any, ...], taxonomy: Taxonomy) -> Analysis:

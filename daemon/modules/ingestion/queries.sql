@@ -50,9 +50,7 @@ WITH moved AS (
 SELECT id FROM moved
 
 -- name: step_input
-SELECT d.state::text, d.title, d.url, d.media_type, d.filename, d.metadata, d.language,
-       d.size_bytes
-FROM documents d WHERE d.id = %(id)s
+SELECT d.state::text, d.url FROM documents d WHERE d.id = %(id)s
 
 -- name: blob_input
 -- The hash and extract steps' input: state, declared type and the bytes.
@@ -91,7 +89,32 @@ ON CONFLICT (sha256) DO NOTHING
 RETURNING document_id
 
 -- name: original_of_hash
-SELECT document_id FROM document_hashes WHERE sha256 = %(sha256)s
+SELECT h.document_id, d.state::text
+FROM document_hashes h JOIN documents d ON d.id = h.document_id
+WHERE h.sha256 = %(sha256)s
+
+-- name: take_over_hash
+-- A failed original does not keep the content: the new document becomes the original
+-- (only if the holder is still the failed one: of two takers, one wins).
+UPDATE document_hashes SET document_id = %(id)s
+WHERE sha256 = %(sha256)s AND document_id = %(holder)s
+RETURNING document_id
+
+-- name: stranded_documents
+-- Documents in a working state for a while with no live job of the pipeline: their job
+-- was cancelled by an operator, or the dead-letter handling itself gave up.
+SELECT d.id, d.state::text
+FROM documents d
+WHERE d.state NOT IN ('completed', 'duplicate', 'failed')
+  AND d.updated_at < now() - make_interval(secs => %(older_than)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM jobs j
+      WHERE j.state IN ('created', 'retry', 'active')
+        AND j.queue LIKE 'ingest.%%'
+        AND j.payload ->> 'document_id' = d.id::text
+  )
+ORDER BY d.id
+LIMIT %(limit)s
 
 -- name: set_hash
 UPDATE documents SET sha256 = %(sha256)s, duplicate_of = %(duplicate_of)s WHERE id = %(id)s

@@ -6,7 +6,8 @@ Each arrow is a :class:`Step`: a job on its own queue that moves a document from
 ``from_state`` to ``to_state``. The hash step may end the document as ``duplicate``; any
 step may end it as ``failed``. Operators move a failed document back to the state its
 failed step starts from (retry), and a completed one back to ``normalized`` (reanalyze).
-No I/O here: the pipeline asks this module what is allowed and what comes next.
+No I/O here: the pipeline asks this module what comes next (``next_step``) and where a
+step's outcome leads (``transition``, also what refuses an impossible move).
 """
 
 from __future__ import annotations
