@@ -120,6 +120,11 @@ async def test_a_faulty_model_still_analyses_every_document(start_triaged, tmp_p
                         " WHERE queue = 'ingest.analyze'"
                     )
                 ).fetchone()
+                kept = await (
+                    await conn.execute(
+                        "SELECT count(*) FROM document_events WHERE detail ? 'invalid_output'"
+                    )
+                ).fetchone()
         calls = len(server.chat_calls)
         answered = [c.answered for c in server.chat_calls]
         invalid = await metric(proc.url, "triaged_llm_invalid_outputs_total")
@@ -137,6 +142,7 @@ async def test_a_faulty_model_still_analyses_every_document(start_triaged, tmp_p
     # Only outputs still invalid after their repair round spend an attempt; 429s and
     # 500s give theirs back.
     assert attempts == (int(invalid), 300)
+    assert kept[0] == int(invalid), "each invalid answer is kept in its document's history"
     assert reported_calls == calls
     assert "sk-test-secret-key" not in proc.output()
 

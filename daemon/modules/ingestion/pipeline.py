@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged.ingestion")
 
-RAW_OUTPUT_KEPT = 1500  # characters of an invalid model answer kept in the error
+RAW_OUTPUT_KEPT = 20_000  # characters of an invalid model answer kept in the history
 
 SQL = load_queries("daemon.modules.ingestion", "queries.sql")
 
@@ -163,10 +163,11 @@ class Pipeline:
             return await self.fail(step, document_id, exc.message)
         except AnalysisFailed as exc:
             # A model's answers vary: another attempt (the queue's retry, with backoff)
-            # may well be valid. When attempts run out the document fails with this
-            # message, the raw output included, for the operator.
+            # may well be valid. The raw output goes to the document's history (not to
+            # the job's error, which is logged: it is the document's content, in effect).
+            await self._keep_invalid_output(step, document_id, exc)
             raise AnalysisFailed(
-                f"{exc.message}; raw output: {exc.raw_output[:RAW_OUTPUT_KEPT]!r}",
+                f"{exc.message} (the model's raw output is in the document's history)",
                 raw_output=exc.raw_output,
                 errors=exc.errors,
             ) from None
@@ -176,6 +177,20 @@ class Pipeline:
         async with self.pool.connection() as conn:
             await conn.set_autocommit(True)
             return await (await conn.execute(SQL[query], {"id": document_id})).fetchone()
+
+    async def _keep_invalid_output(self, step: Step, document_id: int, exc: AnalysisFailed) -> None:
+        async with self.pool.transaction() as conn:
+            await record_event(
+                conn,
+                document_id,
+                step.from_state,
+                step.from_state,
+                step,
+                {
+                    "invalid_output": exc.raw_output[:RAW_OUTPUT_KEPT],
+                    "errors": exc.errors[:20],
+                },
+            )
 
     async def fail(
         self,
