@@ -115,6 +115,7 @@ class Supervisor:
         self._failed = False
         self._bad_config = False
         self.analyzers: AnalyzerSet | None = None
+        self._first_login_hint: str | None = None
 
     async def run(self) -> int:
         """Run until drained; return the exit status."""
@@ -190,6 +191,12 @@ class Supervisor:
                         "groups": [g.service.name for g in groups],
                     },
                 )
+                if self._first_login_hint:  # the last line a first `make run` shows
+                    log.warning(
+                        "first start: %s",
+                        self._first_login_hint,
+                        extra={"action": "auth.first_login"},
+                    )
                 await self._draining.wait()
                 await self._drain(groups)
             log.info("groups stopped; closing resources", extra={"action": "supervisor.close"})
@@ -214,11 +221,16 @@ class Supervisor:
         except InvalidAccountData as exc:
             raise ConfigError([f"TRIAGED_BOOTSTRAP_ADMIN_*: {exc.message}"]) from None
         try:
-            await initial_admin(pool, settings)
+            created = await initial_admin(pool, settings)
         except OSError as exc:
             raise ConfigError(
                 [f"TRIAGED_INITIAL_ADMIN_PASSWORD_FILE: cannot write it: {exc.strerror or exc}"]
             ) from None
+        if created is not None:
+            self._first_login_hint = (
+                f"log in as {created.email} with the password in "
+                f"{settings.initial_admin_password_file} (POST /api/v1/auth/login)"
+            )
         if applied:
             log.info(
                 "applied %d migration(s)",

@@ -69,6 +69,9 @@ async def test_fresh_install_has_a_usable_admin_and_no_secret_in_the_log(serve):
         assert changed.status_code == 200
     output = proc.output()
     assert "initial-admin-password" in output and "admin@triaged.localhost" in output
+    ready = [r.get("action") for r in proc.log_records()]
+    # The start ends with how to log in (the last thing a first `make run` shows).
+    assert ready.index("auth.first_login") > ready.index("supervisor.ready")
     for secret in (password, token, key["key"], new_password):
         assert secret not in output
 
