@@ -498,7 +498,10 @@ async def test_a_huge_document_does_not_stall_the_event_loop():
         done.set()
     assert outcome.analysis.severity is Severity.CRITICAL
     # The analysis takes a while, but the loop kept running meanwhile: run inline, its
-    # longest pause would be the whole analysis.
+    # longest pause would be the whole analysis. (A pure-Python thread still holds the
+    # GIL between switches, so on a loaded machine single pauses near 0.1 s happen: the
+    # bound is relative to the analysis, not absolute.)
     longest_pause = max(b - a for a, b in itertools.pairwise(beats))
     assert elapsed > 0.1
-    assert longest_pause < min(0.1, elapsed / 3)
+    assert longest_pause < elapsed / 3
+    assert len(beats) > 10
