@@ -34,6 +34,7 @@ abandons the start (nothing is in flight before ``READY=1``) and stops cleanly.
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import signal
 from contextlib import AsyncExitStack
@@ -181,6 +182,12 @@ class Supervisor:
                     group = _Group(service, self._draining)
                     await group_nursery.start(group.run)
                     groups.append(group)
+                # Everything built at start lives until exit: take it out of the garbage
+                # collector's sight, so its full passes scan only what requests and jobs
+                # allocate (a full pass over the start-up heap took ~35 ms, a pause every
+                # request in flight would feel).
+                gc.collect()
+                gc.freeze()
                 self.health.started = True
                 self._starting = False
                 await self.notifier.notify(READY=1, STATUS=f"{self.role.name.lower()}: running")
