@@ -58,11 +58,17 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
+        errors = field_errors(exc, whole="(body)")
         raise ValidationFailed(errors, f"{len(errors)} invalid field(s)") from None
+
+
+def field_errors(exc: ValidationError, *, whole: str) -> list[dict[str, str]]:
+    """pydantic's errors as ``{field, message}`` (``whole`` names an error of the whole
+    input)."""
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or whole, "message": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def _nul_path(value: Any, path: tuple[str, ...]) -> str | None:

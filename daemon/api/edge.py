@@ -193,23 +193,17 @@ async def _answer_empty(send: Any, status: int, headers: list[tuple[bytes, bytes
 
 
 def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(candidate):
-                return candidate
-            break
+    candidate = _header(scope, b"x-request-id")
+    if candidate is not None and _SANE_REQUEST_ID.match(candidate):
+        return candidate
     return uuid.uuid4().hex
 
 
 def _declared_length(scope: Scope) -> int:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
+    try:
+        return int(_header(scope, b"content-length") or 0)
+    except ValueError:
+        return 0
 
 
 async def _refuse_too_large(send: Any, request_id: str, limit: int) -> None:

@@ -7,6 +7,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from quart import request
 
+from daemon.api.body import field_errors
 from daemon.shared.errors import ValidationFailed
 
 QueryT = TypeVar("QueryT", bound="QueryModel")
@@ -37,8 +38,5 @@ def query_params(model: type[QueryT]) -> QueryT:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(query)", "message": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
+            errors = field_errors(exc, whole="(query)")
     raise ValidationFailed(errors, f"{len(errors)} invalid query parameter(s)")

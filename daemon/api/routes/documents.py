@@ -4,7 +4,6 @@ reanalysis, deletion."""
 from __future__ import annotations
 
 import json
-import mimetypes
 import re
 from typing import Any
 
@@ -15,7 +14,7 @@ from quart import Blueprint, Response, request
 
 from daemon.api.access import requires
 from daemon.api.authn import audit_context, current_principal
-from daemon.api.body import json_body
+from daemon.api.body import field_errors, json_body
 from daemon.api.context import current_context
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
@@ -170,8 +169,6 @@ async def _from_multipart() -> NewDocument:
     upload = uploads[0]
     data = await trio.to_thread.run_sync(upload.read)
     media_type = upload.mimetype or None
-    if media_type in (None, "application/octet-stream") and upload.filename:
-        media_type = mimetypes.guess_type(upload.filename)[0] or media_type
     if upload.mimetype_params.get("charset") and media_type:
         media_type = f"{media_type}; charset={upload.mimetype_params['charset']}"
     metadata: Any = {}
@@ -194,12 +191,7 @@ async def _from_multipart() -> NewDocument:
     try:
         described = UploadFields.model_validate({n: v[0] for n, v in fields.items()})
     except PydanticValidationError as exc:
-        raise ValidationFailed(
-            [
-                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-        ) from None
+        raise ValidationFailed(field_errors(exc, whole="(form)")) from None
     return NewDocument(
         title=described.title,
         content=data,

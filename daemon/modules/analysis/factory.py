@@ -94,15 +94,11 @@ class AnalyzerSet:
         self.default = build_analyzer(settings, taxonomy)
         self._variants: dict[tuple[str, str | None], Analyzer] = {}
 
-    def check_choice(self, provider: str | None, model: str | None) -> None:
-        """Raises ValueError naming what is wrong with an override."""
-        check_analyzer_choice(self.settings, provider, model)
-
     def get(self, provider: str | None = None, model: str | None = None) -> Analyzer:
         """The analyzer for an override (both None: the default)."""
         if provider is None and model is None:
             return self.default
-        self.check_choice(provider, model)
+        check_analyzer_choice(self.settings, provider, model)
         key = (provider or self.settings.analyzer.value, model)
         variant = self._variants.get(key)
         if variant is None:

@@ -72,11 +72,6 @@ SELECT id, email, display_name, role::text, active, created_at, updated_at,
        password_changed_at, password_hash
 FROM users WHERE lower(email) = lower(%(email)s)
 
--- name: account_key
--- The throttle key of an email: as the user lookup compares it (PostgreSQL's lower(),
--- which may differ from Python's for some characters).
-SELECT lower(%(email)s)
-
 -- Sessions ------------------------------------------------------------------------------
 
 -- name: insert_session
@@ -165,7 +160,9 @@ SELECT id, name, role::text, expires_at FROM found
 -- cannot outrun the throttle. Account keys are compared lowercased by PostgreSQL, as
 -- the user lookup compares emails.
 INSERT INTO login_throttle AS t (scope, key, failures, last_failure_at)
-VALUES (%(scope)s, %(key)s, 1, now())
+VALUES (%(scope)s,
+        CASE WHEN %(scope)s = 'account' THEN lower(%(key)s) ELSE %(key)s END,
+        1, now())
 ON CONFLICT (scope, key) DO UPDATE
 SET failures = CASE
         WHEN t.blocked_until > now() THEN t.failures
@@ -173,7 +170,7 @@ SET failures = CASE
         ELSE t.failures + 1
     END,
     last_failure_at = CASE WHEN t.blocked_until > now() THEN t.last_failure_at ELSE now() END
-RETURNING failures, greatest(extract(epoch FROM blocked_until - now()), 0)::float8
+RETURNING failures, greatest(extract(epoch FROM blocked_until - now()), 0)::float8, key
 
 -- name: throttle_block
 UPDATE login_throttle

@@ -47,12 +47,6 @@ class _Blocked(Exception):
         self.scope, self.key, self.seconds = scope, key, seconds
 
 
-async def account_key(conn: TrioConnection, email: str) -> str:
-    row = await (await conn.execute(SQL["account_key"], {"email": email.strip()})).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
 async def begin_attempt(
     pool: Pool, email: str, *, address: str | None, policy: AuthPolicy, context: AuditContext
 ) -> Attempt:
@@ -65,9 +59,10 @@ async def begin_attempt(
     """
     try:
         async with pool.transaction() as conn:
-            account = await account_key(conn, email)
+            # The account key is lowercased by PostgreSQL in the statement (as the user
+            # lookup compares emails); the key as stored comes back with the count.
             scopes: list[tuple[str, str, ThrottlePolicy]] = [
-                ("account", account, policy.account_throttle)
+                ("account", email.strip(), policy.account_throttle)
             ]
             if address is not None:
                 scopes.append(("address", address, policy.address_throttle))
@@ -80,7 +75,7 @@ async def begin_attempt(
                     )
                 ).fetchone()
                 assert row is not None
-                failures, blocked = int(row[0]), float(row[1])
+                failures, blocked, key = int(row[0]), float(row[1]), str(row[2])
                 if blocked > 0:
                     raise _Blocked(scope, key, blocked)  # rolls the counting back
                 counted.append((scope, key, rule, failures))
@@ -97,7 +92,7 @@ async def begin_attempt(
         await _audit_refusal(pool, context, blocked.scope, blocked.key, seconds)
         raise LoginThrottled(seconds) from None
     return Attempt(
-        account=account, address=address, failures=counted[0][3], blocked_seconds=longest
+        account=counted[0][1], address=address, failures=counted[0][3], blocked_seconds=longest
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mimetypes
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -105,7 +106,8 @@ def check_new_document(new: NewDocument, *, max_bytes: int) -> NewDocument:
     Raises:
         ValidationFailed: neither or both of content and url; a url that is not http(s).
         DocumentTooLarge: content over ``max_bytes``.
-        UnsupportedMediaType: a declared media type that cannot be extracted.
+        UnsupportedMediaType: a declared media type that cannot be extracted. A missing
+            or generic one is guessed from the file name, else left to detection.
     """
     if (new.content is None) == (new.url is None):
         raise ValidationFailed(
@@ -129,6 +131,8 @@ def check_new_document(new: NewDocument, *, max_bytes: int) -> NewDocument:
                 [{"field": "url", "message": "must not carry a user name or password"}]
             )
     media_type = new.media_type
+    if media_type in _GENERIC_TYPES and new.filename:
+        media_type = mimetypes.guess_type(new.filename)[0] or media_type
     if media_type not in _GENERIC_TYPES:
         if not is_supported_media_type(media_type):
             raise UnsupportedMediaType(f"documents of type {media_type} cannot be extracted")
