@@ -36,10 +36,17 @@ from daemon.queue.jobs import (
 from daemon.queue.maintenance import Maintenance, MaintenanceOptions
 from daemon.queue.metrics import QueueMetrics
 from daemon.queue.store import QueuePolicy
-from daemon.queue.worker import Handler, HandlerRegistry, QueueWorker, WorkerOptions
+from daemon.queue.worker import (
+    BatchHandler,
+    Handler,
+    HandlerRegistry,
+    QueueWorker,
+    WorkerOptions,
+)
 
 __all__ = [
     "Backoff",
+    "BatchHandler",
     "Enqueued",
     "Handler",
     "HandlerRegistry",

@@ -45,6 +45,28 @@ ON CONFLICT (queue, dedup_key)
     DO NOTHING
 RETURNING id
 
+-- name: insert_jobs_plain
+-- insert_jobs for a few jobs without dedup keys: one round trip, the NOTIFY included
+-- (PostgreSQL folds repeated notifications of a transaction into one).
+WITH inserted AS (
+    INSERT INTO jobs (queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
+                      backoff_max_seconds, timeout_seconds)
+    SELECT v.queue, v.payload, v.priority, coalesce(v.run_at, now()),
+           coalesce(v.max_attempts, q.max_attempts, 5), v.backoff_base, v.backoff_max,
+           v.timeout
+    FROM unnest(
+        %(queues)s::text[], %(payloads)s::jsonb[], %(priorities)s::integer[],
+        %(run_ats)s::timestamptz[], %(max_attempts)s::integer[],
+        %(backoff_bases)s::float8[], %(backoff_maxes)s::float8[], %(timeouts)s::float8[]
+    ) WITH ORDINALITY AS v(queue, payload, priority, run_at, max_attempts, backoff_base,
+                           backoff_max, timeout, ord)
+    LEFT JOIN queues q ON q.name = v.queue
+    ORDER BY v.ord
+    RETURNING id, queue, run_at
+)
+SELECT id, CASE WHEN run_at <= now() THEN pg_notify('triaged_queue', queue) END
+FROM inserted ORDER BY id
+
 -- name: prepare_copy_jobs
 -- One round trip before a COPY: %(count)s ids reserved from the sequence (in order),
 -- the transaction's now() for jobs without run_at, and the max_attempts of the queues

@@ -7,10 +7,15 @@ One ``QueueWorker`` per process (the supervisor's poller group) runs, in its nur
 * one **fetcher** per registered queue. It claims at most as many jobs as the queue has
   free slots, in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
   RETURNING`` statement, and starts each claimed job at once: it never holds a job it
-  cannot start. With nothing (or less than asked) to claim, it sleeps until a NOTIFY
-  for its queue, a freed slot, or the poll interval;
-* one **runner** task per claimed job: the handler runs under its lease's cancel scope
-  and the job's timeout; its outcome goes to the completer;
+  cannot start. For a batch handler it claims only while fewer than concurrency /
+  batch_size batches run, so that the jobs arriving meanwhile make the next batch (the
+  batches grow with the load, and an idle queue still starts a job at once). With
+  nothing (or less than asked) to claim, it sleeps until a NOTIFY for its queue, a
+  freed slot, or the poll interval;
+* one **runner** task per claimed job, or per batch of jobs for a queue registered with
+  a batch handler (``register_batch``): the handler runs under a cancel scope that the
+  heartbeat cancels when the lease is lost (for a batch: the leases of all its jobs)
+  and the job's timeout (a batch's earliest); the outcomes go to the completer;
 * the **completer**, which writes outcomes in batches (all completions of a batch in
   one statement) so that a slot is never held waiting for a commit;
 * the **heartbeat**, which renews the leases of all running jobs in one statement every
@@ -40,7 +45,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +65,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("triaged.queue")
 
 Handler = Callable[[Job], Awaitable[Any]]
+# Given 1..batch_size jobs claimed together; returns job id -> result, or -> an Exception
+# instance meaning what that exception raised by a single-job handler would mean.
+BatchHandler = Callable[[Sequence[Job]], Awaitable[Mapping[int, Any]]]
 
 _FLUSH_TIMEOUT_SECONDS = 5.0
 _POLICY_REFRESH_SECONDS = 5.0
@@ -79,8 +87,9 @@ class WorkerOptions:
 @dataclass(frozen=True)
 class Registration:
     queue: str
-    handler: Handler
+    handler: BatchHandler  # a single-job handler is wrapped as a batch handler of one
     concurrency: int
+    batch_size: int = 1
 
 
 class HandlerRegistry:
@@ -96,18 +105,62 @@ class HandlerRegistry:
         Raises:
             ValueError: the queue already has a handler, or concurrency < 1.
         """
+
+        async def one(jobs: Sequence[Job]) -> Mapping[int, Any]:
+            (job,) = jobs
+            return {job.id: _Returned(await handler(job))}
+
+        one.__qualname__ = getattr(handler, "__qualname__", "handler")
+        self._add(queue, one, concurrency, batch_size=1)
+
+    def register_batch(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        batch_size: int,
+        concurrency: int | None = None,
+    ) -> None:
+        """Run ``handler`` for batches of up to ``batch_size`` jobs of ``queue`` claimed
+        together, at most ``concurrency`` jobs (over all batches) at once per process.
+
+        The handler returns, for each job id, the job's result or an ``Exception``
+        instance (``PermanentFailure``, ``RetryLater``, any other: what raising it from
+        a single-job handler means). A job it leaves out fails (and is retried); an
+        exception it raises is the outcome of every job of the batch. A batch runs
+        until the earliest timeout of its jobs, and is cancelled only when the leases
+        of all its jobs are lost (one lost job's outcome is dropped: the lease token
+        fences it out).
+
+        Raises:
+            ValueError: the queue already has a handler, or concurrency or batch_size < 1.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._add(queue, handler, concurrency, batch_size=batch_size)
+
+    def _add(
+        self, queue: str, handler: BatchHandler, concurrency: int | None, *, batch_size: int
+    ) -> None:
         if queue in self._registrations:
             raise ValueError(f"queue {queue!r} already has a handler")
         limit = self.default_concurrency if concurrency is None else concurrency
         if limit < 1:
             raise ValueError("concurrency must be at least 1")
-        self._registrations[queue] = Registration(queue, handler, limit)
+        self._registrations[queue] = Registration(queue, handler, limit, batch_size)
 
     def __iter__(self):  # noqa: ANN204 - an iterator of Registration
         return iter(self._registrations.values())
 
     def __len__(self) -> int:
         return len(self._registrations)
+
+
+@dataclass(frozen=True)
+class _Returned:
+    """What a single-job handler returned: its result even if it is an exception."""
+
+    value: Any
 
 
 # -- outcomes ----------------------------------------------------------------------------
@@ -329,10 +382,25 @@ class _Completer:
             )
 
 
-@dataclass
+@dataclass(eq=False)
+class _Batch:
+    """Jobs run by one handler call, under one cancel scope: cancelled once every one
+    of its jobs has lost its lease (for a single job: when it has)."""
+
+    jobs: Sequence[Job]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    lost: set[tuple[int, uuid.UUID]] = field(default_factory=set)
+
+    def lose(self, job: Job) -> None:
+        self.lost.add((job.id, job.lease_token))
+        if len(self.lost) == len(self.jobs):
+            self.scope.cancel()
+
+
+@dataclass(eq=False)
 class _Running:
     job: Job
-    lease_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    batch: _Batch
     renewed_at: float = field(default_factory=trio.current_time)  # lease last known held
 
 
@@ -344,6 +412,11 @@ class _Fetcher:
         self.registration = registration
         self.queue = registration.queue
         self.free = registration.concurrency
+        # Batches in flight at most: for batch handlers, the jobs that come while they
+        # run wait for the next batch (which is what makes batches under load); for
+        # single-job handlers, a batch is a job, and only the concurrency counts.
+        self.max_batches = math.ceil(registration.concurrency / registration.batch_size)
+        self.batches = 0
         self.slot_freed = trio.Event()
         self.wakeup = trio.Event()
         self.policy = QueuePolicy()
@@ -356,11 +429,12 @@ class _Fetcher:
         worker = self.worker
         failures = 0
         while True:
-            while self.free == 0:
+            while self.free == 0 or self.batches >= self.max_batches:
                 self.slot_freed = trio.Event()
                 await self.slot_freed.wait()
             self.wakeup = trio.Event()
-            wanted = self.free
+            size = self.registration.batch_size
+            wanted = min(self.free, size * (self.max_batches - self.batches))
             try:
                 jobs = await self._claim(wanted)
                 failures = 0
@@ -375,9 +449,11 @@ class _Fetcher:
                 )
                 await trio.sleep(delay)
                 continue
-            for job in jobs:
-                self.free -= 1
-                runners.start_soon(self._run_job, job)
+            for start in range(0, len(jobs), size):
+                batch = jobs[start : start + size]
+                self.free -= len(batch)
+                self.batches += 1
+                runners.start_soon(self._run_batch, _Batch(batch))
             if len(jobs) < wanted:
                 with trio.move_on_after(worker.options.poll_interval):
                     await self.wakeup.wait()
@@ -409,67 +485,87 @@ class _Fetcher:
             worker.metrics.claimed.inc(self.queue, amount=len(jobs))
         return jobs
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_batch(self, batch: _Batch) -> None:
         worker = self.worker
-        running = _Running(job)
-        worker.running[(job.id, job.lease_token)] = running
         metrics = worker.metrics
-        metrics.wait_seconds.observe(job.wait_seconds, job.queue)
-        started = time.monotonic()
-        log.debug(
-            "job %d started",
-            job.id,
-            extra={
-                "action": "job.started",
-                "job_id": job.id,
-                "queue": job.queue,
-                "attempt": job.attempt,
-            },
-        )
-        outcome: _Outcome | None = None
-        try:
-            outcome = await self._execute(running)
-        except BaseException:
-            # No outcome: the drain deadline cancelled the handler (a bare Cancelled, or a
-            # group of them when the handler ran a nursery). The job goes back to the
-            # queue without spending the attempt (see QueueWorker).
-            worker.to_release.append(job)
-            raise
-        finally:
-            del worker.running[(job.id, job.lease_token)]
-            metrics.run_seconds.observe(time.monotonic() - started, job.queue)
-            self.free += 1
-            self.slot_freed.set()
-        if outcome is None:
-            metrics.finished.inc(job.queue, "lost")
-            log.warning(
-                "job %d cancelled: its lease was lost",
+        for job in batch.jobs:
+            worker.running[(job.id, job.lease_token)] = _Running(job, batch)
+            metrics.wait_seconds.observe(job.wait_seconds, job.queue)
+            log.debug(
+                "job %d started",
                 job.id,
                 extra={
-                    "action": "job.lease_lost",
+                    "action": "job.started",
                     "job_id": job.id,
                     "queue": job.queue,
                     "attempt": job.attempt,
                 },
             )
-        else:
+        started = time.monotonic()
+        outcomes: list[_Outcome] | None = None
+        try:
+            outcomes = await self._execute(batch)
+        except BaseException:
+            # No outcome: the drain deadline cancelled the handler (a bare Cancelled, or a
+            # group of them when the handler ran a nursery). The jobs go back to the
+            # queue without spending their attempt (see QueueWorker).
+            worker.to_release.extend(batch.jobs)
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            for job in batch.jobs:
+                del worker.running[(job.id, job.lease_token)]
+                metrics.run_seconds.observe(elapsed, job.queue)
+            self.free += len(batch.jobs)
+            self.batches -= 1
+            self.slot_freed.set()
+        if outcomes is None:
+            for job in batch.jobs:
+                metrics.finished.inc(job.queue, "lost")
+                log.warning(
+                    "job %d cancelled: its lease was lost",
+                    job.id,
+                    extra={
+                        "action": "job.lease_lost",
+                        "job_id": job.id,
+                        "queue": job.queue,
+                        "attempt": job.attempt,
+                    },
+                )
+            return
+        for outcome in outcomes:
+            # A job whose lease alone was lost: its outcome is fenced out by its token.
             worker.completer.submit(outcome)
 
-    async def _execute(self, running: _Running) -> _Outcome | None:
-        job = running.job
+    async def _execute(self, batch: _Batch) -> list[_Outcome] | None:
+        jobs = batch.jobs
+        timeouts = [job.timeout for job in jobs if job.timeout]
+        timeout = min(timeouts, default=math.inf)
         try:
-            with running.lease_scope:
-                with trio.move_on_after(job.timeout or math.inf) as timeout_scope:
-                    result = await self.registration.handler(job)
+            with batch.scope:
+                with trio.move_on_after(timeout) as timeout_scope:
+                    results = await self.registration.handler(jobs)
                 if timeout_scope.cancelled_caught:
-                    return _Failed(job, f"timed out after {job.timeout:g}s", permanent=False)
-                try:
-                    return _Completed(job, store.encode_result(result))
-                except ValueError as exc:  # one job's bad result must not block the others
-                    return _Failed(job, str(exc), permanent=False)
-            return None  # the heartbeat cancelled the lease scope
+                    error = f"timed out after {timeout:g}s"
+                    return [_Failed(job, error, permanent=False) for job in jobs]
+                return [_outcome_of_result(job, results) for job in jobs]
+            return None  # the heartbeat cancelled the batch: every lease was lost
         except Exception as exc:
-            return _outcome_of_error(job, exc)
+            return [_outcome_of_error(job, exc) for job in jobs]
+
+
+def _outcome_of_result(job: Job, results: Mapping[int, Any]) -> _Outcome:
+    if job.id not in results:
+        return _Failed(job, "the batch handler returned no outcome for this job", permanent=False)
+    result = results[job.id]
+    if isinstance(result, _Returned):  # a single-job handler's return value, whatever it is
+        result = result.value
+    elif isinstance(result, Exception):
+        return _outcome_of_error(job, result)
+    try:
+        return _Completed(job, store.encode_result(result))
+    except ValueError as exc:  # one job's bad result must not block the others
+        return _Failed(job, str(exc), permanent=False)
 
 
 def _outcome_of_error(job: Job, exc: Exception) -> _Outcome:
@@ -627,7 +723,7 @@ class QueueWorker:
                 if (entry.job.id, entry.job.lease_token) in held:
                     entry.renewed_at = now
                 else:
-                    entry.lease_scope.cancel()
+                    entry.batch.lose(entry.job)
 
     def _give_up_stale_leases(self, running: list[_Running]) -> None:
         """Cancel handlers whose lease may have expired while renewals failed.
@@ -638,7 +734,8 @@ class QueueWorker:
         limit = self.options.lease_seconds * 0.8
         now = trio.current_time()
         for entry in running:
-            if now - entry.renewed_at >= limit and not entry.lease_scope.cancel_called:
+            key = (entry.job.id, entry.job.lease_token)
+            if now - entry.renewed_at >= limit and key not in entry.batch.lost:
                 log.warning(
                     "job %d cancelled: its lease could not be renewed for %.1fs",
                     entry.job.id,
@@ -650,7 +747,7 @@ class QueueWorker:
                         "attempt": entry.job.attempt,
                     },
                 )
-                entry.lease_scope.cancel()
+                entry.batch.lose(entry.job)
 
     async def _listen(self) -> None:
         from daemon.shared.db.psycopg_trio import TrioConnection
