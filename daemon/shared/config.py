@@ -299,7 +299,14 @@ class Settings(BaseSettings):
         default={},
         description="Jobs of each pipeline step this process runs at once, as "
         "step=n pairs (fetch, hash, extract, normalize, analyze, route, complete); "
-        "steps not named use worker_concurrency.",
+        "steps not named: 64.",
+    )
+    ingest_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="Most jobs of a pipeline step run together, in one transaction "
+        "for all their documents (1: each document alone).",
     )
     ingest_max_attempts: int = Field(
         default=5,

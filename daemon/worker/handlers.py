@@ -5,8 +5,10 @@ the main pool, while the queue's own statements (claims, completions, lease rene
 run on a small pool of their own (see the supervisor).
 
 Ingestion: one queue per pipeline step (``ingest.fetch`` ... ``ingest.complete``), each
-with its own concurrency (``TRIAGED_INGEST_CONCURRENCY``), and ``ingest.dead`` where a
-step that ran out of attempts lands and fails its document. An analyzer that is
+with its own concurrency (``TRIAGED_INGEST_CONCURRENCY``), whose jobs claimed together
+run as one batch (up to ``TRIAGED_INGEST_BATCH_SIZE``: one transaction for all their
+documents); and ``ingest.dead``, where a step that ran out of attempts lands and fails
+its document. An analyzer that is
 unavailable (server down, 429, circuit open) reschedules the job without spending an
 attempt: documents wait for the model server, they do not fail for its absence.
 """
@@ -16,16 +18,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from daemon.modules.ingestion import Pipeline, PipelineConfig
+from daemon.modules.ingestion.pipeline import SKIPPED
 from daemon.modules.ingestion.states import DEAD_LETTER_QUEUE, STEPS, Step
 from daemon.queue import HandlerRegistry, PermanentFailure, RetryLater
+from daemon.shared.config import AnalyzerName
 from daemon.shared.errors import AnalyzerUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from daemon.modules.analysis.factory import AnalyzerSet
-    from daemon.queue import Handler, Job
+    from daemon.queue import BatchHandler, Handler, Job
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
 
+
+# Jobs of a step running at once when TRIAGED_INGEST_CONCURRENCY does not say: two batches
+# of the default size, so one computes while the other writes.
+DEFAULT_STEP_CONCURRENCY = 64
 
 # An analyzer that is away: retry this soon when it says nothing of when to come back.
 UNAVAILABLE_RETRY_SECONDS = 2.0
@@ -43,13 +53,23 @@ def build_registry(
     registry = HandlerRegistry(default_concurrency=settings.worker_concurrency)
     pipeline = Pipeline(pool, PipelineConfig.from_settings(settings, analyzers=analyzers))
     for step in STEPS:
-        registry.register(
+        registry.register_batch(
             step.queue,
             _step_handler(pipeline, step),
-            concurrency=settings.ingest_concurrency.get(step.name),
+            batch_size=_batch_size(settings, step),
+            concurrency=settings.ingest_concurrency.get(step.name, DEFAULT_STEP_CONCURRENCY),
         )
     registry.register(DEAD_LETTER_QUEUE, _dead_letter_handler(pipeline), concurrency=2)
     return registry
+
+
+def _batch_size(settings: Settings, step: Step) -> int:
+    """Documents of a step run together. A model server's analysis runs each document
+    alone: a call takes seconds, and a batch would wait for its slowest before any of
+    its documents moved on (batching pays where the database work dominates)."""
+    if step.name == "analyze" and settings.analyzer is not AnalyzerName.HEURISTIC:
+        return 1
+    return settings.ingest_batch_size
 
 
 def _document_id(job: Job) -> int:
@@ -59,17 +79,37 @@ def _document_id(job: Job) -> int:
     return document_id
 
 
-def _step_handler(pipeline: Pipeline, step: Step) -> Handler:
-    async def handle(job: Job) -> dict[str, Any]:
-        try:
-            result = await pipeline.run_step(step, _document_id(job), job.payload)
-        except AnalyzerUnavailable as exc:
-            # The model server is away, rate-limits us, or the breaker is open: the job
-            # waits (its attempt is given back) instead of failing the document.
-            delay = UNAVAILABLE_RETRY_SECONDS if exc.retry_after is None else exc.retry_after
-            delay = min(max(delay, 0.1), MAX_UNAVAILABLE_RETRY_SECONDS)
-            raise RetryLater(delay, f"analyzer unavailable: {exc.message}") from None
-        return result.as_json()
+def _step_handler(pipeline: Pipeline, step: Step) -> BatchHandler:
+    async def handle(jobs: Sequence[Job]) -> dict[int, Any]:
+        outcomes: dict[int, Any] = {}
+        job_of: dict[int, Job] = {}  # document id -> its job in this batch
+        for job in jobs:
+            try:
+                document_id = _document_id(job)
+            except PermanentFailure as exc:
+                outcomes[job.id] = exc
+                continue
+            if document_id in job_of:  # two jobs for one document: the step runs once
+                outcomes[job.id] = SKIPPED.as_json()
+                continue
+            job_of[document_id] = job
+        results = await pipeline.run_batch(
+            step, {document_id: job.payload for document_id, job in job_of.items()}
+        )
+        for document_id, job in job_of.items():
+            result = results[document_id]
+            if isinstance(result, AnalyzerUnavailable):
+                # The model server is away, rate-limits us, or the breaker is open: the
+                # job waits (its attempt is given back) instead of failing the document.
+                delay = result.retry_after
+                delay = UNAVAILABLE_RETRY_SECONDS if delay is None else delay
+                delay = min(max(delay, 0.1), MAX_UNAVAILABLE_RETRY_SECONDS)
+                outcomes[job.id] = RetryLater(delay, f"analyzer unavailable: {result.message}")
+            elif isinstance(result, Exception):
+                outcomes[job.id] = result
+            else:
+                outcomes[job.id] = result.as_json()
+        return outcomes
 
     handle.__qualname__ = f"ingest_{step.name}"
     return handle

@@ -18,8 +18,10 @@ from daemon.modules.audit.log import (
     AuditEvent,
     AuditFilter,
     AuditPage,
+    NewEvent,
     list_events,
     record,
+    record_many,
 )
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "AuditEvent",
     "AuditFilter",
     "AuditPage",
+    "NewEvent",
     "list_events",
     "record",
+    "record_many",
 ]

@@ -27,7 +27,7 @@ from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -152,6 +152,37 @@ async def record(
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@attrs.frozen(kw_only=True)
+class NewEvent:
+    """One event for :func:`record_many` (the arguments of :func:`record`)."""
+
+    context: AuditContext
+    action: str
+    target_type: str | None = None
+    target_id: object = None
+    details: Mapping[str, Any] | None = None
+
+
+async def record_many(conn: TrioConnection, events: Sequence[NewEvent]) -> None:
+    """Append events in the caller's transaction, in order, in one statement. Never
+    commits."""
+    if not events:
+        return
+    await conn.execute(
+        SQL["insert_events"],
+        {
+            "actor_types": [e.context.actor.type.value for e in events],
+            "actor_ids": [e.context.actor.id for e in events],
+            "actions": [e.action for e in events],
+            "target_types": [e.target_type for e in events],
+            "target_ids": [None if e.target_id is None else str(e.target_id) for e in events],
+            "client_addrs": [e.context.client_addr for e in events],
+            "request_ids": [e.context.request_id for e in events],
+            "details": [Jsonb(dict(e.details or {})) for e in events],
+        },
+    )
 
 
 async def list_events(

@@ -6,6 +6,19 @@ VALUES
      %(client_addr)s, %(request_id)s, %(details)s)
 RETURNING id
 
+-- name: insert_events
+-- Many events at once, in the given order (one element of each array per event).
+INSERT INTO audit_events
+    (actor_type, actor_id, action, target_type, target_id, client_addr, request_id, details)
+SELECT e.actor_type::audit_actor, e.actor_id, e.action, e.target_type, e.target_id,
+       e.client_addr, e.request_id, e.details
+FROM unnest(%(actor_types)s::text[], %(actor_ids)s::bigint[], %(actions)s::text[],
+            %(target_types)s::text[], %(target_ids)s::text[], %(client_addrs)s::text[],
+            %(request_ids)s::text[], %(details)s::jsonb[]) WITH ORDINALITY
+     AS e(actor_type, actor_id, action, target_type, target_id, client_addr, request_id,
+          details, ord)
+ORDER BY e.ord
+
 -- name: list_events
 SELECT id, at, actor_type::text, actor_id, action, target_type, target_id, client_addr,
        request_id, details

@@ -5,6 +5,9 @@ Contract of :func:`receive_document`:
 * One transaction writes the document (state ``received``), its content when given,
   its first history event, the audit event and the ``ingest.fetch`` job: a document
   the caller was told about always has its job, and a failed intake leaves nothing.
+  Concurrent intakes (without an Idempotency-Key) share that transaction by group
+  commit (``daemon/shared/db/group_commit.py``); one whose values the database refuses
+  fails alone.
 * With an ``Idempotency-Key``, the first request's receipt is stored with the key (per
   principal), and a retry of the same request gets that receipt again instead of a
   second document; the same key with a different request is refused. Concurrent
@@ -17,19 +20,23 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
+import psycopg
 from psycopg.types.json import Jsonb
 
-from daemon.modules.audit import record
+from daemon.modules.audit import NewEvent, record, record_many
 from daemon.modules.ingestion.extraction import canonical_media_type, is_supported_media_type
 from daemon.modules.ingestion.pipeline import SQL, record_event
 from daemon.modules.ingestion.states import STEPS, DocumentState
-from daemon.queue import enqueue
+from daemon.queue import JobSpec, enqueue, enqueue_many
+from daemon.shared.db.group_commit import GroupCommit
 from daemon.shared.errors import (
+    DatabaseError,
     DocumentTooLarge,
     IdempotencyConflict,
     UnsupportedMediaType,
@@ -37,6 +44,8 @@ from daemon.shared.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from daemon.modules.audit import AuditContext
     from daemon.shared.db.pool import Pool
 
@@ -158,6 +167,8 @@ async def receive_document(
     """
     new = check_new_document(new, max_bytes=max_bytes)
     principal = f"{context.actor.type.value}:{context.actor.id}"
+    if idempotency_key is None:
+        return await _writer_of(pool).submit(_Intake(new, principal, context, max_attempts))
     fingerprint = new.fingerprint()
     for _ in range(3):
         if idempotency_key is not None:
@@ -225,11 +236,7 @@ async def _insert(
             "document.created",
             target_type="document",
             target_id=document_id,
-            details={
-                "title": new.title[:200],
-                "url": new.url,
-                "bytes": None if new.content is None else len(new.content),
-            },
+            details=_audit_details(new),
         )
         await enqueue(
             conn,
@@ -259,6 +266,116 @@ async def _insert(
             if stored is None:
                 raise _KeyTaken()
     return receipt
+
+
+@attrs.frozen
+class _Intake:
+    new: NewDocument
+    principal: str
+    context: AuditContext
+    max_attempts: int
+
+
+# One group commit per pool (that is, per process and database): concurrent intakes
+# without an Idempotency-Key share transactions.
+_writers: weakref.WeakKeyDictionary[Pool, GroupCommit[_Intake, Receipt]] = (
+    weakref.WeakKeyDictionary()
+)
+INTAKE_MAX_BATCH = 64
+
+
+def _writer_of(pool: Pool) -> GroupCommit[_Intake, Receipt]:
+    writer = _writers.get(pool)
+    if writer is None:
+
+        async def write(intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
+            return await _insert_many(pool, intakes)
+
+        writer = _writers[pool] = GroupCommit(write, max_batch=INTAKE_MAX_BATCH)
+    return writer
+
+
+async def _insert_many(pool: Pool, intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
+    """Write intakes in one transaction (the same rows as :func:`_insert`, each); if the
+    database refuses a value, each is written alone, so that only its own fails."""
+    try:
+        async with pool.transaction() as conn:
+            rows = await (
+                await conn.execute(SQL["insert_documents"], _document_columns(intakes))
+            ).fetchall()
+            ids = [int(row[0]) for row in rows]
+            await record_many(
+                conn,
+                [
+                    NewEvent(
+                        context=intake.context,
+                        action="document.created",
+                        target_type="document",
+                        target_id=document_id,
+                        details=_audit_details(intake.new),
+                    )
+                    for intake, document_id in zip(intakes, ids, strict=True)
+                ],
+            )
+            await enqueue_many(
+                conn,
+                [
+                    JobSpec(
+                        queue=_FIRST_STEP.queue,
+                        payload={"document_id": document_id},
+                        max_attempts=intake.max_attempts,
+                    )
+                    for intake, document_id in zip(intakes, ids, strict=True)
+                ],
+            )
+    except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError):
+        raise  # the database is away: every intake of the batch fails alike
+    except psycopg.Error:
+        if len(intakes) == 1:
+            raise
+        return [await _insert_alone(pool, intake) for intake in intakes]
+    return [
+        Receipt(
+            id=int(row[0]),
+            state=DocumentState.RECEIVED.value,
+            title=intake.new.title,
+            created_at=row[1],
+        )
+        for intake, row in zip(intakes, rows, strict=True)
+    ]
+
+
+async def _insert_alone(pool: Pool, intake: _Intake) -> Receipt | Exception:
+    try:
+        return await _insert(
+            pool, intake.new, intake.principal, intake.context, intake.max_attempts, None, b""
+        )
+    except psycopg.Error as exc:
+        return exc
+
+
+def _document_columns(intakes: Sequence[_Intake]) -> dict[str, list[Any]]:
+    news = [intake.new for intake in intakes]
+    return {
+        "titles": [new.title for new in news],
+        "source_ids": [new.source_id for new in news],
+        "external_ids": [new.external_id for new in news],
+        "urls": [new.url for new in news],
+        "filenames": [new.filename for new in news],
+        "media_types": [new.media_type for new in news],
+        "sizes": [None if new.content is None else len(new.content) for new in news],
+        "metadata": [Jsonb(new.metadata) for new in news],
+        "created_by": [intake.principal for intake in intakes],
+        "contents": [new.content for new in news],
+    }
+
+
+def _audit_details(new: NewDocument) -> dict[str, Any]:
+    return {
+        "title": new.title[:200],
+        "url": new.url,
+        "bytes": None if new.content is None else len(new.content),
+    }
 
 
 IDEMPOTENCY_KEY_KEEP_SECONDS = 86_400.0  # a client retries within minutes, not days

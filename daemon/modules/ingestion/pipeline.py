@@ -26,12 +26,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 from psycopg.types.json import Jsonb
 
-from daemon.modules.analysis import AnalysisRequest, Analyzer
+from daemon.modules.analysis import AnalysisOutcome, AnalysisRequest, Analyzer
 from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
 from daemon.modules.cases import RoutingRules, decide, open_case, parse_routing_rules
-from daemon.modules.ingestion.extraction import extract_text
+from daemon.modules.ingestion.extraction import Extracted, extract_text
 from daemon.modules.ingestion.fetch import FetchPolicy, fetch_url
 from daemon.modules.ingestion.normalize import normalize
 from daemon.modules.ingestion.states import (
@@ -42,7 +43,7 @@ from daemon.modules.ingestion.states import (
     step_of_queue,
     transition,
 )
-from daemon.queue import PermanentFailure, enqueue
+from daemon.queue import JobSpec, PermanentFailure, enqueue_many
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import AnalysisFailed, EmptyContent, IngestionError
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from daemon.modules.analysis import Analysis, Taxonomy
+    from daemon.modules.cases.routing import RoutingDecision
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -126,8 +128,19 @@ class StepResult:
 SKIPPED = StepResult(outcome="skipped")
 
 
+Results = dict[int, "StepResult | Exception"]  # document id -> what its step did
+
+
 class Pipeline:
-    """Runs the steps; one per worker process, shared by every step's handler."""
+    """Runs the steps; one per worker process, shared by every step's handler.
+
+    A step runs for a batch of documents at once (:meth:`run_batch`): one read of the
+    batch's input, the computing per document, then one transaction that moves every
+    document of the batch on, writes the results, records the history and enqueues the
+    next jobs. Each document keeps the single-document contract of the module
+    docstring: of a batch, the documents no longer in the step's state are skipped and
+    the others advance, each exactly once.
+    """
 
     def __init__(self, pool: Pool, config: PipelineConfig) -> None:
         self.pool = pool
@@ -144,39 +157,59 @@ class Pipeline:
     async def run_step(
         self, step: Step, document_id: int, options: Mapping[str, Any] | None = None
     ) -> StepResult:
-        """Run ``step`` for the document (see the module docstring). ``options`` come
-        from the job: ``{"analyzer": {"provider": ..., "model": ...}}`` for a reanalysis
-        with another analyzer.
+        """Run ``step`` for one document: :meth:`run_batch` of one, its exception raised.
 
         Raises:
-            AnalyzerUnavailable: the analysis step could not reach its model server (or
-                its circuit breaker is open): the caller reschedules the job, whose
-                attempt does not count.
-            AnalysisFailed: the model's output stayed invalid (with the raw output in
-                the message): retried like any transient error, attempts counted.
+            AnalyzerUnavailable, AnalysisFailed, PermanentFailure: see :meth:`run_batch`.
         """
-        try:
-            if step.name == "analyze":
-                return await self._analyze(step, document_id, dict(options or {}))
-            return await self._work[step.name](step, document_id)
-        except IngestionError as exc:
-            return await self.fail(step, document_id, exc.message)
-        except AnalysisFailed as exc:
-            # A model's answers vary: another attempt (the queue's retry, with backoff)
-            # may well be valid. The raw output goes to the document's history (not to
-            # the job's error, which is logged: it is the document's content, in effect).
-            await self._keep_invalid_output(step, document_id, exc)
-            raise AnalysisFailed(
-                f"{exc.message} (the model's raw output is in the document's history)",
-                raw_output=exc.raw_output,
-                errors=exc.errors,
-            ) from None
+        outcome = (await self.run_batch(step, {document_id: options or {}}))[document_id]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    async def _read(self, query: str, document_id: int) -> tuple[Any, ...] | None:
-        """One row of a step's input query (autocommit: no transaction to end)."""
+    async def run_batch(self, step: Step, documents: Mapping[int, Mapping[str, Any]]) -> Results:
+        """Run ``step`` for each document (id -> the job's options: ``{"analyzer":
+        {"provider": ..., "model": ...}}`` for a reanalysis with another analyzer); for
+        each, its :class:`StepResult` or the exception its job should end with:
+
+        * ``AnalyzerUnavailable``: the model server could not be reached (or its
+          circuit breaker is open): the caller reschedules the job, whose attempt does
+          not count;
+        * ``AnalysisFailed``: the model's output stayed invalid (the raw output is in
+          the document's history): retried like any transient error, attempts counted;
+        * ``PermanentFailure``: the job itself is malformed (an impossible analyzer).
+
+        A document whose content cannot be ingested (``IngestionError``) is failed here
+        and gets a ``failed`` result. An error of the database (or any unexpected one)
+        raises: the whole batch is retried, which the steps' idempotency makes safe.
+        """
+        results: Results = {}
+        if step.name == "analyze":
+            await self._analyze(step, documents, results)
+        else:
+            await self._work[step.name](step, list(documents), results)
+        for document_id, outcome in list(results.items()):
+            if isinstance(outcome, IngestionError):
+                results[document_id] = await self.fail(step, document_id, outcome.message)
+            elif isinstance(outcome, AnalysisFailed):
+                # A model's answers vary: another attempt (the queue's retry, with backoff)
+                # may well be valid. The raw output goes to the document's history (not
+                # to the job's error, which is logged: it is the document's content).
+                await self._keep_invalid_output(step, document_id, outcome)
+                results[document_id] = AnalysisFailed(
+                    f"{outcome.message} (the model's raw output is in the document's history)",
+                    raw_output=outcome.raw_output,
+                    errors=outcome.errors,
+                )
+        return results
+
+    async def _read(self, query: str, document_ids: list[int]) -> dict[int, tuple[Any, ...]]:
+        """A step's input rows by document id (autocommit: no transaction to end); the
+        first column of each query is the document's id, and is not in the tuple."""
         async with self.pool.connection() as conn:
             await conn.set_autocommit(True)
-            return await (await conn.execute(SQL[query], {"id": document_id})).fetchone()
+            rows = await (await conn.execute(SQL[query], {"ids": document_ids})).fetchall()
+        return {int(row[0]): tuple(row[1:]) for row in rows}
 
     async def _keep_invalid_output(self, step: Step, document_id: int, exc: AnalysisFailed) -> None:
         async with self.pool.transaction() as conn:
@@ -250,67 +283,94 @@ class Pipeline:
         self,
         conn: TrioConnection,
         step: Step,
-        document_id: int,
+        moves: Mapping[int, tuple[DocumentState, dict[str, Any]]],
+        results: Results,
         *,
-        to_state: DocumentState | None = None,
-        detail: dict[str, Any] | None = None,
         needs_blob: bool = False,
-    ) -> bool:
-        """Move the document on inside the caller's transaction, record the transition
-        and enqueue what follows; False (nothing written) when it is no longer in the
-        step's state."""
-        outcome = Outcome.DUPLICATE if to_state is DocumentState.DUPLICATE else Outcome.ADVANCED
-        target = transition(step.from_state, step, outcome)  # the table decides
-        row = await (
+    ) -> set[int]:
+        """Move documents on inside the caller's transaction (document id -> the state
+        the step reached, its detail for the history), record the transitions and
+        enqueue what follows. The ids moved: a document no longer in the step's state
+        is not (and gets ``skipped`` in ``results``); the others get ``advanced``."""
+        if not moves:
+            return set()
+        ids = sorted(moves)  # one lock order for every batch
+        targets = [transition(step.from_state, step, _outcome_of(moves[i][0])) for i in ids]
+        rows = await (
             await conn.execute(
                 SQL["advance"],
                 {
-                    "id": document_id,
+                    "ids": ids,
+                    "to_states": [target.value for target in targets],
+                    "details": [Jsonb(moves[i][1]) for i in ids],
                     "from_state": step.from_state.value,
-                    "to_state": target.value,
                     "step": step.name,
-                    "detail": Jsonb(detail or {}),
                     "retention": self.config.retention.total_seconds(),
                     "needs_blob": needs_blob,
                 },
             )
-        ).fetchone()
-        if row is None:
-            return False
-        following = next_step(step) if target is step.to_state else None
-        if following is not None:
+        ).fetchall()
+        moved = {int(row[0]) for row in rows}
+        following = next_step(step)
+        onward: list[int] = []
+        for document_id, target in zip(ids, targets, strict=True):
+            if document_id not in moved:
+                results[document_id] = SKIPPED
+                continue
+            results[document_id] = StepResult(outcome="advanced", state=target.value)
+            if following is not None and target is step.to_state:
+                onward.append(document_id)
+        if onward:
             # No dedup key: this runs once per document and step (the state guard above).
-            await enqueue(
+            await enqueue_many(
                 conn,
-                following.queue,
-                {"document_id": document_id},
-                max_attempts=self.config.max_attempts,
+                [
+                    JobSpec(
+                        queue=following.queue,
+                        payload={"document_id": document_id},
+                        max_attempts=self.config.max_attempts,
+                    )
+                    for document_id in onward
+                ],
             )
-        return True
+        return moved
 
-    async def _fetch(self, step: Step, document_id: int) -> StepResult:
+    async def _fetch(self, step: Step, ids: list[int], results: Results) -> None:
         # Content given at intake (the usual case): one transaction, no read first.
+        advanced = {document_id: (step.to_state, {}) for document_id in ids}
         async with self.pool.transaction() as conn:
-            if await self._advance(conn, step, document_id, needs_blob=True):
-                return StepResult(outcome="advanced", state=step.to_state.value)
-        row = await self._read("step_input", document_id)
-        if row is None or row[0] != step.from_state.value:
-            return SKIPPED
-        url = row[1]
-        if url is None:
-            raise IngestionError("the document has neither content nor a URL")
+            moved = await self._advance(conn, step, advanced, results, needs_blob=True)
+        rest = [document_id for document_id in ids if document_id not in moved]
+        if not rest:
+            return
+        inputs = await self._read("step_input", rest)
+        to_fetch: dict[int, str] = {}
+        for document_id in rest:
+            row = inputs.get(document_id)
+            if row is None or row[0] != step.from_state.value:
+                results[document_id] = SKIPPED
+            elif row[1] is None:
+                results[document_id] = IngestionError("the document has neither content nor a URL")
+            else:
+                to_fetch[document_id] = row[1]
+
+        async def fetch_one(document_id: int, url: str) -> None:
+            try:
+                results[document_id] = await self._fetch_url(step, document_id, url)
+            except Exception as exc:  # this document's outcome, not the batch's
+                results[document_id] = exc
+
+        async with trio.open_nursery() as nursery:
+            for document_id, url in to_fetch.items():
+                nursery.start_soon(fetch_one, document_id, url)
+
+    async def _fetch_url(self, step: Step, document_id: int, url: str) -> StepResult:
         fetched = await fetch_url(url, self.config.fetch)
+        detail = {"url": fetched.final_url, "status": fetched.status, "bytes": len(fetched.data)}
+        results: Results = {}
         async with self.pool.transaction() as conn:
-            if not await self._advance(
-                conn,
-                step,
-                document_id,
-                detail={
-                    "url": fetched.final_url,
-                    "status": fetched.status,
-                    "bytes": len(fetched.data),
-                },
-            ):
+            moved = await self._advance(conn, step, {document_id: (step.to_state, detail)}, results)
+            if not moved:
                 return SKIPPED
             await conn.execute(SQL["insert_blob"], {"id": document_id, "data": fetched.data})
             media_type = fetched.media_type
@@ -322,90 +382,152 @@ class Pipeline:
             )
         return StepResult(outcome="advanced", state=step.to_state.value)
 
-    async def _blob_input(self, step: Step, document_id: int) -> _BlobInput | None:
-        row = await self._read("blob_input", document_id)
-        if row is None or row[0] != step.from_state.value:
-            return None
-        if row[3] is None:
-            raise IngestionError("the document's content is missing")
-        return _BlobInput(media_type=row[1], filename=row[2], data=bytes(row[3]))
+    async def _blob_inputs(
+        self, step: Step, ids: list[int], results: Results
+    ) -> dict[int, _BlobInput]:
+        """The stored content of the documents still in the step's state; the others
+        get their result."""
+        rows = await self._read("blob_input", ids)
+        inputs: dict[int, _BlobInput] = {}
+        for document_id in ids:
+            row = rows.get(document_id)
+            if row is None or row[0] != step.from_state.value:
+                results[document_id] = SKIPPED
+            elif row[3] is None:
+                results[document_id] = IngestionError("the document's content is missing")
+            else:
+                inputs[document_id] = _BlobInput(
+                    media_type=row[1], filename=row[2], data=bytes(row[3])
+                )
+        return inputs
 
-    async def _hash(self, step: Step, document_id: int) -> StepResult:
-        document = await self._blob_input(step, document_id)
-        if document is None:
-            return SKIPPED
-        data = document.data
-        if not data:  # all empty documents are alike; none is a duplicate of another
-            raise EmptyContent("the document is empty (0 bytes)")
-        digest = await _CPU.run(lambda: hashlib.sha256(data).digest())
-        async with self.pool.transaction() as conn:
-            original = await _claim_hash(conn, digest, document_id)
-            target = step.to_state if original is None else DocumentState.DUPLICATE
-            detail = {"sha256": digest.hex()} | ({"duplicate_of": original} if original else {})
-            if not await self._advance(conn, step, document_id, to_state=target, detail=detail):
-                return SKIPPED
-            await conn.execute(
-                SQL["set_hash"], {"id": document_id, "sha256": digest, "duplicate_of": original}
-            )
-        return StepResult(outcome="advanced", state=target.value)
-
-    async def _extract(self, step: Step, document_id: int) -> StepResult:
-        document = await self._blob_input(step, document_id)
-        if document is None:
-            return SKIPPED
-        extracted = await _CPU.run(
-            lambda: extract_text(document.data, document.media_type, filename=document.filename)
-        )
-        extraction = {
-            "media_type": extracted.media_type,
-            "charset": extracted.charset,
-            "pages": extracted.pages,
-            "truncated": extracted.truncated,
-            "warnings": list(extracted.warnings),
-        }
-        async with self.pool.transaction() as conn:
-            if not await self._advance(
-                conn, step, document_id, detail={"chars": len(extracted.text)} | extraction
-            ):
-                return SKIPPED
-            await conn.execute(
-                SQL["set_extracted"],
-                {"id": document_id, "text": extracted.text, "extraction": Jsonb(extraction)},
-            )
-        return StepResult(outcome="advanced", state=step.to_state.value)
-
-    async def _normalize(self, step: Step, document_id: int) -> StepResult:
-        row = await self._read("extracted_input", document_id)
-        if row is None or row[0] != step.from_state.value:
-            return SKIPPED
-        if row[1] is None:
-            raise IngestionError("the document's extracted text is missing")
-        text = str(row[1])
-        normalized = await _CPU.run(
-            lambda: normalize(
-                text, chunk_chars=self.config.chunk_chars, max_chunks=self.config.max_chunks
-            )
+    async def _hash(self, step: Step, ids: list[int], results: Results) -> None:
+        documents = await self._blob_inputs(step, ids, results)
+        for document_id, document in list(documents.items()):
+            if not document.data:  # all empty documents are alike; none duplicates another
+                results[document_id] = EmptyContent("the document is empty (0 bytes)")
+                del documents[document_id]
+        if not documents:
+            return
+        datas = [(document_id, document.data) for document_id, document in documents.items()]
+        digests = dict(
+            await _CPU.run(lambda: [(i, hashlib.sha256(data).digest()) for i, data in datas])
         )
         async with self.pool.transaction() as conn:
-            detail = {
-                "chars": normalized.chars,
-                "language": normalized.language,
-                "chunks": len(normalized.chunks),
-                "truncated": normalized.truncated,
+            originals = await _claim_hashes(conn, digests)
+            moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {}
+            for document_id, digest in digests.items():
+                original = originals.get(document_id)
+                detail: dict[str, Any] = {"sha256": digest.hex()}
+                if original is None:
+                    moves[document_id] = (step.to_state, detail)
+                else:
+                    moves[document_id] = (
+                        DocumentState.DUPLICATE,
+                        detail | {"duplicate_of": original},
+                    )
+            moved = await self._advance(conn, step, moves, results)
+            if moved:
+                ordered = sorted(moved)
+                await conn.execute(
+                    SQL["set_hashes"],
+                    {
+                        "ids": ordered,
+                        "sha256s": [digests[i] for i in ordered],
+                        "duplicates_of": [originals.get(i) for i in ordered],
+                    },
+                )
+
+    async def _extract(self, step: Step, ids: list[int], results: Results) -> None:
+        documents = await self._blob_inputs(step, ids, results)
+        if not documents:
+            return
+
+        def extract_all() -> dict[int, Extracted | Exception]:
+            extracted: dict[int, Extracted | Exception] = {}
+            for document_id, document in documents.items():
+                try:
+                    extracted[document_id] = extract_text(
+                        document.data, document.media_type, filename=document.filename
+                    )
+                except Exception as exc:  # this document's outcome
+                    extracted[document_id] = exc
+            return extracted
+
+        moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {}
+        texts: dict[int, tuple[str, dict[str, Any]]] = {}
+        for document_id, extracted in (await _CPU.run(extract_all)).items():
+            if isinstance(extracted, Exception):
+                results[document_id] = extracted
+                continue
+            extraction = {
+                "media_type": extracted.media_type,
+                "charset": extracted.charset,
+                "pages": extracted.pages,
+                "truncated": extracted.truncated,
+                "warnings": list(extracted.warnings),
             }
-            if not await self._advance(conn, step, document_id, detail=detail):
-                return SKIPPED
-            await conn.execute(
-                SQL["set_normalized"],
+            moves[document_id] = (step.to_state, {"chars": len(extracted.text)} | extraction)
+            texts[document_id] = (extracted.text, extraction)
+        if not moves:
+            return
+        async with self.pool.transaction() as conn:
+            moved = sorted(await self._advance(conn, step, moves, results))
+            if moved:
+                await conn.execute(
+                    SQL["set_extracted"],
+                    {
+                        "ids": moved,
+                        "texts": [texts[i][0] for i in moved],
+                        "extractions": [Jsonb(texts[i][1]) for i in moved],
+                    },
+                )
+
+    async def _normalize(self, step: Step, ids: list[int], results: Results) -> None:
+        rows = await self._read("extracted_input", ids)
+        texts: dict[int, str] = {}
+        for document_id in ids:
+            row = rows.get(document_id)
+            if row is None or row[0] != step.from_state.value:
+                results[document_id] = SKIPPED
+            elif row[1] is None:
+                results[document_id] = IngestionError("the document's extracted text is missing")
+            else:
+                texts[document_id] = str(row[1])
+        if not texts:
+            return
+        chunk_chars, max_chunks = self.config.chunk_chars, self.config.max_chunks
+        normalized = await _CPU.run(
+            lambda: {
+                document_id: normalize(text, chunk_chars=chunk_chars, max_chunks=max_chunks)
+                for document_id, text in texts.items()
+            }
+        )
+        moves = {
+            document_id: (
+                step.to_state,
                 {
-                    "id": document_id,
-                    "text": normalized.text,
-                    "chunks": Jsonb(list(normalized.chunks)),
-                    "truncated": normalized.truncated,
-                    "language": normalized.language,
+                    "chars": result.chars,
+                    "language": result.language,
+                    "chunks": len(result.chunks),
+                    "truncated": result.truncated,
                 },
             )
-        return StepResult(outcome="advanced", state=step.to_state.value)
+            for document_id, result in normalized.items()
+        }
+        async with self.pool.transaction() as conn:
+            moved = sorted(await self._advance(conn, step, moves, results))
+            if moved:
+                await conn.execute(
+                    SQL["set_normalized"],
+                    {
+                        "ids": moved,
+                        "texts": [normalized[i].text for i in moved],
+                        "chunks": [Jsonb(list(normalized[i].chunks)) for i in moved],
+                        "truncated": [normalized[i].truncated for i in moved],
+                        "languages": [normalized[i].language for i in moved],
+                    },
+                )
 
     def _analyzer_for(self, choice: object) -> Analyzer:
         """The analyzer a job asks for (none: the configured one).
@@ -424,78 +546,139 @@ class Pipeline:
         except ValueError as exc:
             raise PermanentFailure(f"analyzer choice: {exc}") from None
 
-    async def _analyze(self, step: Step, document_id: int, options: dict[str, Any]) -> StepResult:
-        analyzer = self._analyzer_for(options.get("analyzer"))
-        row = await self._read("analysis_input", document_id)
-        if row is None or row[0] != step.from_state.value:
-            return SKIPPED
-        _state, title, language, metadata, chunks, truncated = row
-        if chunks is None:
-            raise IngestionError("the document's normalized text is missing")
-        result = await analyzer.analyze(
-            AnalysisRequest(
+    async def _analyze(
+        self, step: Step, documents: Mapping[int, Mapping[str, Any]], results: Results
+    ) -> None:
+        analyzers: dict[int, Analyzer] = {}
+        for document_id, options in documents.items():
+            try:
+                analyzers[document_id] = self._analyzer_for(options.get("analyzer"))
+            except PermanentFailure as exc:
+                results[document_id] = exc
+        if not analyzers:
+            return
+        rows = await self._read("analysis_input", list(analyzers))
+        requests: dict[int, AnalysisRequest] = {}
+        for document_id in analyzers:
+            row = rows.get(document_id)
+            if row is None or row[0] != step.from_state.value:
+                results[document_id] = SKIPPED
+                continue
+            _state, title, language, metadata, chunks, truncated = row
+            if chunks is None:
+                results[document_id] = IngestionError("the document's normalized text is missing")
+                continue
+            requests[document_id] = AnalysisRequest(
                 title=title or "",
                 chunks=list(chunks),
                 language=language,
                 truncated=bool(truncated),
                 metadata=dict(metadata or {}),
             )
-        )
-        analysis = result.analysis
-        async with self.pool.transaction() as conn:
-            detail = {
-                "provider": result.provider,
-                "category": analysis.category,
-                "severity": analysis.severity.value,
-            }
-            if not await self._advance(conn, step, document_id, detail=detail):
-                return SKIPPED
-            await conn.execute(
-                SQL["insert_analysis"],
+        outcomes: dict[int, AnalysisOutcome] = {}
+
+        async def analyze_one(document_id: int, request: AnalysisRequest) -> None:
+            try:
+                outcomes[document_id] = await analyzers[document_id].analyze(request)
+            except Exception as exc:  # this document's outcome, not the batch's
+                results[document_id] = exc
+
+        async with trio.open_nursery() as nursery:
+            for document_id, request in requests.items():
+                nursery.start_soon(analyze_one, document_id, request)
+        if not outcomes:
+            return
+        moves = {
+            document_id: (
+                step.to_state,
                 {
-                    "id": document_id,
-                    "category": analysis.category,
-                    "severity": analysis.severity.value,
-                    "summary": analysis.summary,
-                    "entities": Jsonb([e.model_dump(mode="json") for e in analysis.entities]),
-                    "confidence": analysis.confidence,
-                    "rationale": analysis.rationale,
-                    "provider": result.provider,
-                    "model": result.model,
-                    "version": result.version,
-                    "latency_ms": result.latency_ms,
-                    "calls": result.calls,
-                    "repair_rounds": result.repair_rounds,
-                    "prompt_tokens": result.prompt_tokens,
-                    "completion_tokens": result.completion_tokens,
-                    "chunked": result.chunked,
-                    "truncated": bool(truncated),
+                    "provider": outcome.provider,
+                    "category": outcome.analysis.category,
+                    "severity": outcome.analysis.severity.value,
                 },
             )
-        return StepResult(outcome="advanced", state=step.to_state.value)
+            for document_id, outcome in outcomes.items()
+        }
+        async with self.pool.transaction() as conn:
+            moved = sorted(await self._advance(conn, step, moves, results))
+            if moved:
+                await conn.execute(
+                    SQL["insert_analyses"],
+                    _analysis_columns([(i, outcomes[i], requests[i].truncated) for i in moved]),
+                )
 
-    async def _route(self, step: Step, document_id: int) -> StepResult:
+    async def _route(self, step: Step, ids: list[int], results: Results) -> None:
         # Deciding is pure and quick: read, decide and write in one transaction.
         async with self.pool.transaction() as conn:
-            row = await (await conn.execute(SQL["route_input"], {"id": document_id})).fetchone()
-            if row is None or row[0] != step.from_state.value:
-                return SKIPPED
-            if row[1] is None:
-                raise IngestionError("the document has no analysis to route")
-            analysis = _analysis_from_row(row[1:], self.config.taxonomy)
-            decision = decide(analysis, self.config.routing, datetime.now(UTC))
-            detail: dict[str, Any] = {"open_case": decision.open_case, "reason": decision.reason}
-            if not await self._advance(conn, step, document_id, detail=detail):
-                return SKIPPED
-            if decision.open_case:
-                await open_case(conn, document_id, int(row[1]), decision)
-        return StepResult(outcome="advanced", state=step.to_state.value)
+            rows = await (await conn.execute(SQL["route_input"], {"ids": sorted(ids)})).fetchall()
+            inputs = {int(row[0]): tuple(row[1:]) for row in rows}
+            decisions: dict[int, tuple[int, RoutingDecision]] = {}
+            moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {}
+            now = datetime.now(UTC)
+            for document_id in ids:
+                row = inputs.get(document_id)
+                if row is None or row[0] != step.from_state.value:
+                    results[document_id] = SKIPPED
+                    continue
+                if row[1] is None:
+                    results[document_id] = IngestionError("the document has no analysis to route")
+                    continue
+                decision = decide(
+                    _analysis_from_row(row[1:], self.config.taxonomy), self.config.routing, now
+                )
+                decisions[document_id] = (int(row[1]), decision)
+                moves[document_id] = (
+                    step.to_state,
+                    {"open_case": decision.open_case, "reason": decision.reason},
+                )
+            moved = await self._advance(conn, step, moves, results)
+            for document_id in sorted(moved):
+                analysis_id, decision = decisions[document_id]
+                if decision.open_case:
+                    await open_case(conn, document_id, analysis_id, decision)
 
-    async def _complete(self, step: Step, document_id: int) -> StepResult:
+    async def _complete(self, step: Step, ids: list[int], results: Results) -> None:
+        moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {
+            document_id: (step.to_state, {}) for document_id in ids
+        }
         async with self.pool.transaction() as conn:  # advance sets completed_at, retain_until
-            if not await self._advance(conn, step, document_id):
-                return SKIPPED
-        return StepResult(outcome="advanced", state=step.to_state.value)
+            await self._advance(conn, step, moves, results)
+
+
+def _outcome_of(target: DocumentState) -> Outcome:
+    return Outcome.DUPLICATE if target is DocumentState.DUPLICATE else Outcome.ADVANCED
+
+
+def _analysis_columns(rows: list[tuple[int, AnalysisOutcome, bool]]) -> dict[str, list[Any]]:
+    """The ``insert_analyses`` parameters: one array per column, one element per document."""
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "ids", "categories", "severities", "summaries", "entities", "confidences",
+            "rationales", "providers", "models", "versions", "latencies", "calls",
+            "repair_rounds", "prompt_tokens", "completion_tokens", "chunked", "truncated",
+        )
+    }  # fmt: skip
+    for document_id, result, truncated in rows:
+        analysis = result.analysis
+        columns["ids"].append(document_id)
+        columns["categories"].append(analysis.category)
+        columns["severities"].append(analysis.severity.value)
+        columns["summaries"].append(analysis.summary)
+        columns["entities"].append(Jsonb([e.model_dump(mode="json") for e in analysis.entities]))
+        columns["confidences"].append(analysis.confidence)
+        columns["rationales"].append(analysis.rationale)
+        columns["providers"].append(result.provider)
+        columns["models"].append(result.model)
+        columns["versions"].append(result.version)
+        columns["latencies"].append(result.latency_ms)
+        columns["calls"].append(result.calls)
+        columns["repair_rounds"].append(result.repair_rounds)
+        columns["prompt_tokens"].append(result.prompt_tokens)
+        columns["completion_tokens"].append(result.completion_tokens)
+        columns["chunked"].append(result.chunked)
+        columns["truncated"].append(truncated)
+    return columns
 
 
 @attrs.frozen(kw_only=True)
@@ -505,16 +688,39 @@ class _BlobInput:
     data: bytes
 
 
-async def _claim_hash(conn: TrioConnection, digest: bytes, document_id: int) -> int | None:
-    """None if ``document_id`` is the first with this content (or takes over from a first
-    one that failed: a re-upload of a document that failed must get its chance), else
-    the original's id."""
+async def _claim_hashes(conn: TrioConnection, digests: Mapping[int, bytes]) -> dict[int, int]:
+    """Claim each document's content in the caller's transaction; the documents that
+    are duplicates, with their original's id. A document is the original if it is the
+    first with its content (of the batch too), or takes over from a first one that
+    failed (a re-upload of a document that failed must get its chance)."""
+    ordered = sorted(digests.items(), key=lambda item: (item[1], item[0]))  # one lock order
+    rows = await (
+        await conn.execute(
+            SQL["claim_hashes"],
+            {"sha256s": [digest for _, digest in ordered], "ids": [i for i, _ in ordered]},
+        )
+    ).fetchall()
+    claimed = {int(row[0]) for row in rows}
+    originals: dict[int, int] = {}
+    for document_id, digest in ordered:
+        if document_id not in claimed:
+            original = await _original_of(conn, digest, document_id)
+            if original is not None:
+                originals[document_id] = original
+    return originals
+
+
+async def _original_of(conn: TrioConnection, digest: bytes, document_id: int) -> int | None:
+    """After a lost claim: None if ``document_id`` may still be the original (it holds
+    the hash, or takes it over from a failed holder), else the holder's id."""
     params: dict[str, Any] = {"sha256": digest, "id": document_id}
     while True:
-        if await (await conn.execute(SQL["claim_hash"], params)).fetchone() is not None:
-            return None
+        # A separate statement: a conflicting row committed while the claim waited is
+        # not in the claim's snapshot.
         row = await (await conn.execute(SQL["original_of_hash"], params)).fetchone()
         if row is None:  # the holder was deleted meanwhile: claim again
+            if await (await conn.execute(SQL["claim_hash"], params)).fetchone() is not None:
+                return None
             continue
         holder, state = int(row[0]), row[1]
         if holder == document_id:

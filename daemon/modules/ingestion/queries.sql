@@ -8,6 +8,34 @@ VALUES (%(title)s, %(source_id)s, %(external_id)s, %(url)s, %(filename)s, %(medi
         %(size_bytes)s, %(metadata)s, %(created_by)s)
 RETURNING id, created_at
 
+-- name: insert_documents
+-- Many intakes in one statement: the documents (ids drawn first, so that their content
+-- and first history event go in beside them), in the given order.
+WITH input AS (
+    SELECT nextval(pg_get_serial_sequence('documents', 'id')) AS id, i.*
+    FROM unnest(%(titles)s::text[], %(source_ids)s::text[], %(external_ids)s::text[],
+                %(urls)s::text[], %(filenames)s::text[], %(media_types)s::text[],
+                %(sizes)s::bigint[], %(metadata)s::jsonb[], %(created_by)s::text[],
+                %(contents)s::bytea[])
+         WITH ORDINALITY AS i(title, source_id, external_id, url, filename, media_type,
+                              size_bytes, metadata, created_by, content, ord)
+), inserted AS (
+    INSERT INTO documents (id, title, source_id, external_id, url, filename, media_type,
+                           size_bytes, metadata, created_by)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
+           metadata, created_by
+    FROM input ORDER BY ord
+    RETURNING id, created_at
+), blobs AS (
+    INSERT INTO document_blobs (document_id, data)
+    SELECT id, content FROM input WHERE content IS NOT NULL ORDER BY ord
+), events AS (
+    INSERT INTO document_events (document_id, from_state, to_state, step, detail)
+    SELECT id, NULL, 'received', NULL, '{}' FROM input ORDER BY ord
+)
+SELECT i.id, d.created_at FROM input i JOIN inserted d ON d.id = i.id ORDER BY i.ord
+
 -- name: insert_blob
 INSERT INTO document_blobs (document_id, data) VALUES (%(id)s, %(data)s)
 ON CONFLICT (document_id) DO UPDATE SET data = EXCLUDED.data
@@ -27,63 +55,80 @@ ON CONFLICT (principal, key) DO NOTHING
 RETURNING key
 
 -- name: advance
--- Move a document from the step's state to the next one and record the transition, in
--- one statement; no row: it was not in that state (a redelivered job whose work is
--- done, or an operator's change). The row lock taken here serialises concurrent
--- deliveries of the same step. With %(needs_blob)s, only if its content is stored.
-WITH moved AS (
-    UPDATE documents
-    SET state = %(to_state)s::document_state, updated_at = now(),
-        completed_at = CASE WHEN %(to_state)s::document_state = 'completed' THEN now() END,
-        retain_until = CASE WHEN %(to_state)s::document_state = 'completed'
+-- Move documents from the step's state to the next one (each to its own: the hash step
+-- sends duplicates elsewhere) and record the transitions, in one statement; a document
+-- not returned was not in that state (a redelivered job whose work is done, or an
+-- operator's change). The row locks taken here serialise concurrent deliveries of the
+-- same step. With %(needs_blob)s, only documents whose content is stored.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(to_states)s::document_state[],
+                         %(details)s::jsonb[]) AS i(id, to_state, detail)
+), moved AS (
+    UPDATE documents d
+    SET state = i.to_state, updated_at = now(),
+        completed_at = CASE WHEN i.to_state = 'completed' THEN now() END,
+        retain_until = CASE WHEN i.to_state = 'completed'
                             THEN now() + make_interval(secs => %(retention)s) END
-    WHERE id = %(id)s AND state = %(from_state)s::document_state
+    FROM input i
+    WHERE d.id = i.id AND d.state = %(from_state)s::document_state
       AND (NOT %(needs_blob)s
-           OR EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = %(id)s))
-    RETURNING id
+           OR EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = d.id))
+    RETURNING d.id, i.to_state, i.detail
 ), event AS (
     INSERT INTO document_events (document_id, from_state, to_state, step, detail)
-    SELECT id, %(from_state)s::document_state, %(to_state)s::document_state, %(step)s,
-           %(detail)s
-    FROM moved
+    SELECT id, %(from_state)s::document_state, to_state, %(step)s, detail
+    FROM moved ORDER BY id
 )
 SELECT id FROM moved
 
 -- name: step_input
-SELECT d.state::text, d.url FROM documents d WHERE d.id = %(id)s
+SELECT d.id, d.state::text, d.url FROM documents d WHERE d.id = ANY(%(ids)s)
 
 -- name: blob_input
 -- The hash and extract steps' input: state, declared type and the bytes.
-SELECT d.state::text, d.media_type, d.filename, b.data
+SELECT d.id, d.state::text, d.media_type, d.filename, b.data
 FROM documents d LEFT JOIN document_blobs b ON b.document_id = d.id
-WHERE d.id = %(id)s
+WHERE d.id = ANY(%(ids)s)
 
 -- name: extracted_input
-SELECT d.state::text, t.extracted
+SELECT d.id, d.state::text, t.extracted
 FROM documents d LEFT JOIN document_texts t ON t.document_id = d.id
-WHERE d.id = %(id)s
+WHERE d.id = ANY(%(ids)s)
 
 -- name: analysis_input
-SELECT d.state::text, d.title, d.language, d.metadata, t.chunks, t.truncated
+SELECT d.id, d.state::text, d.title, d.language, d.metadata, t.chunks, t.truncated
 FROM documents d LEFT JOIN document_texts t ON t.document_id = d.id
-WHERE d.id = %(id)s
+WHERE d.id = ANY(%(ids)s)
 
 -- name: route_input
--- Inside the routing transaction: lock the document and read its current analysis.
-SELECT d.state::text, a.id, a.category, a.severity, a.summary, a.entities, a.confidence,
-       a.rationale
+-- Inside the routing transaction: lock the documents (in id order, as every batch
+-- does) and read their current analysis.
+SELECT d.id, d.state::text, a.id, a.category, a.severity, a.summary, a.entities,
+       a.confidence, a.rationale
 FROM documents d LEFT JOIN analyses a ON a.id = d.analysis_id
-WHERE d.id = %(id)s
+WHERE d.id = ANY(%(ids)s)
+ORDER BY d.id
 FOR UPDATE OF d
 
 -- name: set_fetched
 UPDATE documents SET media_type = coalesce(%(media_type)s, media_type), size_bytes = %(size)s
 WHERE id = %(id)s
 
+-- name: claim_hashes
+-- The first document with each content becomes its original (of two in one batch, the
+-- first given); the ids returned won. The others: see original_of_hash, which must be a
+-- separate statement (a conflicting row committed while this one waited is not in this
+-- statement's snapshot). Rows go in the given order: callers sort by hash, so that two
+-- batches wait for each other's hashes in one order (no deadlock).
+INSERT INTO document_hashes (sha256, document_id)
+SELECT h.sha256, h.id
+FROM unnest(%(sha256s)s::bytea[], %(ids)s::bigint[]) WITH ORDINALITY AS h(sha256, id, ord)
+ORDER BY h.ord
+ON CONFLICT (sha256) DO NOTHING
+RETURNING document_id
+
 -- name: claim_hash
--- The first document with this content becomes its original. No row: another
--- document holds the hash (see original_of_hash, which must be a separate statement:
--- a conflicting row committed while this one waited is not in this statement's snapshot).
+-- One document's claim again, after its holder was deleted.
 INSERT INTO document_hashes (sha256, document_id) VALUES (%(sha256)s, %(id)s)
 ON CONFLICT (sha256) DO NOTHING
 RETURNING document_id
@@ -116,43 +161,60 @@ WHERE d.state NOT IN ('completed', 'duplicate', 'failed')
 ORDER BY d.id
 LIMIT %(limit)s
 
--- name: set_hash
-UPDATE documents SET sha256 = %(sha256)s, duplicate_of = %(duplicate_of)s WHERE id = %(id)s
+-- name: set_hashes
+UPDATE documents d SET sha256 = h.sha256, duplicate_of = h.duplicate_of
+FROM unnest(%(ids)s::bigint[], %(sha256s)s::bytea[], %(duplicates_of)s::bigint[])
+     AS h(id, sha256, duplicate_of)
+WHERE d.id = h.id
 
 -- name: set_extracted
 INSERT INTO document_texts (document_id, extracted, extraction)
-VALUES (%(id)s, %(text)s, %(extraction)s)
+SELECT * FROM unnest(%(ids)s::bigint[], %(texts)s::text[], %(extractions)s::jsonb[])
 ON CONFLICT (document_id) DO UPDATE
 SET extracted = EXCLUDED.extracted, extraction = EXCLUDED.extraction,
     normalized = NULL, chunks = NULL, truncated = false
 
 -- name: set_normalized
-WITH texts AS (
-    UPDATE document_texts
-    SET normalized = %(text)s, chunks = %(chunks)s, truncated = %(truncated)s
-    WHERE document_id = %(id)s
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(texts)s::text[], %(chunks)s::jsonb[],
+                         %(truncated)s::boolean[], %(languages)s::text[])
+        AS n(id, normalized, chunks, truncated, language)
+), texts AS (
+    UPDATE document_texts t
+    SET normalized = n.normalized, chunks = n.chunks, truncated = n.truncated
+    FROM input n WHERE t.document_id = n.id
 )
-UPDATE documents SET language = %(language)s WHERE id = %(id)s
+UPDATE documents d SET language = n.language FROM input n WHERE d.id = n.id
 
--- name: insert_analysis
--- A new analysis run, made the document's current one.
-WITH run AS (
-    SELECT coalesce(max(run), 0) + 1 AS next FROM analyses WHERE document_id = %(id)s
+-- name: insert_analyses
+-- A new analysis run of each document, made its current one.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(ids)s::bigint[], %(categories)s::text[], %(severities)s::text[],
+        %(summaries)s::text[], %(entities)s::jsonb[], %(confidences)s::float8[],
+        %(rationales)s::text[], %(providers)s::text[], %(models)s::text[],
+        %(versions)s::text[], %(latencies)s::float8[], %(calls)s::integer[],
+        %(repair_rounds)s::integer[], %(prompt_tokens)s::integer[],
+        %(completion_tokens)s::integer[], %(chunked)s::boolean[], %(truncated)s::boolean[]
+    ) AS i(id, category, severity, summary, entities, confidence, rationale, provider,
+           model, version, latency_ms, calls, repair_rounds, prompt_tokens,
+           completion_tokens, chunked, truncated)
 ), inserted AS (
     INSERT INTO analyses (document_id, run, category, severity, summary, entities,
                           confidence, rationale, provider, model, version, latency_ms, calls,
                           repair_rounds, prompt_tokens, completion_tokens, chunked, truncated)
-    SELECT %(id)s, run.next, %(category)s, %(severity)s, %(summary)s, %(entities)s,
-           %(confidence)s, %(rationale)s, %(provider)s, %(model)s, %(version)s,
-           %(latency_ms)s, %(calls)s, %(repair_rounds)s, %(prompt_tokens)s,
-           %(completion_tokens)s, %(chunked)s, %(truncated)s
-    FROM run
-    RETURNING id
+    SELECT i.id,
+           coalesce((SELECT max(a.run) FROM analyses a WHERE a.document_id = i.id), 0) + 1,
+           i.category, i.severity, i.summary, i.entities, i.confidence, i.rationale,
+           i.provider, i.model, i.version, i.latency_ms, i.calls, i.repair_rounds,
+           i.prompt_tokens, i.completion_tokens, i.chunked, i.truncated
+    FROM input i
+    RETURNING id, document_id, category, severity
 )
-UPDATE documents
-SET analysis_id = (SELECT id FROM inserted), category = %(category)s, severity = %(severity)s
-WHERE id = %(id)s
-RETURNING analysis_id
+UPDATE documents d
+SET analysis_id = n.id, category = n.category, severity = n.severity
+FROM inserted n
+WHERE d.id = n.document_id
 
 -- name: fail_step
 -- A step's document fails (permanently, or out of attempts): only if it is still where
