@@ -108,7 +108,8 @@ _KINDS = "ticket|case|invoice|order|incident|request|reference|ref|claim|contrac
 _ANCHORED_ID = re.compile(
     rf"(?<!\w)(?P<kind>{_KINDS})(?!\w)\s*"
     r"(?P<marker>#|:|(?:number|no\.?|nr\.?|id)\s*[#:]?)?\s*"
-    r"(?P<id>[A-Z0-9](?:[A-Z0-9-]*[A-Z0-9])?)(?![\w-])",
+    # The lookahead asks for a digit in the id: rejects "ticket please" in the engine.
+    r"(?P<id>(?=[A-Z0-9-]*\d)[A-Z0-9](?:[A-Z0-9-]*[A-Z0-9])?)(?![\w-])",
     re.IGNORECASE,
 )
 _PREFIXED_ID = re.compile(r"(?<![\w-])(?:INC|REQ|RITM|CHG|PRB|TASK|INV)-?\d{4,}(?:-\d+)*(?![\w-])")
@@ -276,16 +277,27 @@ _EXTRACTORS: tuple[Callable[[str], Iterator[_Found]], ...] = (
 def extract_entities(text: str, *, limit: int = MAX_ENTITIES) -> tuple[Entity, ...]:
     """The entities in ``text`` (see the module docstring for what and how)."""
     claimed = bytearray(len(text))
-    found: list[tuple[int, Entity]] = []
+    found: list[_Found] = []
     for extractor in _EXTRACTORS:
         for start, end, kind, value, normalized in extractor(text):
             too_long = max(len(value), len(normalized or "")) > ENTITY_VALUE_MAX_CHARS
             if too_long or any(claimed[start:end]):
                 continue
             claimed[start:end] = b"\x01" * (end - start)
-            found.append((start, Entity(type=kind, value=value, normalized=normalized)))
+            found.append((start, end, kind, value, normalized))
     found.sort(key=lambda item: item[0])
-    return dedupe((entity for _, entity in found), limit=limit)
+    # Repeats dropped before the (validating) Entity objects are built.
+    seen: set[tuple[EntityType, str]] = set()
+    entities: list[Entity] = []
+    for _start, _end, kind, value, normalized in found:
+        key = (kind, (normalized or value).strip())
+        if key in seen:
+            continue
+        seen.add(key)
+        entities.append(Entity(type=kind, value=value, normalized=normalized))
+        if len(entities) >= limit:
+            break
+    return dedupe(entities, limit=limit)
 
 
 def dedupe(entities: Iterable[Entity], *, limit: int) -> tuple[Entity, ...]:

@@ -105,10 +105,12 @@ class TermMatcher:
         found: Counter[str] = Counter()
         if self._regex is None or not text:
             return found
-        for match in self._regex.finditer(text):
-            term = self._term_of(" ".join(match.group().lower().split()))
+        # Matches counted in C, then each distinct spelling mapped to its term once (a
+        # text repeats its words: far fewer spellings than matches).
+        for spelling, times in Counter(self._regex.findall(text)).items():
+            term = self._term_of(" ".join(spelling.lower().split()))
             if term is not None:
-                found[term] += 1
+                found[term] += times
         return found
 
     def _term_of(self, key: str) -> str | None:

@@ -10,6 +10,7 @@ good enough to route and to pick an analyzer prompt, not to tell dialects apart.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -67,15 +68,12 @@ def guess_language(text: str) -> str:
     """The ISO 639-1 code of the language ``text`` is most likely in (one of
     :data:`LANGUAGES`), or ``und`` when it is too short, not in one of them, or
     ambiguous. Pure and deterministic; looks at the first :data:`MAX_WORDS` words."""
-    words: list[str] = []
-    for match in _WORD.finditer(text):
-        words.append(match.group().casefold())
-        if len(words) >= MAX_WORDS:
-            break
+    # The first words, taken without a Python-level loop per word.
+    words = list(map(re.Match.group, itertools.islice(_WORD.finditer(text), MAX_WORDS)))
     if len(words) < MIN_WORDS:
         return UNDETERMINED
     scores: Counter[str] = Counter()
-    for word, count in Counter(words).items():
+    for word, count in Counter(map(str.casefold, words)).items():
         for language, weight in _WEIGHTS.get(word, {}).items():
             scores[language] += weight * count
     # Ties are ordered by LANGUAGES (insertion order), and a tie never wins (MIN_LEAD).
