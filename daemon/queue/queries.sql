@@ -146,6 +146,7 @@ SET state = 'completed', result = v.result::jsonb, finished_at = now(),
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS v(id, token, result)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
+  AND j.id = ANY(%(ids)s::bigint[])  -- primary-key lookups, whatever the statistics say
 RETURNING j.id
 
 -- name: fail_job
@@ -178,6 +179,7 @@ SET state = CASE WHEN j.attempts > 1 THEN 'retry'::job_state ELSE 'created'::job
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS v(id, token)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
+  AND j.id = ANY(%(ids)s::bigint[])
 RETURNING j.id, j.queue
 
 -- name: renew_leases
@@ -185,6 +187,7 @@ UPDATE jobs j
 SET lease_expires_at = now() + make_interval(secs => %(lease)s)
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS v(id, token)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
+  AND j.id = ANY(%(ids)s::bigint[])
 RETURNING j.id, j.lease_token
 
 -- name: dead_letter

@@ -301,8 +301,12 @@ class Pipeline:
                 SQL["advance"],
                 {
                     "ids": ids,
-                    "to_states": [target.value for target in targets],
-                    "details": [Jsonb(moves[i][1]) for i in ids],
+                    "rows": Jsonb(
+                        [
+                            {"id": i, "to_state": target.value, "detail": moves[i][1]}
+                            for i, target in zip(ids, targets, strict=True)
+                        ]
+                    ),
                     "from_state": step.from_state.value,
                     "step": step.name,
                     "retention": self.config.retention.total_seconds(),
@@ -477,9 +481,12 @@ class Pipeline:
                 await conn.execute(
                     SQL["set_extracted"],
                     {
-                        "ids": moved,
-                        "texts": [texts[i][0] for i in moved],
-                        "extractions": [Jsonb(texts[i][1]) for i in moved],
+                        "rows": Jsonb(
+                            [
+                                {"id": i, "text": texts[i][0], "extraction": texts[i][1]}
+                                for i in moved
+                            ]
+                        )
                     },
                 )
 
@@ -522,10 +529,18 @@ class Pipeline:
                     SQL["set_normalized"],
                     {
                         "ids": moved,
-                        "texts": [normalized[i].text for i in moved],
-                        "chunks": [Jsonb(list(normalized[i].chunks)) for i in moved],
-                        "truncated": [normalized[i].truncated for i in moved],
-                        "languages": [normalized[i].language for i in moved],
+                        "rows": Jsonb(
+                            [
+                                {
+                                    "id": i,
+                                    "normalized": normalized[i].text,
+                                    "chunks": list(normalized[i].chunks),
+                                    "truncated": normalized[i].truncated,
+                                    "language": normalized[i].language,
+                                }
+                                for i in moved
+                            ]
+                        ),
                     },
                 )
 
@@ -604,7 +619,7 @@ class Pipeline:
             if moved:
                 await conn.execute(
                     SQL["insert_analyses"],
-                    _analysis_columns([(i, outcomes[i], requests[i].truncated) for i in moved]),
+                    _analysis_rows([(i, outcomes[i], requests[i].truncated) for i in moved]),
                 )
 
     async def _route(self, step: Step, ids: list[int], results: Results) -> None:
@@ -649,36 +664,33 @@ def _outcome_of(target: DocumentState) -> Outcome:
     return Outcome.DUPLICATE if target is DocumentState.DUPLICATE else Outcome.ADVANCED
 
 
-def _analysis_columns(rows: list[tuple[int, AnalysisOutcome, bool]]) -> dict[str, list[Any]]:
-    """The ``insert_analyses`` parameters: one array per column, one element per document."""
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "ids", "categories", "severities", "summaries", "entities", "confidences",
-            "rationales", "providers", "models", "versions", "latencies", "calls",
-            "repair_rounds", "prompt_tokens", "completion_tokens", "chunked", "truncated",
-        )
-    }  # fmt: skip
+def _analysis_rows(rows: list[tuple[int, AnalysisOutcome, bool]]) -> dict[str, Any]:
+    """The ``insert_analyses`` parameters: the documents' ids, and a row per document."""
+    records = []
     for document_id, result, truncated in rows:
         analysis = result.analysis
-        columns["ids"].append(document_id)
-        columns["categories"].append(analysis.category)
-        columns["severities"].append(analysis.severity.value)
-        columns["summaries"].append(analysis.summary)
-        columns["entities"].append(Jsonb([e.model_dump(mode="json") for e in analysis.entities]))
-        columns["confidences"].append(analysis.confidence)
-        columns["rationales"].append(analysis.rationale)
-        columns["providers"].append(result.provider)
-        columns["models"].append(result.model)
-        columns["versions"].append(result.version)
-        columns["latencies"].append(result.latency_ms)
-        columns["calls"].append(result.calls)
-        columns["repair_rounds"].append(result.repair_rounds)
-        columns["prompt_tokens"].append(result.prompt_tokens)
-        columns["completion_tokens"].append(result.completion_tokens)
-        columns["chunked"].append(result.chunked)
-        columns["truncated"].append(truncated)
-    return columns
+        records.append(
+            {
+                "id": document_id,
+                "category": analysis.category,
+                "severity": analysis.severity.value,
+                "summary": analysis.summary,
+                "entities": [e.model_dump(mode="json") for e in analysis.entities],
+                "confidence": analysis.confidence,
+                "rationale": analysis.rationale,
+                "provider": result.provider,
+                "model": result.model,
+                "version": result.version,
+                "latency_ms": result.latency_ms,
+                "calls": result.calls,
+                "repair_rounds": result.repair_rounds,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "chunked": result.chunked,
+                "truncated": truncated,
+            }
+        )
+    return {"ids": [document_id for document_id, _, _ in rows], "rows": Jsonb(records)}
 
 
 @attrs.frozen(kw_only=True)

@@ -60,9 +60,11 @@ RETURNING key
 -- not returned was not in that state (a redelivered job whose work is done, or an
 -- operator's change). The row locks taken here serialise concurrent deliveries of the
 -- same step. With %(needs_blob)s, only documents whose content is stored.
+-- Batch statements take their rows as one JSON array (%(rows)s): encoded in C, where
+-- psycopg's array parameters cost a Python call per element.
 WITH input AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(to_states)s::document_state[],
-                         %(details)s::jsonb[]) AS i(id, to_state, detail)
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS i(id bigint, to_state document_state, detail jsonb)
 ), moved AS (
     UPDATE documents d
     SET state = i.to_state, updated_at = now(),
@@ -71,6 +73,9 @@ WITH input AS (
                             THEN now() + make_interval(secs => %(retention)s) END
     FROM input i
     WHERE d.id = i.id AND d.state = %(from_state)s::document_state
+      -- Primary-key lookups: joined on the input alone, the planner (its statistics
+      -- lagging behind a busy table) scanned every document in the state.
+      AND d.id = ANY(%(ids)s::bigint[])
       AND (NOT %(needs_blob)s
            OR EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = d.id))
     RETURNING d.id, i.to_state, i.detail
@@ -165,40 +170,35 @@ LIMIT %(limit)s
 UPDATE documents d SET sha256 = h.sha256, duplicate_of = h.duplicate_of
 FROM unnest(%(ids)s::bigint[], %(sha256s)s::bytea[], %(duplicates_of)s::bigint[])
      AS h(id, sha256, duplicate_of)
-WHERE d.id = h.id
+WHERE d.id = h.id AND d.id = ANY(%(ids)s::bigint[])
 
 -- name: set_extracted
 INSERT INTO document_texts (document_id, extracted, extraction)
-SELECT * FROM unnest(%(ids)s::bigint[], %(texts)s::text[], %(extractions)s::jsonb[])
+SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS i(id bigint, text text, extraction jsonb)
 ON CONFLICT (document_id) DO UPDATE
 SET extracted = EXCLUDED.extracted, extraction = EXCLUDED.extraction,
     normalized = NULL, chunks = NULL, truncated = false
 
 -- name: set_normalized
 WITH input AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(texts)s::text[], %(chunks)s::jsonb[],
-                         %(truncated)s::boolean[], %(languages)s::text[])
-        AS n(id, normalized, chunks, truncated, language)
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS n(id bigint, normalized text, chunks jsonb, truncated boolean, language text)
 ), texts AS (
     UPDATE document_texts t
     SET normalized = n.normalized, chunks = n.chunks, truncated = n.truncated
-    FROM input n WHERE t.document_id = n.id
+    FROM input n WHERE t.document_id = n.id AND t.document_id = ANY(%(ids)s::bigint[])
 )
-UPDATE documents d SET language = n.language FROM input n WHERE d.id = n.id
+UPDATE documents d SET language = n.language
+FROM input n WHERE d.id = n.id AND d.id = ANY(%(ids)s::bigint[])
 
 -- name: insert_analyses
 -- A new analysis run of each document, made its current one.
 WITH input AS (
-    SELECT * FROM unnest(
-        %(ids)s::bigint[], %(categories)s::text[], %(severities)s::text[],
-        %(summaries)s::text[], %(entities)s::jsonb[], %(confidences)s::float8[],
-        %(rationales)s::text[], %(providers)s::text[], %(models)s::text[],
-        %(versions)s::text[], %(latencies)s::float8[], %(calls)s::integer[],
-        %(repair_rounds)s::integer[], %(prompt_tokens)s::integer[],
-        %(completion_tokens)s::integer[], %(chunked)s::boolean[], %(truncated)s::boolean[]
-    ) AS i(id, category, severity, summary, entities, confidence, rationale, provider,
-           model, version, latency_ms, calls, repair_rounds, prompt_tokens,
-           completion_tokens, chunked, truncated)
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS i(id bigint, category text, severity text, summary text, entities jsonb,
+             confidence float8, rationale text, provider text, model text, version text,
+             latency_ms float8, calls integer, repair_rounds integer, prompt_tokens integer,
+             completion_tokens integer, chunked boolean, truncated boolean)
 ), inserted AS (
     INSERT INTO analyses (document_id, run, category, severity, summary, entities,
                           confidence, rationale, provider, model, version, latency_ms, calls,
@@ -214,7 +214,7 @@ WITH input AS (
 UPDATE documents d
 SET analysis_id = n.id, category = n.category, severity = n.severity
 FROM inserted n
-WHERE d.id = n.document_id
+WHERE d.id = n.document_id AND d.id = ANY(%(ids)s::bigint[])
 
 -- name: fail_step
 -- A step's document fails (permanently, or out of attempts): only if it is still where
