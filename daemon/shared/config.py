@@ -299,10 +299,11 @@ class Settings(BaseSettings):
         default={},
         description="Jobs of each pipeline step this process runs at once, as "
         "step=n pairs (fetch, hash, extract, normalize, analyze, route, complete); "
-        "steps not named: 64.",
+        "steps not named: twice ingest_batch_size (worker_concurrency for an analysis "
+        "by a model server, whose documents run alone).",
     )
     ingest_batch_size: int = Field(
-        default=32,
+        default=64,
         ge=1,
         le=1000,
         description="Most jobs of a pipeline step run together, in one transaction "

@@ -33,10 +33,6 @@ if TYPE_CHECKING:
     from daemon.shared.db.pool import Pool
 
 
-# Jobs of a step running at once when TRIAGED_INGEST_CONCURRENCY does not say: two batches
-# of the default size, so one computes while the other writes.
-DEFAULT_STEP_CONCURRENCY = 64
-
 # An analyzer that is away: retry this soon when it says nothing of when to come back.
 UNAVAILABLE_RETRY_SECONDS = 2.0
 MAX_UNAVAILABLE_RETRY_SECONDS = 300.0
@@ -53,11 +49,16 @@ def build_registry(
     registry = HandlerRegistry(default_concurrency=settings.worker_concurrency)
     pipeline = Pipeline(pool, PipelineConfig.from_settings(settings, analyzers=analyzers))
     for step in STEPS:
+        batch_size = _batch_size(settings, step)
+        # Unless configured: two batches in flight (one computes while the other
+        # writes, and the jobs arriving meanwhile make the next); documents alone: as
+        # many as any queue.
+        default = 2 * batch_size if batch_size > 1 else settings.worker_concurrency
         registry.register_batch(
             step.queue,
             _step_handler(pipeline, step),
-            batch_size=_batch_size(settings, step),
-            concurrency=settings.ingest_concurrency.get(step.name, DEFAULT_STEP_CONCURRENCY),
+            batch_size=batch_size,
+            concurrency=settings.ingest_concurrency.get(step.name, default),
         )
     registry.register(DEAD_LETTER_QUEUE, _dead_letter_handler(pipeline), concurrency=2)
     return registry
