@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import signal
@@ -9,12 +11,29 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import trio
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def client_gc_paused() -> Iterator[None]:
+    """Pause this (test) process's garbage collector while it times the daemon.
+
+    The client's own pauses count in the latencies it measures: with a whole session's
+    tests collected, a full collection of the test process's heap takes tens of
+    milliseconds, and one landing in a measured request was charged to the daemon.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import trio
 
 from daemon.modules.analysis import DEFAULT_TAXONOMY
 from daemon.shared.db import open_pool
-from tests.e2e.process import analyst_key
+from tests.e2e.process import analyst_key, client_gc_paused
 from tests.llm_server import serve_llm
 
 pytestmark = pytest.mark.e2e
@@ -209,11 +209,12 @@ async def test_livez_stays_fast_with_50_slow_analyses_in_flight(
                 while server.in_flight < 50:
                     await trio.sleep(0.01)
             deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                assert (await probe.get("/livez")).status_code == 200
-                latencies.append(time.perf_counter() - started)
-                await trio.sleep(0.01)
+            with client_gc_paused():
+                while time.monotonic() < deadline:
+                    started = time.perf_counter()
+                    assert (await probe.get("/livez")).status_code == 200
+                    latencies.append(time.perf_counter() - started)
+                    await trio.sleep(0.01)
         peak = server.max_in_flight
         async with open_pool(database_url, max_size=2) as pool:
             counts = await wait_terminal(pool, 50, timeout=60)

@@ -10,12 +10,12 @@ good enough to route and to pick an analyzer prompt, not to tell dialects apart.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections import Counter
 
 UNDETERMINED = "und"
 MAX_WORDS = 5000
+SCAN_CHARS = 100_000
 MIN_WORDS = 5  # shorter texts are "und": a few words prove nothing
 MIN_SCORE = 2.0  # at least this much stop-word evidence for the winner
 MIN_LEAD = 1.25  # the winner must score this many times the runner-up
@@ -67,9 +67,10 @@ _WEIGHTS = _weights()
 def guess_language(text: str) -> str:
     """The ISO 639-1 code of the language ``text`` is most likely in (one of
     :data:`LANGUAGES`), or ``und`` when it is too short, not in one of them, or
-    ambiguous. Pure and deterministic; looks at the first :data:`MAX_WORDS` words."""
-    # The first words, taken without a Python-level loop per word.
-    words = list(map(re.Match.group, itertools.islice(_WORD.finditer(text), MAX_WORDS)))
+    ambiguous. Pure and deterministic; looks at the first :data:`MAX_WORDS` words (of
+    the first :data:`SCAN_CHARS` characters)."""
+    # The first words (within SCAN_CHARS: a bound on the work for a huge text).
+    words = _WORD.findall(text, 0, SCAN_CHARS)[:MAX_WORDS]
     if len(words) < MIN_WORDS:
         return UNDETERMINED
     scores: Counter[str] = Counter()
