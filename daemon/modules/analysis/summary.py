@@ -12,8 +12,12 @@ further sentences are added while they fit.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from daemon.modules.analysis.schema import SUMMARY_MAX_CHARS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SUMMARY_TARGET_CHARS = 300
 SUMMARY_MAX_SENTENCES = 3
@@ -66,21 +70,30 @@ def _drop_salutation(text: str) -> str:
     return stripped
 
 
-def _sentences(text: str) -> list[str]:
-    sentences: list[str] = []
+def _sentences(text: str) -> Iterator[str]:
+    """The sentences of ``text`` in order, found as they are asked for (a summary needs
+    only the first few of a long text)."""
     for paragraph in _PARAGRAPH_BREAK.split(text):
         flat = " ".join(paragraph.split())
         if not flat:
             continue
         pending = ""
-        for piece in _SENTENCE_END.split(flat):
+        for piece in _split_lazily(_SENTENCE_END, flat):
             pending = f"{pending} {piece}" if pending else piece
             if not _ends_with_abbreviation(pending):
-                sentences.append(pending)
+                yield pending
                 pending = ""
         if pending:
-            sentences.append(pending)
-    return sentences
+            yield pending
+
+
+def _split_lazily(pattern: re.Pattern[str], text: str) -> Iterator[str]:
+    """``pattern.split(text)`` (for a pattern without groups), piece by piece."""
+    start = 0
+    for match in pattern.finditer(text):
+        yield text[start : match.start()]
+        start = match.end()
+    yield text[start:]
 
 
 def _ends_with_abbreviation(sentence: str) -> bool:
