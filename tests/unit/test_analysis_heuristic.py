@@ -90,6 +90,28 @@ def test_terms_match_whole_words_in_any_case():
     assert matcher.count("") == {} and TermMatcher([]).count("anything") == {}
 
 
+def test_lowercased_matching_counts_what_case_insensitive_matching_counts():
+    # count() matches a lowercased copy of the text; the reference matches the text as
+    # it is with IGNORECASE. Letters whose case mappings are irregular included.
+    terms = ["straße", "kelvin", "sigma", "istanbul", "refund*", "data breach", "\u017ftop"]
+    matcher = TermMatcher(terms)
+    reference = matcher._regex
+    assert reference is not None
+    pieces = [
+        "Straße", "STRASSE", "\u212aelvin", "KELVIN", "ΣIGMA", "sigma", "İstanbul",
+        "ISTANBUL", "Refunded", "DATA\n BREACH", "\u017ftop", "STOP", "x", "-", " ", ". ",
+    ]  # fmt: skip
+    for size in (1, 2, 3):
+        for combination in itertools.product(pieces, repeat=size):
+            text = " ".join(combination)
+            expected: dict[str, int] = {}
+            for spelling in reference.findall(text):
+                term = matcher._term_of(" ".join(spelling.lower().split()))
+                if term is not None:
+                    expected[term] = expected.get(term, 0) + 1
+            assert matcher.count(text) == expected, text
+
+
 def test_exact_term_wins_over_its_prefix_twin():
     matcher = TermMatcher(["refund", "refund*", "data*", "data breach"])
     assert matcher.count("refund refunds data breach database") == {

@@ -81,7 +81,7 @@ class TermMatcher:
     ``refund``.
     """
 
-    __slots__ = ("_exact", "_prefixes", "_regex")
+    __slots__ = ("_exact", "_lower_regex", "_prefixes", "_regex")
 
     def __init__(self, terms: Iterable[str]) -> None:
         unique = set(terms)
@@ -94,20 +94,28 @@ class TermMatcher:
         self._exact = {t for t in unique if not t.endswith("*")}
         # Longest stem first, so "data breach*" is preferred over "data*".
         self._prefixes = sorted((t for t in unique if t.endswith("*")), key=lambda t: (-len(t), t))
-        self._regex = (
-            re.compile(rf"(?<!\w)(?:{_trie_pattern(trie)})(?!\w)", re.IGNORECASE)
-            if unique
-            else None
-        )
+        pattern = rf"(?<!\w)(?:{_trie_pattern(trie)})(?!\w)"
+        self._regex = re.compile(pattern, re.IGNORECASE) if unique else None
+        # The terms are lowercase: on a lowercased text the same pattern matches without
+        # IGNORECASE, about twice as fast.
+        self._lower_regex = re.compile(pattern) if unique else None
 
     def count(self, text: str) -> Counter[str]:
         """Occurrences of each term found in ``text`` (terms not found are absent)."""
         found: Counter[str] = Counter()
-        if self._regex is None or not text:
+        if self._regex is None or self._lower_regex is None or not text:
             return found
+        lowered = text.lower()
+        # A lowercasing that changes the length (a few letters, such as "İ") could
+        # also move word boundaries: then the text is matched as it is.
+        spellings = (
+            self._lower_regex.findall(lowered)
+            if len(lowered) == len(text)
+            else self._regex.findall(text)
+        )
         # Matches counted in C, then each distinct spelling mapped to its term once (a
         # text repeats its words: far fewer spellings than matches).
-        for spelling, times in Counter(self._regex.findall(text)).items():
+        for spelling, times in Counter(spellings).items():
             term = self._term_of(" ".join(spelling.lower().split()))
             if term is not None:
                 found[term] += times
