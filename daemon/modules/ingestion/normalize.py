@@ -107,10 +107,14 @@ def clean_text(text: str) -> str:
     text = _REMOVED.sub("", text)
     text = unicodedata.normalize("NFC", text)
     text = _UNICODE_SPACES.sub(" ", text)
-    text = _SPACE_RUNS.sub(" ", text)
-    text = _LINE_END.sub("\n", text)
-    text = _LINE_START.sub("\n", text)
-    text = _BLANK_LINES.sub("\n\n", text)
+    # Substring tests gate the scans that could not change anything (one line, single
+    # spaces: the common shape of a short document).
+    if "  " in text:
+        text = _SPACE_RUNS.sub(" ", text)
+    if "\n" in text:
+        text = _LINE_END.sub("\n", text)
+        text = _LINE_START.sub("\n", text)
+        text = _BLANK_LINES.sub("\n\n", text)
     return text.strip()
 
 
