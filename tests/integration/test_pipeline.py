@@ -230,3 +230,56 @@ async def test_a_malformed_analyzer_choice_fails_permanently(pool):
         with pytest.raises(PermanentFailure):
             await runner.run_step(step_named("analyze"), document_id, {"analyzer": choice})
     assert await state_of(pool, document_id) == "normalized"
+
+
+async def test_a_batch_moves_each_document_on_once_and_fails_only_the_bad_ones(pool):
+    runner = pipeline(pool)
+    good = [await new_document(pool, text=f"{INCIDENT} Copy {i}.") for i in range(5)]
+    twins = [await new_document(pool, text="The same words twice.") for _ in range(2)]
+    empty = await new_document(pool, text="", title="empty")
+    corrupt = (
+        await receive_document(
+            pool,
+            NewDocument(title="bad", content=b"%PDF-1.4 not a pdf", media_type="application/pdf"),
+            context=SYSTEM,
+            max_bytes=1 << 20,
+            max_attempts=5,
+        )
+    ).id
+    everyone = [*good, *twins, empty, corrupt]
+    results = await runner.run_batch(STEPS[0], {i: {} for i in everyone})
+    assert {r.state for r in results.values()} == {"fetched"}
+    # One batch of the hash step: the twins are claimed together, the first given wins.
+    results = await runner.run_batch(STEPS[1], {i: {} for i in everyone})
+    assert results[twins[0]].state == "hashed" and results[twins[1]].state == "duplicate"
+    assert results[empty].outcome == "failed" and "empty" in results[empty].error
+    assert all(results[i].state == "hashed" for i in good)
+    async with pool.connection() as conn:
+        details = await document_details(conn, twins[1])
+    assert details.document.duplicate_of == twins[0]
+    # A redelivered batch (the same jobs again) changes nothing.
+    again = await runner.run_batch(STEPS[1], {i: {} for i in everyone})
+    assert {r.outcome for r in again.values()} == {"skipped"}
+    moving = [*good, twins[0], corrupt]
+    for step in STEPS[2:]:
+        results = await runner.run_batch(step, {i: {} for i in moving})
+        if step.name == "extract":
+            assert results[corrupt].outcome == "failed"
+            moving.remove(corrupt)
+        assert all(results[i].outcome == "advanced" for i in moving), step.name
+    for document_id in moving:
+        queued = [q for q, _ in await jobs(pool, document_id)]
+        assert queued == [s.queue for s in STEPS], document_id  # one job per step
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT d.id, d.state::text, count(a.id) FROM documents d "
+                "LEFT JOIN analyses a ON a.document_id = d.id WHERE d.id = ANY(%s) "
+                "GROUP BY d.id, d.state",
+                (everyone,),
+            )
+        ).fetchall()
+    states = {row[0]: (row[1], row[2]) for row in rows}
+    assert all(states[i] == ("completed", 1) for i in moving)
+    assert states[twins[1]] == ("duplicate", 0)
+    assert states[empty] == ("failed", 0) and states[corrupt] == ("failed", 0)
