@@ -47,21 +47,20 @@ RETURNING id
 
 -- name: insert_jobs_plain
 -- insert_jobs for a few jobs without dedup keys: one round trip, the NOTIFY included
--- (PostgreSQL folds repeated notifications of a transaction into one).
+-- (PostgreSQL folds repeated notifications of a transaction into one). The jobs come as
+-- one JSON array (encoded in C; psycopg's array parameters cost a Python call per
+-- element), each with its position "n".
 WITH inserted AS (
     INSERT INTO jobs (queue, payload, priority, run_at, max_attempts, backoff_base_seconds,
                       backoff_max_seconds, timeout_seconds)
-    SELECT v.queue, v.payload, v.priority, coalesce(v.run_at, now()),
+    SELECT v.queue, v.payload, coalesce(v.priority, 0), coalesce(v.run_at, now()),
            coalesce(v.max_attempts, q.max_attempts, 5), v.backoff_base, v.backoff_max,
            v.timeout
-    FROM unnest(
-        %(queues)s::text[], %(payloads)s::jsonb[], %(priorities)s::integer[],
-        %(run_ats)s::timestamptz[], %(max_attempts)s::integer[],
-        %(backoff_bases)s::float8[], %(backoff_maxes)s::float8[], %(timeouts)s::float8[]
-    ) WITH ORDINALITY AS v(queue, payload, priority, run_at, max_attempts, backoff_base,
-                           backoff_max, timeout, ord)
+    FROM jsonb_to_recordset(%(jobs)s::jsonb)
+        AS v(n integer, queue text, payload jsonb, priority integer, run_at timestamptz,
+             max_attempts integer, backoff_base float8, backoff_max float8, timeout float8)
     LEFT JOIN queues q ON q.name = v.queue
-    ORDER BY v.ord
+    ORDER BY v.n
     RETURNING id, queue, run_at
 )
 SELECT id, CASE WHEN run_at <= now() THEN pg_notify('triaged_queue', queue) END
@@ -144,7 +143,7 @@ INSERT INTO queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING
 UPDATE jobs j
 SET state = 'completed', result = v.result::jsonb, finished_at = now(),
     lease_token = NULL, lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS v(id, token, result)
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, token uuid, result text)
 WHERE j.id = v.id AND j.lease_token = v.token AND j.state = 'active'
   AND j.id = ANY(%(ids)s::bigint[])  -- primary-key lookups, whatever the statistics say
 RETURNING j.id

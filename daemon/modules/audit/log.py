@@ -170,19 +170,21 @@ async def record_many(conn: TrioConnection, events: Sequence[NewEvent]) -> None:
     commits."""
     if not events:
         return
-    await conn.execute(
-        SQL["insert_events"],
+    rows = [
         {
-            "actor_types": [e.context.actor.type.value for e in events],
-            "actor_ids": [e.context.actor.id for e in events],
-            "actions": [e.action for e in events],
-            "target_types": [e.target_type for e in events],
-            "target_ids": [None if e.target_id is None else str(e.target_id) for e in events],
-            "client_addrs": [e.context.client_addr for e in events],
-            "request_ids": [e.context.request_id for e in events],
-            "details": [Jsonb(dict(e.details or {})) for e in events],
-        },
-    )
+            "n": n,
+            "actor_type": e.context.actor.type.value,
+            "actor_id": e.context.actor.id,
+            "action": e.action,
+            "target_type": e.target_type,
+            "target_id": None if e.target_id is None else str(e.target_id),
+            "client_addr": e.context.client_addr,
+            "request_id": e.context.request_id,
+            "details": dict(e.details or {}),
+        }
+        for n, e in enumerate(events)
+    ]
+    await conn.execute(SQL["insert_events"], {"events": Jsonb(rows)})
 
 
 async def list_events(

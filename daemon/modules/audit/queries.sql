@@ -7,17 +7,15 @@ VALUES
 RETURNING id
 
 -- name: insert_events
--- Many events at once, in the given order (one element of each array per event).
+-- Many events at once, in the given order ("n"), as one JSON array of rows.
 INSERT INTO audit_events
     (actor_type, actor_id, action, target_type, target_id, client_addr, request_id, details)
 SELECT e.actor_type::audit_actor, e.actor_id, e.action, e.target_type, e.target_id,
-       e.client_addr, e.request_id, e.details
-FROM unnest(%(actor_types)s::text[], %(actor_ids)s::bigint[], %(actions)s::text[],
-            %(target_types)s::text[], %(target_ids)s::text[], %(client_addrs)s::text[],
-            %(request_ids)s::text[], %(details)s::jsonb[]) WITH ORDINALITY
-     AS e(actor_type, actor_id, action, target_type, target_id, client_addr, request_id,
-          details, ord)
-ORDER BY e.ord
+       e.client_addr, e.request_id, coalesce(e.details, '{}')
+FROM jsonb_to_recordset(%(events)s::jsonb)
+     AS e(n integer, actor_type text, actor_id bigint, action text, target_type text,
+          target_id text, client_addr text, request_id text, details jsonb)
+ORDER BY e.n
 
 -- name: list_events
 SELECT id, at, actor_type::text, actor_id, action, target_type, target_id, client_addr,

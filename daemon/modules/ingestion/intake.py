@@ -354,20 +354,24 @@ async def _insert_alone(pool: Pool, intake: _Intake) -> Receipt | Exception:
         return exc
 
 
-def _document_columns(intakes: Sequence[_Intake]) -> dict[str, list[Any]]:
-    news = [intake.new for intake in intakes]
-    return {
-        "titles": [new.title for new in news],
-        "source_ids": [new.source_id for new in news],
-        "external_ids": [new.external_id for new in news],
-        "urls": [new.url for new in news],
-        "filenames": [new.filename for new in news],
-        "media_types": [new.media_type for new in news],
-        "sizes": [None if new.content is None else len(new.content) for new in news],
-        "metadata": [Jsonb(new.metadata) for new in news],
-        "created_by": [intake.principal for intake in intakes],
-        "contents": [new.content for new in news],
-    }
+def _document_columns(intakes: Sequence[_Intake]) -> dict[str, Any]:
+    """The ``insert_documents`` parameters: the fields as JSON rows, the contents apart."""
+    rows = [
+        {
+            "n": n,
+            "title": intake.new.title,
+            "source_id": intake.new.source_id,
+            "external_id": intake.new.external_id,
+            "url": intake.new.url,
+            "filename": intake.new.filename,
+            "media_type": intake.new.media_type,
+            "size_bytes": None if intake.new.content is None else len(intake.new.content),
+            "metadata": intake.new.metadata,
+            "created_by": intake.principal,
+        }
+        for n, intake in enumerate(intakes)
+    ]
+    return {"documents": Jsonb(rows), "contents": [intake.new.content for intake in intakes]}
 
 
 def _audit_details(new: NewDocument) -> dict[str, Any]:

@@ -11,14 +11,14 @@ RETURNING id, created_at
 -- name: insert_documents
 -- Many intakes in one statement: the documents (ids drawn first, so that their content
 -- and first history event go in beside them), in the given order.
+-- The fields come as one JSON array of rows (position "n"), the contents as an array.
 WITH input AS (
-    SELECT nextval(pg_get_serial_sequence('documents', 'id')) AS id, i.*
-    FROM unnest(%(titles)s::text[], %(source_ids)s::text[], %(external_ids)s::text[],
-                %(urls)s::text[], %(filenames)s::text[], %(media_types)s::text[],
-                %(sizes)s::bigint[], %(metadata)s::jsonb[], %(created_by)s::text[],
-                %(contents)s::bytea[])
-         WITH ORDINALITY AS i(title, source_id, external_id, url, filename, media_type,
-                              size_bytes, metadata, created_by, content, ord)
+    SELECT nextval(pg_get_serial_sequence('documents', 'id')) AS id, i.*,
+           (%(contents)s::bytea[])[i.n + 1] AS content, i.n AS ord
+    FROM jsonb_to_recordset(%(documents)s::jsonb)
+         AS i(n integer, title text, source_id text, external_id text, url text,
+              filename text, media_type text, size_bytes bigint, metadata jsonb,
+              created_by text)
 ), inserted AS (
     INSERT INTO documents (id, title, source_id, external_id, url, filename, media_type,
                            size_bytes, metadata, created_by)
