@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from daemon.modules.ingestion import Pipeline, PipelineConfig
-from daemon.modules.ingestion.pipeline import SKIPPED
 from daemon.modules.ingestion.states import DEAD_LETTER_QUEUE, STEPS, Step
 from daemon.queue import HandlerRegistry, PermanentFailure, RetryLater
 from daemon.shared.config import AnalyzerName
@@ -84,14 +83,15 @@ def _step_handler(pipeline: Pipeline, step: Step) -> BatchHandler:
     async def handle(jobs: Sequence[Job]) -> dict[int, Any]:
         outcomes: dict[int, Any] = {}
         job_of: dict[int, Job] = {}  # document id -> its job in this batch
+        twins: list[tuple[Job, int]] = []  # more jobs for one document: they share its outcome
         for job in jobs:
             try:
                 document_id = _document_id(job)
             except PermanentFailure as exc:
                 outcomes[job.id] = exc
                 continue
-            if document_id in job_of:  # two jobs for one document: the step runs once
-                outcomes[job.id] = SKIPPED.as_json()
+            if document_id in job_of:
+                twins.append((job, document_id))
                 continue
             job_of[document_id] = job
         results = await pipeline.run_batch(
@@ -110,6 +110,8 @@ def _step_handler(pipeline: Pipeline, step: Step) -> BatchHandler:
                 outcomes[job.id] = result
             else:
                 outcomes[job.id] = result.as_json()
+        for job, document_id in twins:  # the step ran once for the document
+            outcomes[job.id] = outcomes[job_of[document_id].id]
         return outcomes
 
     handle.__qualname__ = f"ingest_{step.name}"

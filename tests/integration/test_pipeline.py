@@ -3,6 +3,7 @@ redelivered (or concurrent) job changes nothing, failures are kept with their st
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import trio
 
@@ -283,3 +284,24 @@ async def test_a_batch_moves_each_document_on_once_and_fails_only_the_bad_ones(p
     assert all(states[i] == ("completed", 1) for i in moving)
     assert states[twins[1]] == ("duplicate", 0)
     assert states[empty] == ("failed", 0) and states[corrupt] == ("failed", 0)
+
+
+async def test_a_value_the_database_refuses_costs_only_its_own_document(pool):
+    runner = pipeline(pool)
+    fine = [await new_document(pool, text=f"Fine text number {i}.") for i in range(3)]
+    refused = await new_document(pool, text="refuse me")
+    everyone = [*fine, refused]
+    for step in STEPS[:2]:
+        await runner.run_batch(step, {i: {} for i in everyone})
+    async with pool.transaction() as conn:  # a real constraint, refusing one text
+        await conn.execute(
+            "ALTER TABLE document_texts ADD CONSTRAINT test_refuse CHECK (extracted <> 'refuse me')"
+        )
+    try:
+        results = await runner.run_batch(step_named("extract"), {i: {} for i in everyone})
+    finally:
+        async with pool.transaction() as conn:
+            await conn.execute("ALTER TABLE document_texts DROP CONSTRAINT test_refuse")
+    assert all(results[i].state == "extracted" for i in fine)
+    assert isinstance(results[refused], psycopg.errors.CheckViolation)  # its job retries
+    assert await state_of(pool, refused) == "hashed"

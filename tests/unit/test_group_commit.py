@@ -136,3 +136,18 @@ async def test_a_caller_cancelled_during_its_write_does_not_interrupt_it():
         recorder.gate.set()
     assert recorder.batches == [[1], [2]]
     assert finished.is_set()
+
+
+async def test_a_batch_stays_within_its_weight_and_a_heavy_item_goes_alone():
+    recorder = Recorder()
+    recorder.gate = trio.Event()
+    writer = GroupCommit(recorder.write, weight=lambda i: i, max_weight=10)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.submit, 1)
+        await recorder.entered.wait()
+        for item in (4, 5, 2, 30, 3):
+            nursery.start_soon(writer.submit, item)
+            await trio.testing.wait_all_tasks_blocked()
+        recorder.gate.set()
+    assert recorder.batches == [[1], [4, 5], [2], [30], [3]]

@@ -282,16 +282,26 @@ _writers: weakref.WeakKeyDictionary[Pool, GroupCommit[_Intake, Receipt]] = (
     weakref.WeakKeyDictionary()
 )
 INTAKE_MAX_BATCH = 64
+INTAKE_MAX_BATCH_BYTES = 64 << 20  # contents in one statement (PostgreSQL caps one at 1 GB)
 
 
 def _writer_of(pool: Pool) -> GroupCommit[_Intake, Receipt]:
     writer = _writers.get(pool)
     if writer is None:
+        pool_ref = weakref.ref(pool)  # the writer must not keep its pool alive
 
         async def write(intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
-            return await _insert_many(pool, intakes)
+            live = pool_ref()
+            if live is None:
+                raise DatabaseError("the database pool is closed")
+            return await _insert_many(live, intakes)
 
-        writer = _writers[pool] = GroupCommit(write, max_batch=INTAKE_MAX_BATCH)
+        writer = _writers[pool] = GroupCommit(
+            write,
+            max_batch=INTAKE_MAX_BATCH,
+            weight=lambda intake: len(intake.new.content or b""),
+            max_weight=INTAKE_MAX_BATCH_BYTES,
+        )
     return writer
 
 
@@ -346,11 +356,13 @@ async def _insert_many(pool: Pool, intakes: Sequence[_Intake]) -> list[Receipt |
 
 
 async def _insert_alone(pool: Pool, intake: _Intake) -> Receipt | Exception:
+    """One intake in its own transaction; any error is its own (the intakes written
+    before it in the same group are committed, and must be answered so)."""
     try:
         return await _insert(
             pool, intake.new, intake.principal, intake.context, intake.max_attempts, None, b""
         )
-    except psycopg.Error as exc:
+    except Exception as exc:
         return exc
 
 

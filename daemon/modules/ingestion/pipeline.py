@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import psycopg
 import trio
 from psycopg.types.json import Jsonb
 
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("triaged.ingestion")
 
 RAW_OUTPUT_KEPT = 20_000  # characters of an invalid model answer kept in the history
+BLOB_GROUP_BYTES = 64 << 20  # contents the hash and extract steps hold at once
 
 SQL = load_queries("daemon.modules.ingestion", "queries.sql")
 
@@ -80,6 +82,7 @@ class PipelineConfig:
     max_chunks: int
     max_attempts: int
     retention: timedelta
+    fetch_concurrency: int = 10  # URL downloads at once in the process
 
     @classmethod
     def from_settings(
@@ -109,6 +112,7 @@ class PipelineConfig:
             max_chunks=settings.analyzer_max_chunks,
             max_attempts=settings.ingest_max_attempts,
             retention=timedelta(days=settings.document_retention_days),
+            fetch_concurrency=settings.worker_concurrency,
         )
 
 
@@ -145,6 +149,9 @@ class Pipeline:
     def __init__(self, pool: Pool, config: PipelineConfig) -> None:
         self.pool = pool
         self.config = config
+        # A batch's URLs are fetched concurrently, but never more than this many at
+        # once in the process (each may hold up to max_document_bytes).
+        self._downloads = trio.CapacityLimiter(config.fetch_concurrency)
         self._work = {
             "fetch": self._fetch,
             "hash": self._hash,
@@ -180,28 +187,62 @@ class Pipeline:
         * ``PermanentFailure``: the job itself is malformed (an impossible analyzer).
 
         A document whose content cannot be ingested (``IngestionError``) is failed here
-        and gets a ``failed`` result. An error of the database (or any unexpected one)
-        raises: the whole batch is retried, which the steps' idempotency makes safe.
+        and gets a ``failed`` result. A value the database refuses (``DataError``,
+        ``IntegrityError``) makes the step run again one document at a time, so that
+        only the document it belongs to gets that error. Any other error of the
+        database raises: the whole batch is retried, which the steps' idempotency makes
+        safe.
         """
+        results = await self._work_isolating(step, documents)
+        for document_id, outcome in list(results.items()):
+            try:
+                results[document_id] = await self._settle(step, document_id, outcome)
+            except Exception as exc:  # this document's outcome: the others are done
+                results[document_id] = exc
+        return results
+
+    async def _work_isolating(
+        self, step: Step, documents: Mapping[int, Mapping[str, Any]]
+    ) -> Results:
+        try:
+            return await self._work_on(step, documents)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            if len(documents) == 1:
+                raise
+        results: Results = {}
+        for document_id, options in documents.items():
+            try:
+                results.update(await self._work_on(step, {document_id: options}))
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                results[document_id] = exc
+        return results
+
+    async def _work_on(self, step: Step, documents: Mapping[int, Mapping[str, Any]]) -> Results:
         results: Results = {}
         if step.name == "analyze":
             await self._analyze(step, documents, results)
         else:
             await self._work[step.name](step, list(documents), results)
-        for document_id, outcome in list(results.items()):
-            if isinstance(outcome, IngestionError):
-                results[document_id] = await self.fail(step, document_id, outcome.message)
-            elif isinstance(outcome, AnalysisFailed):
-                # A model's answers vary: another attempt (the queue's retry, with backoff)
-                # may well be valid. The raw output goes to the document's history (not
-                # to the job's error, which is logged: it is the document's content).
-                await self._keep_invalid_output(step, document_id, outcome)
-                results[document_id] = AnalysisFailed(
-                    f"{outcome.message} (the model's raw output is in the document's history)",
-                    raw_output=outcome.raw_output,
-                    errors=outcome.errors,
-                )
         return results
+
+    async def _settle(
+        self, step: Step, document_id: int, outcome: StepResult | Exception
+    ) -> StepResult | Exception:
+        """What a document's outcome becomes: an ``IngestionError`` fails it; the raw
+        output of an invalid model answer goes to its history."""
+        if isinstance(outcome, IngestionError):
+            return await self.fail(step, document_id, outcome.message)
+        if isinstance(outcome, AnalysisFailed):
+            # A model's answers vary: another attempt (the queue's retry, with backoff)
+            # may well be valid. The raw output goes to the document's history (not to
+            # the job's error, which is logged: it is the document's content).
+            await self._keep_invalid_output(step, document_id, outcome)
+            return AnalysisFailed(
+                f"{outcome.message} (the model's raw output is in the document's history)",
+                raw_output=outcome.raw_output,
+                errors=outcome.errors,
+            )
+        return outcome
 
     async def _read(self, query: str, document_ids: list[int]) -> dict[int, tuple[Any, ...]]:
         """A step's input rows by document id (autocommit: no transaction to end); the
@@ -360,7 +401,8 @@ class Pipeline:
 
         async def fetch_one(document_id: int, url: str) -> None:
             try:
-                results[document_id] = await self._fetch_url(step, document_id, url)
+                async with self._downloads:
+                    results[document_id] = await self._fetch_url(step, document_id, url)
             except Exception as exc:  # this document's outcome, not the batch's
                 results[document_id] = exc
 
@@ -405,7 +447,27 @@ class Pipeline:
                 )
         return inputs
 
+    async def _by_size(self, ids: list[int]) -> list[list[int]]:
+        """``ids`` in groups whose contents together stay within ``BLOB_GROUP_BYTES``
+        (a document bigger than that is a group alone): the steps that read contents
+        hold one group's in memory at a time."""
+        sizes = await self._read("sizes", ids)
+        groups: list[list[int]] = [[]]
+        total = 0
+        for document_id in ids:
+            size = int((sizes.get(document_id) or (0,))[0] or 0)
+            if groups[-1] and total + size > BLOB_GROUP_BYTES:
+                groups.append([])
+                total = 0
+            groups[-1].append(document_id)
+            total += size
+        return groups
+
     async def _hash(self, step: Step, ids: list[int], results: Results) -> None:
+        for group in await self._by_size(ids):
+            await self._hash_group(step, group, results)
+
+    async def _hash_group(self, step: Step, ids: list[int], results: Results) -> None:
         documents = await self._blob_inputs(step, ids, results)
         for document_id, document in list(documents.items()):
             if not document.data:  # all empty documents are alike; none duplicates another
@@ -443,6 +505,10 @@ class Pipeline:
                 )
 
     async def _extract(self, step: Step, ids: list[int], results: Results) -> None:
+        for group in await self._by_size(ids):
+            await self._extract_group(step, group, results)
+
+    async def _extract_group(self, step: Step, ids: list[int], results: Results) -> None:
         documents = await self._blob_inputs(step, ids, results)
         if not documents:
             return

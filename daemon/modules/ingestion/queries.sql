@@ -89,6 +89,9 @@ SELECT id FROM moved
 -- name: step_input
 SELECT d.id, d.state::text, d.url FROM documents d WHERE d.id = ANY(%(ids)s)
 
+-- name: sizes
+SELECT id, coalesce(size_bytes, 0) FROM documents WHERE id = ANY(%(ids)s)
+
 -- name: blob_input
 -- The hash and extract steps' input: state, declared type and the bytes.
 SELECT d.id, d.state::text, d.media_type, d.filename, b.data

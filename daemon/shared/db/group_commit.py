@@ -71,12 +71,18 @@ class GroupCommit(Generic[T, R]):
         write: Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]],
         *,
         max_batch: int = 64,
+        weight: Callable[[T], int] | None = None,
+        max_weight: int | None = None,
         write_timeout: float = 120.0,
     ) -> None:
+        """``weight`` and ``max_weight``: a batch's items weigh at most ``max_weight``
+        together (bytes, say), except a batch of one heavier item."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._write = write
         self._max_batch = max_batch
+        self._weight = weight
+        self._max_weight = max_weight
         self._write_timeout = write_timeout
         self._waiting: deque[_Entry[T, R]] = deque()
         self._leading = False  # a caller is writing a batch, or has been handed the lead
@@ -105,26 +111,45 @@ class GroupCommit(Generic[T, R]):
             self._hand_over()
         return entry.unwrap()
 
-    async def _write_next_batch(self) -> None:
-        batch = [self._waiting.popleft() for _ in range(min(self._max_batch, len(self._waiting)))]
+    def _take_batch(self) -> list[_Entry[T, R]]:
+        batch = [self._waiting.popleft()]
+        total = self._weight(batch[0].item) if self._weight else 0
+        while self._waiting and len(batch) < self._max_batch:
+            if self._weight is not None and self._max_weight is not None:
+                weight = self._weight(self._waiting[0].item)
+                if total + weight > self._max_weight:
+                    break
+                total += weight
+            batch.append(self._waiting.popleft())
         for entry in batch:
             entry.taken = True
-        outcomes: Sequence[R | Exception]
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._write_timeout
-            try:
-                outcomes = await self._write([entry.item for entry in batch])
-            except Exception as exc:
-                outcomes = [exc] * len(batch)
-        if scope.cancelled_caught:
-            timeout = DatabaseError(f"the write did not finish within {self._write_timeout:g}s")
-            outcomes = [timeout] * len(batch)
-        if len(outcomes) != len(batch):
-            mismatch = RuntimeError(f"write returned {len(outcomes)} outcomes for {len(batch)}")
-            outcomes = [mismatch] * len(batch)
-        self.batches += 1
-        for entry, outcome in zip(batch, outcomes, strict=True):
-            entry.settle(outcome)
+        return batch
+
+    async def _write_next_batch(self) -> None:
+        batch = self._take_batch()
+        outcomes: Sequence[R | Exception] = []
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self._write_timeout
+                try:
+                    outcomes = await self._write([entry.item for entry in batch])
+                except Exception as exc:
+                    outcomes = [exc] * len(batch)
+            if scope.cancelled_caught:
+                timeout = DatabaseError(f"the write did not finish within {self._write_timeout:g}s")
+                outcomes = [timeout] * len(batch)
+            if len(outcomes) != len(batch):
+                mismatch = RuntimeError(f"write returned {len(outcomes)} outcomes for {len(batch)}")
+                outcomes = [mismatch] * len(batch)
+        finally:
+            self.batches += 1
+            for index, entry in enumerate(batch):
+                # Whatever happened, no caller is left waiting (a BaseException, such as
+                # KeyboardInterrupt, settles them with a plain error).
+                if index < len(outcomes):
+                    entry.settle(outcomes[index])
+                else:
+                    entry.settle(RuntimeError("the write was interrupted"))
 
     def _hand_over(self) -> None:
         """The lead goes to the oldest caller still waiting, or lapses."""

@@ -16,6 +16,7 @@ by the intake's body size limit.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import attrs
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from daemon.modules.ingestion.extraction.result import Extracted
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _pdf(data: bytes, *, charset: str | None, max_chars: int) -> Extracted:
@@ -92,6 +96,11 @@ def extract_text(
         data, charset=resolved.charset, max_chars=max_chars
     )
     notes = [*resolved.warnings, *extracted.warnings]
+    if _UNSTORABLE.search(extracted.text):
+        # NUL and lone surrogates (from a JSON escape, or a text with stray NULs) can be
+        # neither stored in PostgreSQL text nor encoded as UTF-8.
+        extracted = attrs.evolve(extracted, text=_UNSTORABLE.sub("", extracted.text))
+        notes.append("NUL characters or lone surrogates removed")
     if not extracted.text.strip():
         hint = " (a scanned PDF without a text layer?)" if resolved.media_type == PDF else ""
         notes.append(f"no text found{hint}")
