@@ -19,7 +19,13 @@ from daemon.modules.cases.routing import (
     parse_duration,
     parse_routing_rules,
 )
-from daemon.modules.cases.store import Case, case_of_document, get_case, list_cases, open_case
+from daemon.modules.cases.store import (
+    Case,
+    case_of_document,
+    get_case,
+    list_cases,
+    open_cases,
+)
 
 __all__ = [
     "DEFAULT_CASE_CATEGORIES",
@@ -31,7 +37,7 @@ __all__ = [
     "decide",
     "get_case",
     "list_cases",
-    "open_case",
+    "open_cases",
     "parse_duration",
     "parse_routing_rules",
 ]

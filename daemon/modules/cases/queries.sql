@@ -1,12 +1,17 @@
 -- Cases: a document that needs a human.
 
--- name: open_case
--- One case per document: a reanalysis that routes again keeps the case it has.
+-- name: open_cases
+-- One case per document: a reanalysis that routes again keeps the case it has. Many
+-- documents at once, as one JSON array of rows.
 INSERT INTO cases (document_id, analysis_id, severity, sla_due_at, assignee, tags, reason)
-VALUES (%(document_id)s, %(analysis_id)s, %(severity)s, %(sla_due_at)s, %(assignee)s,
-        %(tags)s, %(reason)s)
+SELECT c.document_id, c.analysis_id, c.severity, c.sla_due_at, c.assignee,
+       coalesce(c.tags, '{}'), c.reason
+FROM jsonb_to_recordset(%(cases)s::jsonb)
+     AS c(document_id bigint, analysis_id bigint, severity text, sla_due_at timestamptz,
+          assignee text, tags text[], reason text)
+ORDER BY c.document_id
 ON CONFLICT (document_id) DO NOTHING
-RETURNING id
+RETURNING document_id, id
 
 -- name: get_case
 SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due_at,

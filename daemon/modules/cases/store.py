@@ -1,6 +1,6 @@
 """Cases in the database: opened by the pipeline's routing step, listed and shown.
 
-:func:`open_case` runs in the caller's transaction (the routing step's, so a case exists
+:func:`open_cases` runs in the caller's transaction (the routing step's, so a case exists
 exactly when the document was routed to one). Case work (acknowledge, assign, resolve,
 escalate) comes with the cases API.
 """
@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg.types.json import Jsonb
 
 from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import CaseNotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from daemon.modules.cases.routing import RoutingDecision
@@ -58,26 +60,28 @@ class Case:
         )
 
 
-async def open_case(
-    conn: TrioConnection, document_id: int, analysis_id: int, decision: RoutingDecision
-) -> int | None:
-    """Open the document's case in the caller's transaction; its id, or None when the
-    document already has one (idempotent)."""
-    row = await (
-        await conn.execute(
-            SQL["open_case"],
-            {
-                "document_id": document_id,
-                "analysis_id": analysis_id,
-                "severity": decision.severity.value,
-                "sla_due_at": decision.sla_due_at,
-                "assignee": decision.assignee,
-                "tags": list(decision.tags),
-                "reason": decision.reason,
-            },
-        )
-    ).fetchone()
-    return None if row is None else int(row[0])
+async def open_cases(
+    conn: TrioConnection, cases: Sequence[tuple[int, int, RoutingDecision]]
+) -> dict[int, int]:
+    """Open the documents' cases (document id, analysis id, decision) in the caller's
+    transaction, in one statement; document id -> the new case's id, for those that had
+    none (idempotent: a reanalysis that routes again keeps the case it has)."""
+    if not cases:
+        return {}
+    rows = [
+        {
+            "document_id": document_id,
+            "analysis_id": analysis_id,
+            "severity": decision.severity.value,
+            "sla_due_at": None if decision.sla_due_at is None else decision.sla_due_at.isoformat(),
+            "assignee": decision.assignee,
+            "tags": list(decision.tags),
+            "reason": decision.reason,
+        }
+        for document_id, analysis_id, decision in cases
+    ]
+    cursor = await conn.execute(SQL["open_cases"], {"cases": Jsonb(rows)})
+    return {int(row[0]): int(row[1]) for row in await cursor.fetchall()}
 
 
 async def get_case(conn: TrioConnection, case_id: int) -> Case:

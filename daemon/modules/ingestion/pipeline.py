@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 
 from daemon.modules.analysis import AnalysisOutcome, AnalysisRequest, Analyzer
 from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
-from daemon.modules.cases import RoutingRules, decide, open_case, parse_routing_rules
+from daemon.modules.cases import RoutingRules, decide, open_cases, parse_routing_rules
 from daemon.modules.ingestion.extraction import Extracted, extract_text
 from daemon.modules.ingestion.fetch import FetchPolicy, fetch_url
 from daemon.modules.ingestion.normalize import normalize
@@ -713,10 +713,14 @@ class Pipeline:
                     {"open_case": decision.open_case, "reason": decision.reason},
                 )
             moved = await self._advance(conn, step, moves, results)
-            for document_id in sorted(moved):
-                analysis_id, decision = decisions[document_id]
-                if decision.open_case:
-                    await open_case(conn, document_id, analysis_id, decision)
+            await open_cases(
+                conn,
+                [
+                    (document_id, *decisions[document_id])
+                    for document_id in sorted(moved)
+                    if decisions[document_id][1].open_case
+                ],
+            )
 
     async def _complete(self, step: Step, ids: list[int], results: Results) -> None:
         moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {
