@@ -25,6 +25,7 @@ from daemon.api.routes import (
     metrics,
     users,
 )
+from daemon.api.uploads import Request
 
 BLUEPRINTS = [
     health.blueprint,
@@ -51,6 +52,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
             test suite builds this app and fails first.
     """
     app = QuartTrio("triaged", static_folder=None)
+    app.request_class = Request  # uploads parsed in memory (see daemon/api/uploads.py)
     app.config["MAX_CONTENT_LENGTH"] = context.settings.max_request_bytes
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.extensions[_EXTENSION] = context
