@@ -398,3 +398,40 @@ async def test_handler_is_cancelled_when_its_lease_cannot_be_renewed(pool, datab
         finally:
             store.renew_leases = original
         worker.request_stop()
+
+
+async def test_enqueue_jobs_from_sql_in_the_callers_statement(pool, database_url):
+    seen: list[int] = []
+
+    async def handler(job: Job):
+        seen.append(job.payload["n"])
+
+    registry = HandlerRegistry()
+    registry.register("from_sql", handler)
+    worker = _worker(pool, database_url, registry, poll_interval=30.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)  # idle: only a NOTIFY can wake it within 30 s
+        async with pool.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO queues (name, max_attempts) VALUES ('from_sql', 7) "
+                "ON CONFLICT (name) DO UPDATE SET max_attempts = 7"
+            )
+            created = await (
+                await conn.execute(
+                    "SELECT enqueue_jobs('from_sql', %s::jsonb), "
+                    "enqueue_jobs('from_sql', NULL), enqueue_jobs('from_sql', '[]'), "
+                    "enqueue_jobs('from_sql', '[{\"n\": 9}]', 2)",
+                    ('[{"n": 1}, {"n": 2}, {"n": 3}]',),
+                )
+            ).fetchone()
+        assert created == (3, 0, 0, 1)
+        await _wait_for(pool, "from_sql", {"completed": 4}, timeout=5)
+        worker.request_stop()
+    assert sorted(seen) == [1, 2, 3, 9]
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT payload->>'n', max_attempts FROM jobs WHERE queue = 'from_sql' ORDER BY id"
+            )
+        ).fetchall()
+    assert rows == [("1", 7), ("2", 7), ("3", 7), ("9", 2)]  # in order; the queue's policy

@@ -20,10 +20,11 @@ Contract of :meth:`Pipeline.run_step` (every step):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, LiteralString, cast
 
 import attrs
 import psycopg
@@ -44,13 +45,13 @@ from daemon.modules.ingestion.states import (
     step_of_queue,
     transition,
 )
-from daemon.queue import JobSpec, PermanentFailure, enqueue_many
+from daemon.queue import PermanentFailure
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import AnalysisFailed, EmptyContent, IngestionError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
     from daemon.modules.analysis import Analysis, Taxonomy
     from daemon.modules.cases.routing import RoutingDecision
@@ -64,6 +65,17 @@ RAW_OUTPUT_KEPT = 20_000  # characters of an invalid model answer kept in the hi
 BLOB_GROUP_BYTES = 64 << 20  # contents the hash and extract steps hold at once
 
 SQL = load_queries("daemon.modules.ingestion", "queries.sql")
+
+# The advance statement, alone (None) and with each step's own writes in it.
+_WRITES_MARKER = "-- step writes --"
+assert _WRITES_MARKER in SQL["advance"]
+_ADVANCE: dict[str | None, LiteralString] = {
+    None: SQL["advance"],
+    **{
+        name: cast("LiteralString", SQL["advance"].replace(_WRITES_MARKER, SQL[name]))
+        for name in ("write_extracted",)
+    },
+}
 
 # Hashing, extraction and normalization of big documents: off the event loop, at low
 # priority, a few at a time.
@@ -328,18 +340,24 @@ class Pipeline:
         results: Results,
         *,
         needs_blob: bool = False,
+        writes: str | None = None,
+        data: list[dict[str, Any]] | None = None,
     ) -> set[int]:
-        """Move documents on inside the caller's transaction (document id -> the state
-        the step reached, its detail for the history), record the transitions and
-        enqueue what follows. The ids moved: a document no longer in the step's state
-        is not (and gets ``skipped`` in ``results``); the others get ``advanced``."""
+        """Move documents on (document id -> the state the step reached, its detail for
+        the history), record the transitions and enqueue what follows, in one statement:
+        atomic even on an autocommit connection, in the caller's transaction otherwise.
+        ``writes`` names a step's own CTEs to run in that statement, on ``data`` (its
+        rows, for the documents moved). The ids moved: a document no longer in the
+        step's state is not (and gets ``skipped`` in ``results``); the others get
+        ``advanced``."""
         if not moves:
             return set()
         ids = sorted(moves)  # one lock order for every batch
         targets = [transition(step.from_state, step, _outcome_of(moves[i][0])) for i in ids]
+        following = next_step(step)
         rows = await (
             await conn.execute(
-                SQL["advance"],
+                _ADVANCE[writes],
                 {
                     "ids": ids,
                     "rows": Jsonb(
@@ -352,38 +370,34 @@ class Pipeline:
                     "step": step.name,
                     "retention": self.config.retention.total_seconds(),
                     "needs_blob": needs_blob,
+                    # The next jobs (no dedup key: the state guard makes this run once
+                    # per document and step), for the documents that reached to_state.
+                    "next_queue": None if following is None else following.queue,
+                    "onward_state": step.to_state.value,
+                    "max_attempts": self.config.max_attempts,
+                    "data": None if data is None else Jsonb(data),
                 },
             )
         ).fetchall()
         moved = {int(row[0]) for row in rows}
-        following = next_step(step)
-        onward: list[int] = []
         for document_id, target in zip(ids, targets, strict=True):
             if document_id not in moved:
                 results[document_id] = SKIPPED
-                continue
-            results[document_id] = StepResult(outcome="advanced", state=target.value)
-            if following is not None and target is step.to_state:
-                onward.append(document_id)
-        if onward:
-            # No dedup key: this runs once per document and step (the state guard above).
-            await enqueue_many(
-                conn,
-                [
-                    JobSpec(
-                        queue=following.queue,
-                        payload={"document_id": document_id},
-                        max_attempts=self.config.max_attempts,
-                    )
-                    for document_id in onward
-                ],
-            )
+            else:
+                results[document_id] = StepResult(outcome="advanced", state=target.value)
         return moved
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[TrioConnection]:
+        """A connection for a step whose writes are one statement (no BEGIN/COMMIT)."""
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            yield conn
 
     async def _fetch(self, step: Step, ids: list[int], results: Results) -> None:
         # Content given at intake (the usual case): one transaction, no read first.
         advanced = {document_id: (step.to_state, {}) for document_id in ids}
-        async with self.pool.transaction() as conn:
+        async with self._autocommit() as conn:
             moved = await self._advance(conn, step, advanced, results, needs_blob=True)
         rest = [document_id for document_id in ids if document_id not in moved]
         if not rest:
@@ -541,20 +555,15 @@ class Pipeline:
             texts[document_id] = (extracted.text, extraction)
         if not moves:
             return
-        async with self.pool.transaction() as conn:
-            moved = sorted(await self._advance(conn, step, moves, results))
-            if moved:
-                await conn.execute(
-                    SQL["set_extracted"],
-                    {
-                        "rows": Jsonb(
-                            [
-                                {"id": i, "text": texts[i][0], "extraction": texts[i][1]}
-                                for i in moved
-                            ]
-                        )
-                    },
-                )
+        async with self._autocommit() as conn:
+            await self._advance(
+                conn,
+                step,
+                moves,
+                results,
+                writes="write_extracted",
+                data=[{"id": i, "text": t, "extraction": e} for i, (t, e) in texts.items()],
+            )
 
     async def _normalize(self, step: Step, ids: list[int], results: Results) -> None:
         rows = await self._read("extracted_input", ids)
@@ -726,7 +735,7 @@ class Pipeline:
         moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {
             document_id: (step.to_state, {}) for document_id in ids
         }
-        async with self.pool.transaction() as conn:  # advance sets completed_at, retain_until
+        async with self._autocommit() as conn:  # advance sets completed_at, retain_until
             await self._advance(conn, step, moves, results)
 
 

@@ -56,12 +56,15 @@ RETURNING key
 
 -- name: advance
 -- Move documents from the step's state to the next one (each to its own: the hash step
--- sends duplicates elsewhere) and record the transitions, in one statement; a document
--- not returned was not in that state (a redelivered job whose work is done, or an
--- operator's change). The row locks taken here serialise concurrent deliveries of the
--- same step. With %(needs_blob)s, only documents whose content is stored.
--- Batch statements take their rows as one JSON array (%(rows)s): encoded in C, where
--- psycopg's array parameters cost a Python call per element.
+-- sends duplicates elsewhere), record the transitions and enqueue the next step's job
+-- of each document that reached %(onward_state)s (on %(next_queue)s; none when NULL),
+-- in one statement; a document not returned was not in that state (a redelivered job
+-- whose work is done, or an operator's change). The row locks taken here serialise
+-- concurrent deliveries of the same step. With %(needs_blob)s, only documents whose
+-- content is stored. Batch statements take their rows as one JSON array (%(rows)s):
+-- encoded in C, where psycopg's array parameters cost a Python call per element.
+-- A step with more to write inserts its CTEs where the marker line is (see
+-- pipeline.py); they may read "moved", and must not update documents again.
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
         AS i(id bigint, to_state document_state, detail jsonb)
@@ -83,8 +86,18 @@ WITH input AS (
     INSERT INTO document_events (document_id, from_state, to_state, step, detail)
     SELECT id, %(from_state)s::document_state, to_state, %(step)s, detail
     FROM moved ORDER BY id
+), enqueued AS (
+    -- The queue's SQL interface (migration 0005): one call for the batch.
+    SELECT enqueue_jobs(
+        %(next_queue)s::text,
+        (SELECT jsonb_agg(jsonb_build_object('document_id', id) ORDER BY id)
+         FROM moved WHERE to_state = %(onward_state)s::document_state),
+        %(max_attempts)s::integer
+    ) AS created
+    WHERE %(next_queue)s::text IS NOT NULL
 )
-SELECT id FROM moved
+-- step writes --
+SELECT m.id FROM moved m LEFT JOIN enqueued e ON true
 
 -- name: step_input
 SELECT d.id, d.state::text, d.url FROM documents d WHERE d.id = ANY(%(ids)s)
@@ -175,12 +188,17 @@ FROM unnest(%(ids)s::bigint[], %(sha256s)s::bytea[], %(duplicates_of)s::bigint[]
      AS h(id, sha256, duplicate_of)
 WHERE d.id = h.id AND d.id = ANY(%(ids)s::bigint[])
 
--- name: set_extracted
-INSERT INTO document_texts (document_id, extracted, extraction)
-SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS i(id bigint, text text, extraction jsonb)
-ON CONFLICT (document_id) DO UPDATE
-SET extracted = EXCLUDED.extracted, extraction = EXCLUDED.extraction,
-    normalized = NULL, chunks = NULL, truncated = false
+-- name: write_extracted
+-- CTE for advance (the extract step): the texts of the documents moved on.
+, texts AS (
+    INSERT INTO document_texts (document_id, extracted, extraction)
+    SELECT w.id, w.text, w.extraction
+    FROM jsonb_to_recordset(%(data)s::jsonb) AS w(id bigint, text text, extraction jsonb)
+    JOIN moved m ON m.id = w.id
+    ON CONFLICT (document_id) DO UPDATE
+    SET extracted = EXCLUDED.extracted, extraction = EXCLUDED.extraction,
+        normalized = NULL, chunks = NULL, truncated = false
+)
 
 -- name: set_normalized
 WITH input AS (
