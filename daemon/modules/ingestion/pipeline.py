@@ -73,7 +73,7 @@ _ADVANCE: dict[str | None, LiteralString] = {
     None: SQL["advance"],
     **{
         name: cast("LiteralString", SQL["advance"].replace(_WRITES_MARKER, SQL[name]))
-        for name in ("write_extracted",)
+        for name in ("write_extracted", "write_normalized", "write_analyses")
     },
 }
 
@@ -342,14 +342,17 @@ class Pipeline:
         needs_blob: bool = False,
         writes: str | None = None,
         data: list[dict[str, Any]] | None = None,
+        columns: Mapping[int, dict[str, Any]] | None = None,
+        new_analyses: bool = False,
     ) -> set[int]:
         """Move documents on (document id -> the state the step reached, its detail for
         the history), record the transitions and enqueue what follows, in one statement:
         atomic even on an autocommit connection, in the caller's transaction otherwise.
         ``writes`` names a step's own CTEs to run in that statement, on ``data`` (its
-        rows, for the documents moved). The ids moved: a document no longer in the
-        step's state is not (and gets ``skipped`` in ``results``); the others get
-        ``advanced``."""
+        rows, for the documents moved); ``columns`` are a document's new language,
+        category or severity; ``new_analyses`` draws each document's new analysis id.
+        The ids moved: a document no longer in the step's state is not (and gets
+        ``skipped`` in ``results``); the others get ``advanced``."""
         if not moves:
             return set()
         ids = sorted(moves)  # one lock order for every batch
@@ -363,9 +366,11 @@ class Pipeline:
                     "rows": Jsonb(
                         [
                             {"id": i, "to_state": target.value, "detail": moves[i][1]}
+                            | (columns or {}).get(i, {})
                             for i, target in zip(ids, targets, strict=True)
                         ]
                     ),
+                    "new_analyses": new_analyses,
                     "from_state": step.from_state.value,
                     "step": step.name,
                     "retention": self.config.retention.total_seconds(),
@@ -597,27 +602,24 @@ class Pipeline:
             )
             for document_id, result in normalized.items()
         }
-        async with self.pool.transaction() as conn:
-            moved = sorted(await self._advance(conn, step, moves, results))
-            if moved:
-                await conn.execute(
-                    SQL["set_normalized"],
+        async with self._autocommit() as conn:
+            await self._advance(
+                conn,
+                step,
+                moves,
+                results,
+                writes="write_normalized",
+                data=[
                     {
-                        "ids": moved,
-                        "rows": Jsonb(
-                            [
-                                {
-                                    "id": i,
-                                    "normalized": normalized[i].text,
-                                    "chunks": list(normalized[i].chunks),
-                                    "truncated": normalized[i].truncated,
-                                    "language": normalized[i].language,
-                                }
-                                for i in moved
-                            ]
-                        ),
-                    },
-                )
+                        "id": i,
+                        "normalized": result.text,
+                        "chunks": list(result.chunks),
+                        "truncated": result.truncated,
+                    }
+                    for i, result in normalized.items()
+                ],
+                columns={i: {"language": r.language} for i, r in normalized.items()},
+            )
 
     def _analyzer_for(self, choice: object) -> Analyzer:
         """The analyzer a job asks for (none: the configured one).
@@ -689,13 +691,20 @@ class Pipeline:
             )
             for document_id, outcome in outcomes.items()
         }
-        async with self.pool.transaction() as conn:
-            moved = sorted(await self._advance(conn, step, moves, results))
-            if moved:
-                await conn.execute(
-                    SQL["insert_analyses"],
-                    _analysis_rows([(i, outcomes[i], requests[i].truncated) for i in moved]),
-                )
+        async with self._autocommit() as conn:
+            await self._advance(
+                conn,
+                step,
+                moves,
+                results,
+                writes="write_analyses",
+                data=_analysis_rows([(i, o, requests[i].truncated) for i, o in outcomes.items()]),
+                columns={
+                    i: {"category": o.analysis.category, "severity": o.analysis.severity.value}
+                    for i, o in outcomes.items()
+                },
+                new_analyses=True,
+            )
 
     async def _route(self, step: Step, ids: list[int], results: Results) -> None:
         # Deciding is pure and quick: read, decide and write in one transaction.
@@ -743,8 +752,8 @@ def _outcome_of(target: DocumentState) -> Outcome:
     return Outcome.DUPLICATE if target is DocumentState.DUPLICATE else Outcome.ADVANCED
 
 
-def _analysis_rows(rows: list[tuple[int, AnalysisOutcome, bool]]) -> dict[str, Any]:
-    """The ``insert_analyses`` parameters: the documents' ids, and a row per document."""
+def _analysis_rows(rows: list[tuple[int, AnalysisOutcome, bool]]) -> list[dict[str, Any]]:
+    """The ``write_analyses`` rows: one per document."""
     records = []
     for document_id, result, truncated in rows:
         analysis = result.analysis
@@ -769,7 +778,7 @@ def _analysis_rows(rows: list[tuple[int, AnalysisOutcome, bool]]) -> dict[str, A
                 "truncated": truncated,
             }
         )
-    return {"ids": [document_id for document_id, _, _ in rows], "rows": Jsonb(records)}
+    return records
 
 
 @attrs.frozen(kw_only=True)

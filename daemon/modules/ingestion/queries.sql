@@ -64,16 +64,27 @@ RETURNING key
 -- content is stored. Batch statements take their rows as one JSON array (%(rows)s):
 -- encoded in C, where psycopg's array parameters cost a Python call per element.
 -- A step with more to write inserts its CTEs where the marker line is (see
--- pipeline.py); they may read "moved", and must not update documents again.
+-- pipeline.py); they may read "moved", and must not update documents again (a row
+-- cannot be updated twice in one statement): a row's language, category and severity
+-- come in with it here, and with %(new_analyses)s each document moved gets the id of
+-- its new analysis (drawn here, inserted by the analysis step's CTE).
 WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
-        AS i(id bigint, to_state document_state, detail jsonb)
+    SELECT i.*,
+           CASE WHEN %(new_analyses)s
+                THEN nextval(pg_get_serial_sequence('analyses', 'id')) END AS analysis_id
+    FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS i(id bigint, to_state document_state, detail jsonb, language text,
+             category text, severity text)
 ), moved AS (
     UPDATE documents d
     SET state = i.to_state, updated_at = now(),
         completed_at = CASE WHEN i.to_state = 'completed' THEN now() END,
         retain_until = CASE WHEN i.to_state = 'completed'
-                            THEN now() + make_interval(secs => %(retention)s) END
+                            THEN now() + make_interval(secs => %(retention)s) END,
+        language = coalesce(i.language, d.language),
+        category = coalesce(i.category, d.category),
+        severity = coalesce(i.severity, d.severity),
+        analysis_id = coalesce(i.analysis_id, d.analysis_id)
     FROM input i
     WHERE d.id = i.id AND d.state = %(from_state)s::document_state
       -- Primary-key lookups: joined on the input alone, the planner (its statistics
@@ -81,7 +92,7 @@ WITH input AS (
       AND d.id = ANY(%(ids)s::bigint[])
       AND (NOT %(needs_blob)s
            OR EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = d.id))
-    RETURNING d.id, i.to_state, i.detail
+    RETURNING d.id, i.to_state, i.detail, i.analysis_id
 ), event AS (
     INSERT INTO document_events (document_id, from_state, to_state, step, detail)
     SELECT id, %(from_state)s::document_state, to_state, %(step)s, detail
@@ -200,42 +211,38 @@ WHERE d.id = h.id AND d.id = ANY(%(ids)s::bigint[])
         normalized = NULL, chunks = NULL, truncated = false
 )
 
--- name: set_normalized
-WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
-        AS n(id bigint, normalized text, chunks jsonb, truncated boolean, language text)
-), texts AS (
+-- name: write_normalized
+-- CTE for advance (the normalize step): the normalized texts and chunks.
+, texts AS (
     UPDATE document_texts t
-    SET normalized = n.normalized, chunks = n.chunks, truncated = n.truncated
-    FROM input n WHERE t.document_id = n.id AND t.document_id = ANY(%(ids)s::bigint[])
+    SET normalized = w.normalized, chunks = w.chunks, truncated = w.truncated
+    FROM jsonb_to_recordset(%(data)s::jsonb)
+         AS w(id bigint, normalized text, chunks jsonb, truncated boolean)
+    JOIN moved m ON m.id = w.id
+    WHERE t.document_id = w.id AND t.document_id = ANY(%(ids)s::bigint[])
 )
-UPDATE documents d SET language = n.language
-FROM input n WHERE d.id = n.id AND d.id = ANY(%(ids)s::bigint[])
 
--- name: insert_analyses
--- A new analysis run of each document, made its current one.
-WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
-        AS i(id bigint, category text, severity text, summary text, entities jsonb,
+-- name: write_analyses
+-- CTE for advance (the analyze step): a new analysis run of each document moved, with
+-- the id advance drew for it (advance made it the document's current one).
+, analyses_written AS (
+    INSERT INTO analyses (id, document_id, run, category, severity, summary, entities,
+                          confidence, rationale, provider, model, version, latency_ms, calls,
+                          repair_rounds, prompt_tokens, completion_tokens, chunked, truncated)
+    OVERRIDING SYSTEM VALUE
+    SELECT m.analysis_id, w.id,
+           coalesce((SELECT max(a.run) FROM analyses a WHERE a.document_id = w.id), 0) + 1,
+           w.category, w.severity, w.summary, w.entities, w.confidence, w.rationale,
+           w.provider, w.model, w.version, w.latency_ms, w.calls, w.repair_rounds,
+           w.prompt_tokens, w.completion_tokens, w.chunked, w.truncated
+    FROM jsonb_to_recordset(%(data)s::jsonb)
+        AS w(id bigint, category text, severity text, summary text, entities jsonb,
              confidence float8, rationale text, provider text, model text, version text,
              latency_ms float8, calls integer, repair_rounds integer, prompt_tokens integer,
              completion_tokens integer, chunked boolean, truncated boolean)
-), inserted AS (
-    INSERT INTO analyses (document_id, run, category, severity, summary, entities,
-                          confidence, rationale, provider, model, version, latency_ms, calls,
-                          repair_rounds, prompt_tokens, completion_tokens, chunked, truncated)
-    SELECT i.id,
-           coalesce((SELECT max(a.run) FROM analyses a WHERE a.document_id = i.id), 0) + 1,
-           i.category, i.severity, i.summary, i.entities, i.confidence, i.rationale,
-           i.provider, i.model, i.version, i.latency_ms, i.calls, i.repair_rounds,
-           i.prompt_tokens, i.completion_tokens, i.chunked, i.truncated
-    FROM input i
-    RETURNING id, document_id, category, severity
+    JOIN moved m ON m.id = w.id
+    ORDER BY w.id
 )
-UPDATE documents d
-SET analysis_id = n.id, category = n.category, severity = n.severity
-FROM inserted n
-WHERE d.id = n.document_id AND d.id = ANY(%(ids)s::bigint[])
 
 -- name: fail_step
 -- A step's document fails (permanently, or out of attempts): only if it is still where
