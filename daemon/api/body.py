@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -32,7 +33,8 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
         BodyTooLarge: the body is larger than ``max_bytes``.
         MalformedInput: the body is not valid JSON.
         ValidationFailed: the JSON does not fit ``model``, or a string holds a NUL
-            character (PostgreSQL text cannot); ``errors`` names each field.
+            character (PostgreSQL text cannot) or a lone surrogate (UTF-8 cannot);
+            ``errors`` names each field.
     """
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise UnsupportedMediaType(
@@ -52,9 +54,16 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedInput(f"the body is not valid JSON: {exc}") from None
-    nul = _nul_path(data, ())
-    if nul is not None:
-        raise ValidationFailed([{"field": nul or "(body)", "message": "contains a NUL character"}])
+    bad = _unstorable_path(data, ())
+    if bad is not None:
+        raise ValidationFailed(
+            [
+                {
+                    "field": bad or "(body)",
+                    "message": "contains a NUL character or a lone surrogate (not valid Unicode)",
+                }
+            ]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -71,20 +80,26 @@ def field_errors(exc: ValidationError, *, whole: str) -> list[dict[str, str]]:
     ]
 
 
-def _nul_path(value: Any, path: tuple[str, ...]) -> str | None:
-    """The dotted path of the first string (or key) holding a NUL character, if any."""
+# What PostgreSQL text cannot hold (NUL), or UTF-8 cannot encode (a lone surrogate, from
+# a "\ud800" escape): refused here with a 422, not by the database with a 500.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_path(value: Any, path: tuple[str, ...]) -> str | None:
+    """The dotted path of the first string (or key) holding a NUL character or a lone
+    surrogate, if any."""
     if isinstance(value, str):
-        return ".".join(path) if "\x00" in value else None
+        return ".".join(path) if _UNSTORABLE.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                return ".".join((*path, key.replace("\x00", "\\0")))
-            found = _nul_path(item, (*path, key))
+            if _UNSTORABLE.search(key):
+                return ".".join((*path, _UNSTORABLE.sub("?", key)))
+            found = _unstorable_path(item, (*path, key))
             if found is not None:
                 return found
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _nul_path(item, (*path, str(index)))
+            found = _unstorable_path(item, (*path, str(index)))
             if found is not None:
                 return found
     return None

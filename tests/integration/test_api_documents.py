@@ -293,11 +293,18 @@ async def test_more_bad_input_is_422_not_500(api, analyst):
             "unknown field": {"files": {"file": ("a.txt", b"a", "text/plain")}, "data": {"x": "1"}},
             "other file part": {"files": {"attachment": ("a.txt", b"a", "text/plain")}},
         }
+        raw_bodies = {
+            "lone surrogate": b'{"content": "\\ud800"}',
+            "lone surrogate in the title": b'{"title": "a\\udc00", "content": "x"}',
+            "lone surrogate in metadata": b'{"content": "x", "metadata": {"k\\ud800": 1}}',
+            "NUL in metadata": b'{"content": "x", "metadata": {"k": "\\u0000"}}',
+        }
+        cases |= {name: {} for name in raw_bodies}
         for name, request in cases.items():
-            if name == "lone surrogate":
+            if name in raw_bodies:
                 response = await client.post(
                     "/api/v1/documents",
-                    content=b'{"content": "\\ud800"}',
+                    content=raw_bodies[name],
                     headers={"Content-Type": "application/json"},
                 )
             else:
