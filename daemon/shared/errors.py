@@ -65,6 +65,18 @@ default message. HTTP statuses are chosen in one place only, ``daemon/api/errors
 from __future__ import annotations
 
 
+def describe_cause(exc: BaseException) -> str:
+    """The first non-empty message along ``exc``'s causes (else its type's name): HTTP
+    clients often wrap a silent ``trio.BrokenResourceError`` whose cause (a TLS
+    certificate error, a refused connection) says why."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
 class DaemonError(Exception):
     """An error in triaged."""
 

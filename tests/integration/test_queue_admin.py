@@ -20,8 +20,6 @@ from daemon.queue import (
     JobSpec,
     JobState,
     QueuePolicy,
-    QueueWorker,
-    WorkerOptions,
     cancel_job,
     configure_queue,
     enqueue,
@@ -35,11 +33,7 @@ from daemon.queue import (
 )
 from daemon.queue.maintenance import MaintenanceOptions, purge_finished
 from daemon.queue.store import SQL
-
-
-def _worker(pool, database_url, registry, **options) -> QueueWorker:
-    opts = {"lease_seconds": 5.0, "poll_interval": 0.2, "conninfo": database_url, **options}
-    return QueueWorker(pool, registry, WorkerOptions(**opts))
+from tests.integration.queue_helpers import fast_worker
 
 
 async def _state(pool, job_id: int) -> JobState:
@@ -170,7 +164,7 @@ async def test_cancelling_a_running_job_cancels_its_handler_at_the_next_heartbea
     async with pool.transaction() as conn:
         job = await enqueue(conn, "long")
     # lease 0.6 s: a heartbeat every 0.2 s
-    worker = _worker(pool, database_url, registry, lease_seconds=0.6, poll_interval=0.05)
+    worker = fast_worker(pool, database_url, registry, lease_seconds=0.6, poll_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await started.wait()
@@ -205,7 +199,7 @@ async def test_an_outcome_reported_after_a_cancel_is_dropped(pool, database_url)
     registry.register("quick", handler)
     async with pool.transaction() as conn:
         job = await enqueue(conn, "quick")
-    worker = _worker(pool, database_url, registry, lease_seconds=30.0)
+    worker = fast_worker(pool, database_url, registry, lease_seconds=30.0)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await started.wait()
@@ -250,7 +244,7 @@ async def test_retry_runs_failed_and_cancelled_jobs_again_with_fresh_attempts(po
 
     registry = HandlerRegistry()
     registry.register("again", handler)
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await _wait_state(pool, failed, JobState.COMPLETED)
@@ -295,7 +289,7 @@ async def test_a_paused_queue_is_not_claimed_and_resume_wakes_the_worker(pool, d
 
     registry = HandlerRegistry()
     registry.register("p", handler)
-    worker = _worker(pool, database_url, registry, poll_interval=30)  # NOTIFY or nothing
+    worker = fast_worker(pool, database_url, registry, poll_interval=30)  # NOTIFY or nothing
     async with pool.transaction() as conn:
         await pause_queue(conn, "p")
         await pause_queue(conn, "p")  # idempotent
@@ -437,7 +431,7 @@ async def test_jobs_that_exhaust_their_attempts_are_copied_to_the_dead_letter_qu
         fine = await enqueue(conn, "send", {"ok": True, "to": "y@example.org"})
     registry = HandlerRegistry()
     registry.register("send", handler)
-    worker = _worker(pool, database_url, registry, poll_interval=0.05)
+    worker = fast_worker(pool, database_url, registry, poll_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await _wait_state(pool, doomed.id, JobState.FAILED)

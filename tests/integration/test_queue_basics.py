@@ -19,28 +19,7 @@ from daemon.queue import (
 )
 from daemon.queue.maintenance import rescue_expired
 from daemon.shared.errors import DatabaseError
-
-
-async def _states(pool, queue: str) -> dict[str, int]:
-    async with pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT state::text, count(*) FROM jobs WHERE queue = %s GROUP BY 1", (queue,)
-            )
-        ).fetchall()
-    return {state: count for state, count in rows}
-
-
-async def _wait_for(pool, queue: str, expected: dict[str, int], timeout: float = 10) -> None:
-    with trio.fail_after(timeout):
-        while (states := await _states(pool, queue)) != expected:
-            await trio.sleep(0.02)
-    assert states == expected
-
-
-def _worker(pool, database_url, registry, **options) -> QueueWorker:
-    opts = {"lease_seconds": 5.0, "poll_interval": 0.2, "conninfo": database_url, **options}
-    return QueueWorker(pool, registry, WorkerOptions(**opts))
+from tests.integration.queue_helpers import fast_worker, job_states, wait_for_states
 
 
 async def test_jobs_run_once_and_complete_with_their_result(pool, database_url):
@@ -54,10 +33,10 @@ async def test_jobs_run_once_and_complete_with_their_result(pool, database_url):
     registry.register("basic", handler, concurrency=4)
     async with pool.transaction() as conn:
         await enqueue_many(conn, [JobSpec(queue="basic", payload={"n": i}) for i in range(50)])
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "basic", {"completed": 50})
+        await wait_for_states(pool, "basic", {"completed": 50})
         worker.request_stop()
     assert sorted(seen) == list(range(50))
     async with pool.connection() as conn:
@@ -77,7 +56,7 @@ async def test_enqueue_is_atomic_with_the_callers_transaction(pool):
             raise Abort
     except Abort:
         pass
-    assert await _states(pool, "atomic") == {}
+    assert await job_states(pool, "atomic") == {}
 
 
 async def test_dedup_key_returns_the_live_job(pool):
@@ -102,10 +81,10 @@ async def test_failures_retry_with_backoff_then_fail(pool, database_url):
         await enqueue(
             conn, "flaky", max_attempts=3, backoff=Backoff(base_seconds=0.01, max_seconds=0.05)
         )
-    worker = _worker(pool, database_url, registry, poll_interval=0.05)
+    worker = fast_worker(pool, database_url, registry, poll_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "flaky", {"failed": 1})
+        await wait_for_states(pool, "flaky", {"failed": 1})
         worker.request_stop()
     assert attempts == [1, 2, 3]
     async with pool.connection() as conn:
@@ -134,11 +113,11 @@ async def test_retry_later_gives_the_attempt_back_and_permanent_failure_skips_re
     async with pool.transaction() as conn:
         await enqueue(conn, "snooze", max_attempts=1)
         await enqueue(conn, "doomed", max_attempts=5)
-    worker = _worker(pool, database_url, registry, poll_interval=0.05)
+    worker = fast_worker(pool, database_url, registry, poll_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "snooze", {"completed": 1})
-        await _wait_for(pool, "doomed", {"failed": 1})
+        await wait_for_states(pool, "snooze", {"completed": 1})
+        await wait_for_states(pool, "doomed", {"failed": 1})
         worker.request_stop()
     assert [c for c in calls if c.startswith("s")] == ["s1", "s1", "s1"]
     assert calls.count("d") == 1
@@ -158,10 +137,10 @@ async def test_timeout_cancels_the_handler_and_counts_as_a_failure(pool, databas
     registry.register("slow", slow)
     async with pool.transaction() as conn:
         await enqueue(conn, "slow", timeout=0.2, max_attempts=1)
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "slow", {"failed": 1})
+        await wait_for_states(pool, "slow", {"failed": 1})
         worker.request_stop()
     assert cancelled == [True]
     async with pool.connection() as conn:
@@ -182,15 +161,15 @@ async def test_cancelled_drain_releases_running_jobs_without_spending_an_attempt
     registry.register("stuck", stuck, concurrency=2)
     async with pool.transaction() as conn:
         await enqueue_many(conn, [JobSpec(queue="stuck") for _ in range(3)])
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await started.wait()
-        await _wait_for(pool, "stuck", {"active": 2, "created": 1})
+        await wait_for_states(pool, "stuck", {"active": 2, "created": 1})
         worker.request_stop()
         await trio.sleep(0.1)
         nursery.cancel_scope.cancel()  # the supervisor's job grace deadline
-    assert await _states(pool, "stuck") == {"created": 3}
+    assert await job_states(pool, "stuck") == {"created": 3}
     async with pool.connection() as conn:
         rows = await (await conn.execute("SELECT attempts, lease_token FROM jobs")).fetchall()
     assert rows == [(0, None)] * 3
@@ -211,14 +190,14 @@ async def test_expired_lease_is_rescued_and_the_old_worker_cannot_complete_it(po
     async with pool.transaction() as conn:
         job = await enqueue(conn, "lease", max_attempts=3)
     # lease 1 s, heartbeat every ~0.33 s: simulate a hang by never renewing
-    worker = _worker(pool, database_url, registry, lease_seconds=1.0)
+    worker = fast_worker(pool, database_url, registry, lease_seconds=1.0)
     worker._heartbeat = trio.sleep_forever  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "lease", {"active": 1})
+        await wait_for_states(pool, "lease", {"active": 1})
         await trio.sleep(1.2)
         assert await rescue_expired(pool) == 1
-        await _wait_for(pool, "lease", {"completed": 1})  # attempt 2 ran and completed
+        await wait_for_states(pool, "lease", {"completed": 1})  # attempt 2 ran and completed
         release.set()  # the hung attempt 1 returns late: its outcome must be dropped
         await trio.sleep(0.3)
         worker.request_stop()
@@ -250,11 +229,11 @@ async def test_global_concurrency_caps_active_jobs_across_workers(pool, database
     for _ in range(3):
         registry = HandlerRegistry()
         registry.register("capped", handler, concurrency=5)
-        workers.append(_worker(pool, database_url, registry, poll_interval=0.02))
+        workers.append(fast_worker(pool, database_url, registry, poll_interval=0.02))
     async with trio.open_nursery() as nursery:
         for worker in workers:
             await nursery.start(worker.run)
-        await _wait_for(pool, "capped", {"completed": 30}, timeout=20)
+        await wait_for_states(pool, "capped", {"completed": 30}, timeout=20)
         for worker in workers:
             worker.request_stop()
     assert peak == 3
@@ -268,7 +247,7 @@ async def test_wake_up_by_notify_is_fast(pool, database_url):
 
     registry = HandlerRegistry()
     registry.register("wake", handler)
-    worker = _worker(pool, database_url, registry, poll_interval=30)
+    worker = fast_worker(pool, database_url, registry, poll_interval=30)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await trio.sleep(0.3)  # LISTEN is up, the fetcher is asleep
@@ -298,7 +277,7 @@ async def test_drain_releases_jobs_whose_handler_runs_a_nursery(pool, database_u
     registry.register("nursery", with_nursery)
     async with pool.transaction() as conn:
         await enqueue(conn, "nursery")
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         await started.wait()
@@ -333,11 +312,11 @@ async def test_retry_later_and_permanent_failure_raised_inside_a_nursery_keep_th
     async with pool.transaction() as conn:
         await enqueue(conn, "n-snooze", max_attempts=1)
         await enqueue(conn, "n-doom", max_attempts=5)
-    worker = _worker(pool, database_url, registry, poll_interval=0.05)
+    worker = fast_worker(pool, database_url, registry, poll_interval=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "n-snooze", {"completed": 1})
-        await _wait_for(pool, "n-doom", {"failed": 1})
+        await wait_for_states(pool, "n-snooze", {"completed": 1})
+        await wait_for_states(pool, "n-doom", {"failed": 1})
         worker.request_stop()
     async with pool.connection() as conn:
         row = await (
@@ -365,7 +344,7 @@ async def test_polling_only_mode_runs_jobs_without_listen(pool, database_url):
         with trio.fail_after(2):
             await done.wait()
         worker.request_stop()
-    assert await _states(pool, "polled") == {"completed": 1}
+    assert await job_states(pool, "polled") == {"completed": 1}
 
 
 async def test_handler_is_cancelled_when_its_lease_cannot_be_renewed(pool, database_url):
@@ -382,14 +361,14 @@ async def test_handler_is_cancelled_when_its_lease_cannot_be_renewed(pool, datab
     registry.register("stale", handler)
     async with pool.transaction() as conn:
         await enqueue(conn, "stale")
-    worker = _worker(pool, database_url, registry, lease_seconds=1.5)
+    worker = fast_worker(pool, database_url, registry, lease_seconds=1.5)
 
     async def renewals_fail(*args, **kwargs):
         raise DatabaseError("the database is away")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "stale", {"active": 1})
+        await wait_for_states(pool, "stale", {"active": 1})
         original = store.renew_leases
         store.renew_leases = renewals_fail
         try:
@@ -408,7 +387,7 @@ async def test_enqueue_jobs_from_sql_in_the_callers_statement(pool, database_url
 
     registry = HandlerRegistry()
     registry.register("from_sql", handler)
-    worker = _worker(pool, database_url, registry, poll_interval=30.0)
+    worker = fast_worker(pool, database_url, registry, poll_interval=30.0)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)  # idle: only a NOTIFY can wake it within 30 s
         async with pool.transaction() as conn:
@@ -425,7 +404,7 @@ async def test_enqueue_jobs_from_sql_in_the_callers_statement(pool, database_url
                 )
             ).fetchone()
         assert created == (3, 0, 0, 1)
-        await _wait_for(pool, "from_sql", {"completed": 4}, timeout=5)
+        await wait_for_states(pool, "from_sql", {"completed": 4}, timeout=5)
         worker.request_stop()
     assert sorted(seen) == [1, 2, 3, 9]
     async with pool.connection() as conn:

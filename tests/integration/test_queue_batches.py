@@ -15,32 +15,14 @@ from daemon.queue import (
     JobSpec,
     JobState,
     PermanentFailure,
-    QueueWorker,
     RetryLater,
-    WorkerOptions,
     cancel_job,
     enqueue,
     enqueue_many,
     pause_queue,
     store,
 )
-
-
-async def _states(pool, queue: str) -> dict[str, int]:
-    async with pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT state::text, count(*) FROM jobs WHERE queue = %s GROUP BY 1", (queue,)
-            )
-        ).fetchall()
-    return {state: count for state, count in rows}
-
-
-async def _wait_for(pool, queue: str, expected: dict[str, int], timeout: float = 5) -> None:
-    with trio.fail_after(timeout):
-        while (states := await _states(pool, queue)) != expected:
-            await trio.sleep(0.02)
-    assert states == expected
+from tests.integration.queue_helpers import fast_worker, job_states, wait_for_states
 
 
 async def _jobs(pool, queue: str) -> dict[int, dict]:
@@ -64,11 +46,6 @@ async def _pause(pool, queue: str) -> None:
     that is running keep their first attempt's outcome, nothing is claimed again)."""
     async with pool.transaction() as conn:
         await pause_queue(conn, queue)
-
-
-def _worker(pool, database_url, registry, **options) -> QueueWorker:
-    opts = {"lease_seconds": 5.0, "poll_interval": 0.2, "conninfo": database_url, **options}
-    return QueueWorker(pool, registry, WorkerOptions(**opts))
 
 
 def test_batch_handler_type_is_exported():
@@ -102,10 +79,10 @@ async def test_batches_run_every_job_once_within_batch_size_and_concurrency(pool
     registry.register_batch(queue, handler, batch_size=25, concurrency=50)
     async with pool.transaction() as conn:
         ids = await enqueue_many(conn, [JobSpec(queue=queue, payload={"n": i}) for i in range(200)])
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, queue, {"completed": 200})
+        await wait_for_states(pool, queue, {"completed": 200})
         worker.request_stop()
 
     assert queues_seen == {queue}
@@ -158,17 +135,17 @@ async def test_each_job_of_a_batch_gets_its_own_outcome(pool, database_url):
         ids = await enqueue_many(
             conn, [JobSpec(queue=queue, payload={"kind": k}, max_attempts=3) for k in kinds]
         )
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         with trio.fail_after(3):
             await called.wait()
-            while "active" in await _states(pool, queue):  # the outcomes are not written yet
+            while "active" in await job_states(pool, queue):  # the outcomes are not written yet
                 await trio.sleep(0.02)
         worker.request_stop()
 
     assert batches == [ids], "the five jobs were not handed over as one batch"
-    assert await _states(pool, queue) == {"completed": 1, "failed": 1, "created": 1, "retry": 2}
+    assert await job_states(pool, queue) == {"completed": 1, "failed": 1, "created": 1, "retry": 2}
     rows = await _jobs(pool, queue)
     job = dict(zip(kinds, ids, strict=True))
 
@@ -224,12 +201,12 @@ async def test_a_raising_batch_handler_gives_every_job_of_the_batch_that_outcome
     registry.register_batch(queue, handler, batch_size=3, concurrency=3)
     async with pool.transaction() as conn:
         ids = await enqueue_many(conn, [JobSpec(queue=queue, max_attempts=3) for _ in range(3)])
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         with trio.fail_after(3):
             await called.wait()  # the jobs are active now ('created' is also where they began)
-        await _wait_for(pool, queue, {state: 3})
+        await wait_for_states(pool, queue, {state: 3})
         worker.request_stop()
 
     assert batches == [ids]
@@ -262,10 +239,10 @@ async def test_a_batch_times_out_at_the_earliest_timeout_of_its_jobs(pool, datab
             (await enqueue(conn, queue, {"i": i}, timeout=timeout, max_attempts=2)).id
             for i, timeout in enumerate([5.0, 0.3, None])
         ]
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, queue, {"retry": 3}, timeout=4)
+        await wait_for_states(pool, queue, {"retry": 3}, timeout=4)
         worker.request_stop()
 
     assert batches == [ids]
@@ -316,7 +293,7 @@ async def test_cancelling_one_job_of_a_running_batch_drops_only_its_outcome(
     async with pool.transaction() as conn:
         ids = await enqueue_many(conn, [JobSpec(queue=queue) for _ in range(3)])
     victim = ids[1]
-    worker = _worker(pool, database_url, registry, lease_seconds=0.6)  # heartbeat: 0.2 s
+    worker = fast_worker(pool, database_url, registry, lease_seconds=0.6)  # heartbeat: 0.2 s
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         with trio.fail_after(3):
@@ -328,7 +305,7 @@ async def test_cancelling_one_job_of_a_running_batch_drops_only_its_outcome(
                 await trio.sleep(0.01)
         assert not handler_cancelled, "the batch was cancelled when one of its jobs was"
         finish.set()
-        await _wait_for(pool, queue, {"completed": 2, "cancelled": 1})
+        await wait_for_states(pool, queue, {"completed": 2, "cancelled": 1})
         worker.request_stop()
 
     assert batches == [ids]
@@ -361,7 +338,7 @@ async def test_a_batch_whose_jobs_all_lose_their_lease_is_cancelled(pool, databa
     registry.register_batch(queue, handler, batch_size=2, concurrency=2)
     async with pool.transaction() as conn:
         first = await enqueue_many(conn, [JobSpec(queue=queue) for _ in range(2)])
-    worker = _worker(pool, database_url, registry, lease_seconds=0.6)  # heartbeat: 0.2 s
+    worker = fast_worker(pool, database_url, registry, lease_seconds=0.6)  # heartbeat: 0.2 s
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         with trio.fail_after(3):
@@ -374,7 +351,7 @@ async def test_a_batch_whose_jobs_all_lose_their_lease_is_cancelled(pool, databa
         # Its slots are free again: new jobs run.
         async with pool.transaction() as conn:
             second = await enqueue_many(conn, [JobSpec(queue=queue) for _ in range(2)])
-        await _wait_for(pool, queue, {"cancelled": 2, "completed": 2})
+        await wait_for_states(pool, queue, {"cancelled": 2, "completed": 2})
         worker.request_stop()
 
     assert batches[0] == first
@@ -406,18 +383,18 @@ async def test_cancelled_drain_releases_every_job_of_running_batches(pool, datab
     registry.register_batch(queue, handler, batch_size=2, concurrency=4)
     async with pool.transaction() as conn:
         ids = await enqueue_many(conn, [JobSpec(queue=queue) for _ in range(5)])
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         with trio.fail_after(3):
             await all_started.wait()
-        await _wait_for(pool, queue, {"active": 4, "created": 1})
+        await wait_for_states(pool, queue, {"active": 4, "created": 1})
         worker.request_stop()
         await trio.sleep(0.1)
         nursery.cancel_scope.cancel()  # the supervisor's job grace deadline
 
     assert len(cancelled) == 4 and set(cancelled) < set(ids)
-    assert await _states(pool, queue) == {"created": 5}
+    assert await job_states(pool, queue) == {"created": 5}
     rows = await _jobs(pool, queue)
     assert [(r["attempts"], r["lease_token"]) for r in rows.values()] == [(0, None)] * 5
 
@@ -441,11 +418,11 @@ async def test_plain_and_batch_queues_run_side_by_side(pool, database_url):
                 for i in range(10)
             ],
         )
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
-        await _wait_for(pool, "mixed-single", {"completed": 10})
-        await _wait_for(pool, "mixed-batch", {"completed": 10})
+        await wait_for_states(pool, "mixed-single", {"completed": 10})
+        await wait_for_states(pool, "mixed-batch", {"completed": 10})
         worker.request_stop()
     async with pool.connection() as conn:
         rows = await (
@@ -473,12 +450,12 @@ async def test_a_plain_handler_returning_an_exception_still_fails_as_not_json(po
     registry.register(queue, handler)
     async with pool.transaction() as conn:
         await enqueue(conn, queue, max_attempts=3)
-    worker = _worker(pool, database_url, registry)
+    worker = fast_worker(pool, database_url, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         with trio.fail_after(3):
             await called.wait()
-            while await _states(pool, queue) == {"active": 1}:
+            while await job_states(pool, queue) == {"active": 1}:
                 await trio.sleep(0.02)
         worker.request_stop()
     [row] = (await _jobs(pool, queue)).values()

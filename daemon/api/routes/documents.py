@@ -126,12 +126,8 @@ async def create() -> Response:
         new = await _from_multipart()
     else:
         body = await json_body(DocumentBody, max_bytes=current_context().settings.max_request_bytes)
-        try:
-            content = None if body.content is None else body.content.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationFailed(
-                [{"field": "content", "message": "holds a lone surrogate (not valid Unicode)"}]
-            ) from None
+        # json_body refused lone surrogates: the content encodes.
+        content = None if body.content is None else body.content.encode("utf-8")
         new = NewDocument(
             title=body.title,
             content=content,

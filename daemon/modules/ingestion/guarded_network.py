@@ -40,7 +40,7 @@ import httpx
 import trio
 
 from daemon.modules.ingestion.address_policy import IPAddress, parse_address
-from daemon.shared.errors import FetchRefused, FetchUnavailable
+from daemon.shared.errors import FetchRefused, FetchUnavailable, describe_cause
 
 if TYPE_CHECKING:
     import ssl
@@ -142,17 +142,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await trio.sleep(seconds)
 
 
-def _describe(exc: BaseException) -> str:
-    """The first non-empty message along ``exc``'s causes: httpcore often wraps a silent
-    ``trio.BrokenResourceError`` whose cause (e.g. a TLS certificate error) says why."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if str(seen):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
-
-
 @contextlib.contextmanager
 def _translated(origin: str) -> Iterator[None]:
     """``httpcore`` errors raised inside, as ``FetchRefused`` or ``FetchUnavailable``."""
@@ -163,7 +152,7 @@ def _translated(origin: str) -> Iterator[None]:
     except httpcore.UnsupportedProtocol as exc:
         raise FetchRefused(f"refused: {origin}: {exc}") from exc
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
-        raise FetchUnavailable(f"{origin}: {_describe(exc)}") from exc
+        raise FetchUnavailable(f"{origin}: {describe_cause(exc)}") from exc
 
 
 class _ResponseStream(httpx.AsyncByteStream):

@@ -259,10 +259,17 @@ class Pipeline:
     async def _read(self, query: str, document_ids: list[int]) -> dict[int, tuple[Any, ...]]:
         """A step's input rows by document id (autocommit: no transaction to end); the
         first column of each query is the document's id, and is not in the tuple."""
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
+        async with self._autocommit() as conn:
             rows = await (await conn.execute(SQL[query], {"ids": document_ids})).fetchall()
         return {int(row[0]): tuple(row[1:]) for row in rows}
+
+    async def _read_inputs(
+        self, step: Step, query: str, ids: list[int], results: Results, *, needs: int, error: str
+    ) -> dict[int, tuple[Any, ...]]:
+        """The input rows (the state first) of the documents still in the step's state
+        whose column ``needs`` is there; the others get ``skipped``, or an
+        ``IngestionError(error)`` (their input is missing: a failed document)."""
+        return _in_state(step, ids, await self._read(query, ids), results, needs, error)
 
     async def _keep_invalid_output(self, step: Step, document_id: int, exc: AnalysisFailed) -> None:
         async with self.pool.transaction() as conn:
@@ -407,16 +414,15 @@ class Pipeline:
         rest = [document_id for document_id in ids if document_id not in moved]
         if not rest:
             return
-        inputs = await self._read("step_input", rest)
-        to_fetch: dict[int, str] = {}
-        for document_id in rest:
-            row = inputs.get(document_id)
-            if row is None or row[0] != step.from_state.value:
-                results[document_id] = SKIPPED
-            elif row[1] is None:
-                results[document_id] = IngestionError("the document has neither content nor a URL")
-            else:
-                to_fetch[document_id] = row[1]
+        inputs = await self._read_inputs(
+            step,
+            "step_input",
+            rest,
+            results,
+            needs=1,
+            error="the document has neither content nor a URL",
+        )
+        to_fetch = {document_id: str(row[1]) for document_id, row in inputs.items()}
 
         async def fetch_one(document_id: int, url: str) -> None:
             try:
@@ -452,19 +458,13 @@ class Pipeline:
     ) -> dict[int, _BlobInput]:
         """The stored content of the documents still in the step's state; the others
         get their result."""
-        rows = await self._read("blob_input", ids)
-        inputs: dict[int, _BlobInput] = {}
-        for document_id in ids:
-            row = rows.get(document_id)
-            if row is None or row[0] != step.from_state.value:
-                results[document_id] = SKIPPED
-            elif row[3] is None:
-                results[document_id] = IngestionError("the document's content is missing")
-            else:
-                inputs[document_id] = _BlobInput(
-                    media_type=row[1], filename=row[2], data=bytes(row[3])
-                )
-        return inputs
+        rows = await self._read_inputs(
+            step, "blob_input", ids, results, needs=3, error="the document's content is missing"
+        )
+        return {
+            document_id: _BlobInput(media_type=row[1], filename=row[2], data=bytes(row[3]))
+            for document_id, row in rows.items()
+        }
 
     async def _by_size(self, ids: list[int]) -> list[list[int]]:
         """``ids`` in groups whose contents together stay within ``BLOB_GROUP_BYTES``
@@ -571,16 +571,15 @@ class Pipeline:
             )
 
     async def _normalize(self, step: Step, ids: list[int], results: Results) -> None:
-        rows = await self._read("extracted_input", ids)
-        texts: dict[int, str] = {}
-        for document_id in ids:
-            row = rows.get(document_id)
-            if row is None or row[0] != step.from_state.value:
-                results[document_id] = SKIPPED
-            elif row[1] is None:
-                results[document_id] = IngestionError("the document's extracted text is missing")
-            else:
-                texts[document_id] = str(row[1])
+        rows = await self._read_inputs(
+            step,
+            "extracted_input",
+            ids,
+            results,
+            needs=1,
+            error="the document's extracted text is missing",
+        )
+        texts = {document_id: str(row[1]) for document_id, row in rows.items()}
         if not texts:
             return
         chunk_chars, max_chunks = self.config.chunk_chars, self.config.max_chunks
@@ -649,17 +648,17 @@ class Pipeline:
                 results[document_id] = exc
         if not analyzers:
             return
-        rows = await self._read("analysis_input", list(analyzers))
+        rows = await self._read_inputs(
+            step,
+            "analysis_input",
+            list(analyzers),
+            results,
+            needs=4,
+            error="the document's normalized text is missing",
+        )
         requests: dict[int, AnalysisRequest] = {}
-        for document_id in analyzers:
-            row = rows.get(document_id)
-            if row is None or row[0] != step.from_state.value:
-                results[document_id] = SKIPPED
-                continue
+        for document_id, row in rows.items():
             _state, title, language, metadata, chunks, truncated = row
-            if chunks is None:
-                results[document_id] = IngestionError("the document's normalized text is missing")
-                continue
             requests[document_id] = AnalysisRequest(
                 title=title or "",
                 chunks=list(chunks),
@@ -710,18 +709,18 @@ class Pipeline:
         # Deciding is pure and quick: read, decide and write in one transaction.
         async with self.pool.transaction() as conn:
             rows = await (await conn.execute(SQL["route_input"], {"ids": sorted(ids)})).fetchall()
-            inputs = {int(row[0]): tuple(row[1:]) for row in rows}
+            inputs = _in_state(
+                step,
+                ids,
+                {int(row[0]): tuple(row[1:]) for row in rows},
+                results,
+                1,
+                "the document has no analysis to route",
+            )
             decisions: dict[int, tuple[int, RoutingDecision]] = {}
             moves: dict[int, tuple[DocumentState, dict[str, Any]]] = {}
             now = datetime.now(UTC)
-            for document_id in ids:
-                row = inputs.get(document_id)
-                if row is None or row[0] != step.from_state.value:
-                    results[document_id] = SKIPPED
-                    continue
-                if row[1] is None:
-                    results[document_id] = IngestionError("the document has no analysis to route")
-                    continue
+            for document_id, row in inputs.items():
                 decision = decide(
                     _analysis_from_row(row[1:], self.config.taxonomy), self.config.routing, now
                 )
@@ -746,6 +745,27 @@ class Pipeline:
         }
         async with self._autocommit() as conn:  # advance sets completed_at, retain_until
             await self._advance(conn, step, moves, results)
+
+
+def _in_state(
+    step: Step,
+    ids: list[int],
+    rows: Mapping[int, tuple[Any, ...]],
+    results: Results,
+    needs: int,
+    error: str,
+) -> dict[int, tuple[Any, ...]]:
+    """See :meth:`Pipeline._read_inputs` (for rows read by the caller)."""
+    kept: dict[int, tuple[Any, ...]] = {}
+    for document_id in ids:
+        row = rows.get(document_id)
+        if row is None or row[0] != step.from_state.value:
+            results[document_id] = SKIPPED
+        elif row[needs] is None:
+            results[document_id] = IngestionError(error)
+        else:
+            kept[document_id] = row
+    return kept
 
 
 def _outcome_of(target: DocumentState) -> Outcome:

@@ -50,7 +50,12 @@ import httpx
 import trio
 
 from daemon import __version__
-from daemon.shared.errors import AnalysisFailed, AnalyzerRateLimited, AnalyzerUnavailable
+from daemon.shared.errors import (
+    AnalysisFailed,
+    AnalyzerRateLimited,
+    AnalyzerUnavailable,
+    describe_cause,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -169,16 +174,18 @@ class ChatClient:
             ) from exc
         except httpx.ConnectError as exc:
             raise AnalyzerUnavailable(
-                f"cannot connect to the model server at {self._config.base_url}: {_describe(exc)}",
+                f"cannot connect to the model server at {self._config.base_url}: "
+                f"{describe_cause(exc)}",
                 reason="connection",
             ) from exc
         except (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError) as exc:
             raise AnalyzerUnavailable(
-                f"the model server broke the HTTP protocol: {_describe(exc)}", reason="protocol"
+                f"the model server broke the HTTP protocol: {describe_cause(exc)}",
+                reason="protocol",
             ) from exc
         except httpx.HTTPError as exc:
             raise AnalyzerUnavailable(
-                f"the connection to the model server failed: {_describe(exc)}",
+                f"the connection to the model server failed: {describe_cause(exc)}",
                 reason="connection",
             ) from exc
         _raise_for_status(status, headers, data, url, self._config.model, response_format)
@@ -204,15 +211,6 @@ class ChatClient:
                     reason="protocol",
                 )
             return response.status_code, response.headers, bytes(data)
-
-
-def _describe(exc: BaseException) -> str:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if str(seen):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
 
 
 def _raise_for_status(
