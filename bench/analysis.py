@@ -25,8 +25,8 @@ _ROOT = _HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_ROOT))
 
-from daemon.modules.analysis import AnalysisRequest  # noqa: E402
-from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy  # noqa: E402
+from daemon.composition import compose  # noqa: E402
+from daemon.modules.analysis import AnalysisRequest, AnalyzerSet  # noqa: E402
 from daemon.modules.analysis.heuristic import heuristic_analysis  # noqa: E402
 from daemon.modules.ingestion.normalize import normalize  # noqa: E402
 from daemon.shared.config import Settings  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> None:
     rng = random.Random(1)
     texts = [document_text(rng) for _ in range(DOCUMENTS)]
     settings = Settings()
-    analyzer = AnalyzerSet(settings, build_taxonomy(settings)).default
+    analyzer = AnalyzerSet(compose(settings).analysis).default
     budget = {
         "chunk_chars": settings.analyzer_chunk_chars,
         "max_chunks": settings.analyzer_max_chunks,

@@ -17,7 +17,8 @@ import trio
 
 from daemon import __version__
 from daemon.commands import analyze, jobs, schedules, users
-from daemon.shared.config import Settings, load_settings, read_systemd_environment
+from daemon.composition import Components, compose
+from daemon.shared.config import load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
 from daemon.shared.logs import configure_logging
 from daemon.supervisor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Role, Supervisor
@@ -56,32 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        components = compose(load_settings())
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"triaged: configuration error: {problem}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    settings = components.settings
     if args.command == "config":
-        sys.exit(_config_check(settings))
+        sys.exit(_config_check(components))
     if getattr(args, "handler", None) is not None:
         # A one-shot command: its result goes to stdout, its log to stderr, and only
         # what needs attention is logged (unless debugging), so an error is one line.
         configure_logging(settings, stream=sys.stderr, quiet=True)
-        sys.exit(trio.run(_one_shot, settings, args))
+        sys.exit(trio.run(_one_shot, components, args))
     configure_logging(settings)
     role = {"serve": Role.SERVE, "api": Role.API, "worker": Role.WORKER}[args.command]
-    supervisor = Supervisor(settings, role, read_systemd_environment())
+    supervisor = Supervisor(components, role, read_systemd_environment())
     sys.exit(trio.run(supervisor.run))
 
 
-def _config_check(settings: Settings) -> int:
+def _config_check(components: Components) -> int:
     print("configuration is valid; effective values:")
-    for name, value in settings.public_view().items():
+    for name, value in components.settings.public_view().items():
         print(f"  {name}={value}")
     return EXIT_OK
 
 
-async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
+async def _one_shot(components: Components, args: argparse.Namespace) -> int:
     """Run a command's handler with a pool on the configured (or embedded) database.
 
     The schema is brought up to date first unless the command says otherwise, so a
@@ -91,7 +93,10 @@ async def _one_shot(settings: Settings, args: argparse.Namespace) -> int:
     from daemon.shared.db.database import database_url
     from daemon.shared.db.pool import open_pool
 
-    args.settings = settings  # the validated settings, for handlers that need them
+    settings = components.settings
+    # The validated settings and the components built from them, for the handlers.
+    args.settings = settings
+    args.components = components
     try:
         if not getattr(args, "needs_database", True):
             status: int = await args.handler(args, None)

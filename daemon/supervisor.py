@@ -45,7 +45,7 @@ import trio
 
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
-from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
+from daemon.modules.analysis import AnalyzerSet
 from daemon.modules.auth import bootstrap_admin, initial_admin
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
@@ -60,7 +60,8 @@ from daemon.worker.groups import poller_group, scheduler_group
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from daemon.shared.config import Settings, SystemdEnvironment
+    from daemon.composition import Components
+    from daemon.shared.config import SystemdEnvironment
     from daemon.shared.service import Service
 
 log = logging.getLogger("triaged.supervisor")
@@ -101,8 +102,9 @@ class _Group:
 class Supervisor:
     """Runs the groups of one ``Role`` from start to exit. Use once."""
 
-    def __init__(self, settings: Settings, role: Role, systemd: SystemdEnvironment) -> None:
-        self.settings = settings
+    def __init__(self, components: Components, role: Role, systemd: SystemdEnvironment) -> None:
+        self.components = components
+        self.settings = components.settings
         self.role = role
         self.notifier = Notifier(systemd)
         self.health = HealthState(expected_schema_version=migrate.latest_version())
@@ -223,12 +225,19 @@ class Supervisor:
         )
         await _wait_for_database(pool, settings.startup_timeout_seconds)
         applied = await migrate.apply(pool)
+        policy = self.components.auth
+        password = settings.bootstrap_admin_password
         try:
-            await bootstrap_admin(pool, settings)
+            await bootstrap_admin(
+                pool,
+                settings.bootstrap_admin_email,
+                None if password is None else password.get_secret_value(),
+                policy,
+            )
         except InvalidAccountData as exc:
             raise ConfigError([f"TRIAGED_BOOTSTRAP_ADMIN_*: {exc.message}"]) from None
         try:
-            created = await initial_admin(pool, settings)
+            created = await initial_admin(pool, settings.initial_admin_password_file, policy)
         except OSError as exc:
             raise ConfigError(
                 [f"TRIAGED_INITIAL_ADMIN_PASSWORD_FILE: cannot write it: {exc.strerror or exc}"]
@@ -270,7 +279,7 @@ class Supervisor:
         groups stop); their health goes to /readyz, their counters to /metrics."""
         if "poller" not in self.role.value:
             return None
-        analyzers = AnalyzerSet(self.settings, build_taxonomy(self.settings))
+        analyzers = AnalyzerSet(self.components.analysis)
         resources.push_async_callback(analyzers.aclose)
         self.health.analyzer_status = analyzers.status
         self.analyzers = analyzers
@@ -279,20 +288,21 @@ class Supervisor:
     def _services(
         self, url: str, pool: Pool, queue_pool: Pool | None, analyzers: AnalyzerSet | None
     ) -> list[Service]:
-        settings = self.settings
+        components = self.components
         bookkeeping = queue_pool or pool
         factories: dict[str, Callable[[], Service]] = {
             "http": lambda: self._http_service(pool),
             "poller": lambda: poller_group(
-                settings, bookkeeping, url, self.queue_metrics, pool, analyzers
+                components, bookkeeping, url, self.queue_metrics, pool, analyzers
             ),
-            "scheduler": lambda: scheduler_group(settings, bookkeeping, self.queue_metrics, pool),
+            "scheduler": lambda: scheduler_group(components, bookkeeping, self.queue_metrics, pool),
         }
         return [factories[name]() for name in self.role.value]
 
     def _http_service(self, pool: Pool) -> HttpService:
         context = ApiContext(
             settings=self.settings,
+            components=self.components,
             health=self.health,
             pool=pool,
             registry=self.metrics,

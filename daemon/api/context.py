@@ -1,4 +1,5 @@
-"""What the HTTP layer is given by the supervisor: settings, health state, the pool, metrics."""
+"""What the HTTP layer is given by the supervisor: settings and the components built
+from them, health state, the pool, metrics."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from typing import TYPE_CHECKING
 
 from quart import current_app
 
-from daemon.modules.auth import AuthPolicy
+from daemon.composition import Components, compose
 from daemon.shared.errors import DatabaseError
 from daemon.shared.metrics import Metric, Registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from daemon.modules.analysis import AnalyzerConfig
+    from daemon.modules.auth import AuthPolicy
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
     from daemon.shared.health import HealthState
@@ -30,6 +33,9 @@ class ApiContext:
     registry: Registry = field(default_factory=Registry)
     # Metrics read at scrape time from other parts of the process (the analyzers').
     metric_sources: tuple[Callable[[], list[Metric]], ...] = ()
+    # The process's components (the supervisor passes its own); None: composed here
+    # from ``settings`` (an app built alone, as in tests).
+    components: Components | None = None
 
     @property
     def db(self) -> Pool:
@@ -39,8 +45,17 @@ class ApiContext:
         return self.pool
 
     @cached_property
+    def parts(self) -> Components:
+        """The components this app uses (given, or composed once from the settings)."""
+        return self.components if self.components is not None else compose(self.settings)
+
+    @property
     def auth_policy(self) -> AuthPolicy:
-        return AuthPolicy.from_settings(self.settings)
+        return self.parts.auth
+
+    @property
+    def analysis(self) -> AnalyzerConfig:
+        return self.parts.analysis
 
 
 def current_context() -> ApiContext:

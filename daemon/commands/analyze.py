@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from daemon.modules.analysis import AnalysisRequest
-from daemon.modules.analysis.factory import build_analyzer, build_taxonomy
+from daemon.modules.analysis import AnalysisRequest, build_analyzer
 from daemon.modules.ingestion import extract_text, normalize
 from daemon.shared.errors import DaemonError
 
@@ -72,7 +71,7 @@ async def run(args: argparse.Namespace, pool: Pool | None) -> int:
                 max_chunks=settings.analyzer_max_chunks,
             )
         )
-        analyzer = build_analyzer(settings, build_taxonomy(settings))
+        analyzer = build_analyzer(args.components.analysis)
         try:
             outcome = await analyzer.analyze(
                 AnalysisRequest(

@@ -96,7 +96,8 @@ def _email(text: str) -> str:
 
 
 def _policy(args: argparse.Namespace) -> AuthPolicy:
-    return AuthPolicy.from_settings(args.settings)
+    policy: AuthPolicy = args.components.auth
+    return policy
 
 
 async def _read_password(from_stdin: bool) -> str:

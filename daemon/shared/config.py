@@ -485,35 +485,6 @@ class Settings(BaseSettings):
                 raise ValueError("TRIAGED_LLM_BASE_URL must be an http(s) URL")
         return self
 
-    @model_validator(mode="after")
-    def _analysis_texts(self) -> Settings:
-        # Imported here: the analysis package imports nothing of the settings, and the
-        # settings must name the variable at fault at start, not at the first document.
-        from daemon.modules.analysis import parse_severity_rules, parse_taxonomy
-        from daemon.modules.cases import parse_routing_rules
-
-        taxonomy = None
-        problems = []
-        if self.taxonomy is not None:
-            try:
-                taxonomy = parse_taxonomy(self.taxonomy)
-            except ValueError as exc:
-                problems.append(f"TRIAGED_TAXONOMY: {exc}")
-        for name, parse in (
-            ("severity_rules", parse_severity_rules),
-            ("routing_rules", parse_routing_rules),
-        ):
-            text = getattr(self, name)
-            if text is None:
-                continue
-            try:
-                parse(text, taxonomy=taxonomy)
-            except ValueError as exc:
-                problems.append(f"TRIAGED_{name.upper()}: {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     @field_validator("cors_allowed_origins")
     @classmethod
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:

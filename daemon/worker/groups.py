@@ -7,30 +7,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import trio
 
-from daemon.queue import (
-    Maintenance,
-    MaintenanceOptions,
-    QueueMetrics,
-    QueueWorker,
-    WorkerOptions,
-)
-from daemon.queue.scheduler import CronScheduler, SchedulerOptions
+from daemon.queue import Maintenance, QueueMetrics, QueueWorker
+from daemon.queue.scheduler import CronScheduler
 from daemon.worker.handlers import build_registry
 from daemon.worker.housekeeping import Housekeeping
 
 if TYPE_CHECKING:
-    from daemon.modules.analysis.factory import AnalyzerSet
-    from daemon.shared.config import Settings
+    from daemon.composition import Components
+    from daemon.modules.analysis import AnalyzerSet
     from daemon.shared.db.pool import Pool
     from daemon.shared.service import Service
 
 
 def poller_group(
-    settings: Settings,
+    components: Components,
     pool: Pool,
     conninfo: str,
     metrics: QueueMetrics,
@@ -38,31 +33,18 @@ def poller_group(
     analyzers: AnalyzerSet | None = None,
 ) -> QueueWorker:
     """The queue worker: its bookkeeping on ``pool``, the handlers on ``main_pool``."""
-    options = WorkerOptions(
-        lease_seconds=settings.queue_lease_seconds,
-        poll_interval=settings.queue_poll_interval_seconds,
-        listen=settings.queue_listen,
-        conninfo=conninfo,
-    )
-    return QueueWorker(pool, build_registry(settings, main_pool, analyzers), options, metrics)
+    options = dataclasses.replace(components.worker, conninfo=conninfo)
+    registry = build_registry(components.settings, main_pool, analyzers)
+    return QueueWorker(pool, registry, options, metrics)
 
 
 def scheduler_group(
-    settings: Settings, pool: Pool, metrics: QueueMetrics, main_pool: Pool
+    components: Components, pool: Pool, metrics: QueueMetrics, main_pool: Pool
 ) -> ServiceSet:
-    maintenance = Maintenance(
-        pool,
-        MaintenanceOptions(
-            rescue_interval=settings.queue_rescue_interval_seconds,
-            retain_completed_seconds=settings.queue_retain_completed_seconds,
-            retain_failed_seconds=settings.queue_retain_failed_seconds,
-        ),
-        metrics,
-    )
-    cron = CronScheduler(
-        pool, SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds)
-    )
-    return ServiceSet("scheduler", [maintenance, cron, Housekeeping(main_pool, settings)])
+    maintenance = Maintenance(pool, components.maintenance, metrics)
+    cron = CronScheduler(pool, components.scheduler)
+    housekeeping = Housekeeping(main_pool, components.auth, components.settings.ingest_max_attempts)
+    return ServiceSet("scheduler", [maintenance, cron, housekeeping])
 
 
 class ServiceSet:

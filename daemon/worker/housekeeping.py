@@ -17,7 +17,6 @@ from daemon.modules.ingestion import prune_idempotency_keys, requeue_stranded
 from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
-    from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
 
 log = logging.getLogger("triaged.housekeeping")
@@ -36,14 +35,15 @@ class Housekeeping:
     def __init__(
         self,
         pool: Pool,
-        settings: Settings,
+        policy: AuthPolicy,
+        max_attempts: int,
         *,
         interval: float = HOUSEKEEPING_INTERVAL_SECONDS,
         first_delay: float = FIRST_PASS_DELAY_SECONDS,
     ) -> None:
         self.pool = pool
-        self.policy = AuthPolicy.from_settings(settings)
-        self.max_attempts = settings.ingest_max_attempts
+        self.policy = policy
+        self.max_attempts = max_attempts
         self.interval = interval
         self.first_delay = first_delay
         self._stop = trio.Event()

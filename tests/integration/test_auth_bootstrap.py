@@ -7,10 +7,10 @@ import logging
 import pytest
 import trio
 
+from daemon.composition import auth_policy
 from daemon.modules.audit import Actor, AuditContext, AuditFilter, list_events
 from daemon.modules.auth import (
     INITIAL_ADMIN_EMAIL,
-    AuthPolicy,
     Pruned,
     Role,
     bootstrap_admin,
@@ -37,43 +37,58 @@ def settings(**overrides) -> Settings:
     return Settings(**{**values, **overrides})
 
 
+async def _bootstrap(pool, config: Settings):
+    """The supervisor's call, with what these settings configure."""
+    password = config.bootstrap_admin_password
+    return await bootstrap_admin(
+        pool,
+        config.bootstrap_admin_email,
+        None if password is None else password.get_secret_value(),
+        auth_policy(config),
+    )
+
+
+async def _initial(pool, config: Settings):
+    return await initial_admin(pool, config.initial_admin_password_file, auth_policy(config))
+
+
 async def test_creates_the_admin_once_even_when_processes_race(pool, caplog):
     caplog.set_level(logging.INFO)
     results = []
 
     async def run():
-        results.append(await bootstrap_admin(pool, settings()))
+        results.append(await _bootstrap(pool, settings()))
 
     async with trio.open_nursery() as nursery:
         for _ in range(5):
             nursery.start_soon(run)
     created = [r for r in results if r is not None]
     assert len(created) == 1 and created[0].role is Role.ADMIN and created[0].active
-    assert await bootstrap_admin(pool, settings()) is None
+    assert await _bootstrap(pool, settings()) is None
     async with pool.connection() as conn:
         assert await list_users(conn) == created
         (event,) = (await list_events(conn, filters=AuditFilter(action="user.created"))).events
     assert event.actor == Actor.system() and event.details["via"] == "bootstrap"
-    policy = AuthPolicy.from_settings(settings())
+    policy = auth_policy(settings())
     await login(pool, "root@example.org", SECRET, policy=policy, client_addr=None, request_id=None)
     assert "root@example.org" in caplog.text and SECRET not in caplog.text
 
 
 async def test_nothing_happens_without_settings_or_with_users(pool):
-    assert await bootstrap_admin(pool, Settings()) is None
+    assert await _bootstrap(pool, Settings()) is None
     async with pool.connection() as conn:
         assert await list_users(conn) == []
-    await bootstrap_admin(pool, settings(bootstrap_admin_email="first@example.org"))
-    assert await bootstrap_admin(pool, settings(bootstrap_admin_email="second@example.org")) is None
+    await _bootstrap(pool, settings(bootstrap_admin_email="first@example.org"))
+    assert await _bootstrap(pool, settings(bootstrap_admin_email="second@example.org")) is None
     async with pool.connection() as conn:
         assert [u.email for u in await list_users(conn)] == ["first@example.org"]
 
 
 async def test_bad_bootstrap_settings_are_clear_errors(pool):
     with pytest.raises(WeakPassword, match="at least 12"):
-        await bootstrap_admin(pool, settings(bootstrap_admin_password="short"))
+        await _bootstrap(pool, settings(bootstrap_admin_password="short"))
     with pytest.raises(InvalidAccountData, match="email"):
-        await bootstrap_admin(pool, settings(bootstrap_admin_email="root"))
+        await _bootstrap(pool, settings(bootstrap_admin_email="root"))
 
 
 async def test_initial_admin_password_file(pool, tmp_path, caplog):
@@ -85,7 +100,7 @@ async def test_initial_admin_password_file(pool, tmp_path, caplog):
     results = []
 
     async def run():
-        results.append(await initial_admin(pool, config))
+        results.append(await _initial(pool, config))
 
     async with trio.open_nursery() as nursery:
         for _ in range(3):
@@ -95,7 +110,7 @@ async def test_initial_admin_password_file(pool, tmp_path, caplog):
     assert (path.stat().st_mode & 0o777) == 0o600
     password = path.read_text().strip()
     assert len(password) >= 18
-    policy = AuthPolicy.from_settings(config)
+    policy = auth_policy(config)
     result = await login(
         pool, INITIAL_ADMIN_EMAIL, password, policy=policy, client_addr=None, request_id=None
     )
@@ -104,20 +119,20 @@ async def test_initial_admin_password_file(pool, tmp_path, caplog):
     assert str(path) in logged and password not in logged
     assert list(path.parent.iterdir()) == [path], "no temporary file left behind"
     # Later starts find a user and leave everything alone.
-    assert await initial_admin(pool, config) is None
+    assert await _initial(pool, config) is None
     assert path.read_text().strip() == password
 
 
 async def test_without_users_or_file_the_log_says_how(pool, caplog):
     config = settings(bootstrap_admin_email=None, bootstrap_admin_password=None)
-    assert await initial_admin(pool, config) is None
+    assert await _initial(pool, config) is None
     message = [r.getMessage() for r in caplog.records if "no user yet" in r.getMessage()]
     assert message and "triaged user create" in message[0]
 
 
 async def test_prune_expired_sessions_and_idle_throttle_rows(pool):
     config = settings(bootstrap_admin_email=None, bootstrap_admin_password=None)
-    policy = AuthPolicy.from_settings(config)
+    policy = auth_policy(config)
     user = await create_user(
         pool,
         email="p@example.org",

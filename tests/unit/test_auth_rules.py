@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 
+from daemon.composition import auth_policy
 from daemon.modules.auth import AuthPolicy, Principal, PrincipalKind, Role, ThrottlePolicy
 from daemon.modules.auth.api_keys import API_KEY_PREFIX, key_hash, looks_like_api_key, new_api_key
 from daemon.modules.auth.passwords import check_email, check_password
@@ -111,12 +112,12 @@ def test_policy_from_settings():
         auth_account_lock_failures=4,
         auth_lock_seconds=60,
     )
-    policy = AuthPolicy.from_settings(settings)
+    policy = auth_policy(settings)
     assert policy.session_ttl_seconds == 600 and policy.password_min_length == 16
     assert policy.hash_time_cost == 2
     assert policy.account_throttle.block_seconds(4) == 60
     assert policy.address_throttle.free_failures == 20
-    assert AuthPolicy.from_settings(Settings()) == AuthPolicy()
+    assert auth_policy(Settings()) == AuthPolicy()
 
 
 def test_bootstrap_settings_go_together_and_the_password_is_masked():

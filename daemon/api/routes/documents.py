@@ -19,7 +19,7 @@ from daemon.api.context import current_context
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.routes.cases import case_view
-from daemon.modules.analysis.factory import check_analyzer_choice as analyzer_choice_check
+from daemon.modules.analysis import check_analyzer_choice as analyzer_choice_check
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import (
     AnalysisRecord,
@@ -293,7 +293,7 @@ async def reanalyze(document_id: int) -> Response:
         if body.provider is not None or body.model is not None:
             current_principal().require(Role.ADMIN)
             try:
-                analyzer_choice_check(context.settings, body.provider, body.model)
+                analyzer_choice_check(context.analysis, body.provider, body.model)
             except ValueError as exc:
                 field, _, message = str(exc).partition(": ")
                 raise ValidationFailed([{"field": field, "message": message}]) from None

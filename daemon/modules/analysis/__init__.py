@@ -1,6 +1,7 @@
 """Document analysis: the result schema, the taxonomy, severity rules, the analyzer
 provider interface and the built-in ``heuristic`` provider. Pure: no database, no
-settings; the ``analyzed`` pipeline step and the settings wire these together.
+settings; the composition root builds an :class:`AnalyzerConfig` from the settings and
+the ``analyze`` pipeline step uses the analyzers built from it.
 
 Public face::
 
@@ -19,7 +20,15 @@ problem; validation of analyses raises ``pydantic.ValidationError``.
 from __future__ import annotations
 
 from daemon.modules.analysis.entities import extract_entities
+from daemon.modules.analysis.factory import (
+    AnalyzerConfig,
+    AnalyzerSet,
+    Provider,
+    build_analyzer,
+    check_analyzer_choice,
+)
 from daemon.modules.analysis.heuristic import HeuristicAnalyzer, heuristic_analysis
+from daemon.modules.analysis.llm import LlmConfig
 from daemon.modules.analysis.provider import AnalysisOutcome, AnalysisRequest, Analyzer
 from daemon.modules.analysis.schema import (
     MAX_ENTITIES,
@@ -58,15 +67,21 @@ __all__ = [
     "AnalysisOutcome",
     "AnalysisRequest",
     "Analyzer",
+    "AnalyzerConfig",
+    "AnalyzerSet",
     "Category",
     "Entity",
     "EntityType",
     "HeuristicAnalyzer",
     "Keyword",
+    "LlmConfig",
+    "Provider",
     "Severity",
     "SeverityRules",
     "Taxonomy",
     "analysis_json_schema",
+    "build_analyzer",
+    "check_analyzer_choice",
     "extract_entities",
     "heuristic_analysis",
     "parse_analysis",

@@ -1,82 +1,97 @@
-"""The analyzer the settings ask for, built once per process (the composition root
-calls this; the pipeline and ``triaged analyze`` receive the result)."""
+"""The analyzers of a process, built from a typed :class:`AnalyzerConfig`.
+
+The composition root (:mod:`daemon.composition`) turns the settings into an
+``AnalyzerConfig`` once; the pipeline, the API's reanalysis and ``triaged analyze``
+receive what is built here. Nothing here reads the settings.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
+import attrs
+
 from daemon.modules.analysis.heuristic import HeuristicAnalyzer
-from daemon.modules.analysis.severity_rules import DEFAULT_SEVERITY_RULES, parse_severity_rules
-from daemon.modules.analysis.taxonomy import DEFAULT_TAXONOMY, parse_taxonomy
-from daemon.shared.config import AnalyzerName
-from daemon.shared.cpu_threads import CpuThreads, usable_cpus
+from daemon.modules.analysis.severity_rules import DEFAULT_SEVERITY_RULES, SeverityRules
+from daemon.modules.analysis.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from daemon.shared.metrics import Counter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from daemon.modules.analysis.llm import LlmConfig
     from daemon.modules.analysis.provider import Analyzer
-    from daemon.modules.analysis.taxonomy import Taxonomy
-    from daemon.shared.config import Settings
+    from daemon.shared.cpu_threads import CpuThreads
     from daemon.shared.metrics import Metric
 
-# Heuristic analysis of big documents: off the event loop, at low priority.
-_CPU = CpuThreads(usable_cpus(), name="analysis")
+
+class Provider(StrEnum):
+    """The analyzer providers."""
+
+    HEURISTIC = "heuristic"  # built in, deterministic, no model server
+    OPENAI = "openai"  # any OpenAI-compatible chat completions server
 
 
-def build_taxonomy(settings: Settings) -> Taxonomy:
-    """The configured taxonomy (settings validation already parsed it once)."""
-    return DEFAULT_TAXONOMY if settings.taxonomy is None else parse_taxonomy(settings.taxonomy)
+@attrs.frozen(kw_only=True)
+class AnalyzerConfig:
+    """What analysis is configured with.
+
+    - ``provider``: the default analyzer's provider.
+    - ``taxonomy``, ``severity_rules``: parsed once by the composition root.
+    - ``llm``: the model server, as a function of the model name (the configured server,
+      key, timeouts and limits; only the model varies), or None without a server.
+    - ``llm_model``: the configured model (None: only a reanalysis naming one may use
+      the server).
+    - ``cpu``: the process's CPU threads; the heuristic analysis of big documents runs
+      there, off the event loop (None: on Trio's default threads).
+    """
+
+    provider: Provider = Provider.HEURISTIC
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY
+    severity_rules: SeverityRules = DEFAULT_SEVERITY_RULES
+    llm: Callable[[str], LlmConfig] | None = attrs.field(default=None, eq=False)
+    llm_model: str | None = None
+    cpu: CpuThreads | None = attrs.field(default=None, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.provider is Provider.OPENAI and (self.llm is None or self.llm_model is None):
+            raise ValueError("the openai provider needs a model server and a model")
 
 
-def build_analyzer(settings: Settings, taxonomy: Taxonomy) -> Analyzer:
-    """The provider named by ``TRIAGED_ANALYZER``. An ``openai`` analyzer owns an HTTP
-    client: close it with ``await analyzer.aclose()`` when done."""
-    if settings.analyzer is AnalyzerName.OPENAI:
-        from daemon.modules.analysis.llm import LlmConfig, OpenAIAnalyzer
+def build_analyzer(config: AnalyzerConfig) -> Analyzer:
+    """The analyzer of ``config.provider``. An ``openai`` analyzer owns an HTTP client:
+    close it with ``await analyzer.aclose()`` when done."""
+    if config.provider is Provider.OPENAI:
+        from daemon.modules.analysis.llm import OpenAIAnalyzer
 
-        assert settings.llm_base_url is not None and settings.llm_model is not None
-        config = LlmConfig(
-            base_url=settings.llm_base_url,
-            model=settings.llm_model,
-            api_key=(
-                None if settings.llm_api_key is None else settings.llm_api_key.get_secret_value()
-            ),
-            connect_timeout=settings.llm_connect_timeout_seconds,
-            total_timeout=settings.llm_timeout_seconds,
-            temperature=settings.llm_temperature,
-            max_concurrency=settings.llm_max_concurrency,
-            max_calls_per_document=settings.llm_max_calls_per_document,
-            breaker_failures=settings.llm_breaker_failures,
-            breaker_probe_interval=settings.llm_breaker_probe_seconds,
-        )
-        return OpenAIAnalyzer(config, taxonomy=taxonomy)
-    rules = (
-        DEFAULT_SEVERITY_RULES
-        if settings.severity_rules is None
-        else parse_severity_rules(settings.severity_rules, taxonomy=taxonomy)
+        assert config.llm is not None and config.llm_model is not None
+        return OpenAIAnalyzer(config.llm(config.llm_model), taxonomy=config.taxonomy)
+    return HeuristicAnalyzer(
+        taxonomy=config.taxonomy,
+        rules=config.severity_rules,
+        offload=None if config.cpu is None else config.cpu.run,
     )
-    return HeuristicAnalyzer(taxonomy=taxonomy, rules=rules, offload=_CPU.run)
 
 
-def check_analyzer_choice(settings: Settings, provider: str | None, model: str | None) -> None:
+def check_analyzer_choice(config: AnalyzerConfig, provider: str | None, model: str | None) -> None:
     """Whether ``provider``/``model`` can override the configured analyzer.
 
     Raises:
         ValueError: ``"<field>: <what is wrong>"``.
     """
     if provider is None:
-        if model is not None and settings.analyzer is not AnalyzerName.OPENAI:
+        if model is not None and config.provider is not Provider.OPENAI:
             raise ValueError("model: the configured analyzer has no models to choose")
         return
     try:
-        name = AnalyzerName(provider)
+        name = Provider(provider)
     except ValueError:
-        choices = ", ".join(a.value for a in AnalyzerName)
+        choices = ", ".join(p.value for p in Provider)
         raise ValueError(f"provider: one of {choices}") from None
-    if name is AnalyzerName.OPENAI and not (
-        settings.llm_base_url and (model or settings.llm_model)
-    ):
+    if name is Provider.OPENAI and not (config.llm and (model or config.llm_model)):
         raise ValueError("provider: openai is not configured (TRIAGED_LLM_BASE_URL, _MODEL)")
-    if name is AnalyzerName.HEURISTIC and model is not None:
+    if name is Provider.HEURISTIC and model is not None:
         raise ValueError("model: the heuristic analyzer has no models to choose")
 
 
@@ -84,29 +99,30 @@ class AnalyzerSet:
     """The process's analyzer and, built on first use and kept, the variants an admin
     asks for when reanalysing (another provider, another model of the same server).
 
-    Variants share the settings' server, timeouts and limits; only the provider or the
+    Variants share the configured server, timeouts and limits; only the provider or the
     model differs. ``status`` and ``aclose`` cover every analyzer built.
     """
 
-    def __init__(self, settings: Settings, taxonomy: Taxonomy) -> None:
-        self.settings = settings
-        self.taxonomy = taxonomy
-        self.default = build_analyzer(settings, taxonomy)
+    def __init__(self, config: AnalyzerConfig) -> None:
+        self.config = config
+        self.taxonomy = config.taxonomy
+        self.default = build_analyzer(config)
         self._variants: dict[tuple[str, str | None], Analyzer] = {}
 
     def get(self, provider: str | None = None, model: str | None = None) -> Analyzer:
         """The analyzer for an override (both None: the default)."""
         if provider is None and model is None:
             return self.default
-        check_analyzer_choice(self.settings, provider, model)
-        key = (provider or self.settings.analyzer.value, model)
+        check_analyzer_choice(self.config, provider, model)
+        key = (provider or self.config.provider.value, model)
         variant = self._variants.get(key)
         if variant is None:
-            changes: dict[str, object] = {"analyzer": AnalyzerName(key[0])}
-            if model is not None:
-                changes["llm_model"] = model
-            settings = self.settings.model_copy(update=changes)
-            variant = self._variants[key] = build_analyzer(settings, self.taxonomy)
+            changed = attrs.evolve(
+                self.config,
+                provider=Provider(key[0]),
+                llm_model=model if model is not None else self.config.llm_model,
+            )
+            variant = self._variants[key] = build_analyzer(changed)
         return variant
 
     def status(self) -> str:

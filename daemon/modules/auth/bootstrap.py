@@ -12,7 +12,6 @@ import trio
 
 from daemon.modules.audit import AuditContext
 from daemon.modules.auth.passwords import check_email, check_password, hash_password
-from daemon.modules.auth.policy import AuthPolicy
 from daemon.modules.auth.roles import Role
 from daemon.modules.auth.users import ADMIN_LOCK_KEY, SQL, User, insert_user
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
-    from daemon.shared.config import Settings
+    from daemon.modules.auth.policy import AuthPolicy
     from daemon.shared.db.pool import Pool
 
 log = logging.getLogger("triaged.auth")
@@ -34,8 +33,11 @@ async def has_users(pool: Pool) -> bool:
     return bool(row and row[0])
 
 
-async def bootstrap_admin(pool: Pool, settings: Settings) -> User | None:
-    """Create the configured admin if the database has no user at all; else do nothing.
+async def bootstrap_admin(
+    pool: Pool, email: str | None, password: str | None, policy: AuthPolicy
+) -> User | None:
+    """Create the configured admin (``TRIAGED_BOOTSTRAP_ADMIN_EMAIL`` and ``_PASSWORD``;
+    None: not configured) if the database has no user at all; else do nothing.
 
     Idempotent and safe when several processes start at once: the check and the insert
     run in one transaction under the same advisory lock as every admin change, so one
@@ -48,13 +50,11 @@ async def bootstrap_admin(pool: Pool, settings: Settings) -> User | None:
         WeakPassword: the configured password breaks the policy (checked only when an
             admin is actually to be created).
     """
-    if settings.bootstrap_admin_email is None or settings.bootstrap_admin_password is None:
+    if email is None or password is None:
         return None
     if await has_users(pool):
         return None
-    policy = AuthPolicy.from_settings(settings)
-    email = check_email(settings.bootstrap_admin_email)
-    password = settings.bootstrap_admin_password.get_secret_value()
+    email = check_email(email)
     check_password(password, email=email, policy=policy)
     user = await _create_first_admin(pool, email, password, policy, via="bootstrap")
     if user is not None:
@@ -67,9 +67,10 @@ async def bootstrap_admin(pool: Pool, settings: Settings) -> User | None:
     return user
 
 
-async def initial_admin(pool: Pool, settings: Settings) -> User | None:
-    """With no user at all and ``initial_admin_password_file`` set: create the admin
-    ``admin@triaged.localhost`` with a random password written to that file, readable by
+async def initial_admin(pool: Pool, path: Path | None, policy: AuthPolicy) -> User | None:
+    """With no user at all and ``path`` (``TRIAGED_INITIAL_ADMIN_PASSWORD_FILE``) set:
+    create the admin ``admin@triaged.localhost`` with a random password written to
+    ``path``, readable by
     this OS user only (mode 0600, replaced atomically). The file is written inside the
     transaction that creates the admin: no admin without its file; a commit that fails
     after the write leaves a file whose password matches nobody, replaced at the next
@@ -79,7 +80,6 @@ async def initial_admin(pool: Pool, settings: Settings) -> User | None:
     user exists, or no file is configured; then the log says how to create the first
     admin when there is none).
     """
-    path = settings.initial_admin_password_file
     if await has_users(pool):
         return None
     if path is None:
@@ -90,7 +90,6 @@ async def initial_admin(pool: Pool, settings: Settings) -> User | None:
             extra={"action": "auth.no_users"},
         )
         return None
-    policy = AuthPolicy.from_settings(settings)
     password = secrets.token_urlsafe(max(18, policy.password_min_length))
 
     async def write_file() -> None:

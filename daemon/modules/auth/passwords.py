@@ -1,10 +1,11 @@
 """Passwords: the policy, email normalisation, and argon2id hashing off the event loop.
 
-Hashing and verifying run on dedicated low-priority threads
-(:class:`daemon.shared.cpu_threads.CpuThreads`), at most one per usable CPU at a time per
-process (each takes ``hash_memory_kib`` of memory), so logins never stall the event loop
-nor starve it of CPU. :func:`verify_password` of an unknown user checks the password
-against a dummy hash made with the same parameters, so both take the same time.
+Hashing and verifying run on the process's low-priority CPU threads (the policy's
+``cpu``, a :class:`daemon.shared.cpu_threads.CpuThreads` sized once by the composition
+root: at most one call per usable CPU at a time, each hash taking ``hash_memory_kib`` of
+memory), so logins never stall the event loop nor starve it of CPU.
+:func:`verify_password` of an unknown user checks the password against a dummy hash
+made with the same parameters, so both take the same time.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import argon2
+import trio
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from daemon.modules.auth.policy import PASSWORD_MAX_LENGTH, AuthPolicy
-from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import InvalidAccountData, WeakPassword
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 EMAIL_MAX_LENGTH = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-_THREADS = CpuThreads(usable_cpus(), name="argon2")
 
 
 def normalize_email(email: str) -> str:
@@ -90,7 +95,7 @@ def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
 
 async def hash_password(password: str, policy: AuthPolicy) -> str:
     """The argon2id hash (PHC string) of ``password``, computed off the event loop."""
-    return await _THREADS.run(_hasher(policy).hash, password)
+    return await _off_loop(policy, _hasher(policy).hash, password)
 
 
 async def verify_password(stored_hash: str | None, password: str, policy: AuthPolicy) -> bool:
@@ -111,7 +116,13 @@ async def verify_password(stored_hash: str | None, password: str, policy: AuthPo
             return False
         return stored_hash is not None
 
-    return await _THREADS.run(run)
+    return await _off_loop(policy, run)
+
+
+async def _off_loop(policy: AuthPolicy, function: Callable[..., T], *args: Any) -> T:
+    if policy.cpu is not None:
+        return await policy.cpu.run(function, *args)
+    return await trio.to_thread.run_sync(function, *args)
 
 
 def needs_rehash(stored_hash: str, policy: AuthPolicy) -> bool:

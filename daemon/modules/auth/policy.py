@@ -1,5 +1,6 @@
 """The rules of authentication as values: session lifetime, password policy, hashing
-parameters and brute-force throttling. Pure: no I/O; built once from the settings."""
+parameters and brute-force throttling. Pure: no I/O; the composition root builds the
+process's policy once from the settings."""
 
 from __future__ import annotations
 
@@ -8,19 +9,17 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from daemon.shared.config import (
-    DEFAULT_ARGON2_MEMORY_KIB,
-    DEFAULT_ARGON2_PARALLELISM,
-    DEFAULT_ARGON2_TIME_COST,
-    DEFAULT_PASSWORD_MIN_LENGTH,
-    DEFAULT_SESSION_TTL_SECONDS,
-)
-
 if TYPE_CHECKING:
-    from daemon.shared.config import Settings
+    from daemon.shared.cpu_threads import CpuThreads
 
 PASSWORD_MAX_LENGTH = 1024  # bounds the hashing work a request can ask for
 LAST_USED_TOUCH_SECONDS = 60.0  # last_used_at is written at most this often per token
+DEFAULT_SESSION_TTL_SECONDS = 12 * 3600.0
+DEFAULT_PASSWORD_MIN_LENGTH = 12
+# argon2-cffi's RFC 9106 "low memory" profile (its PasswordHasher defaults).
+DEFAULT_ARGON2_TIME_COST = 3
+DEFAULT_ARGON2_MEMORY_KIB = 64 * 1024
+DEFAULT_ARGON2_PARALLELISM = 4
 
 
 @attrs.frozen(kw_only=True)
@@ -59,7 +58,11 @@ def retry_after(seconds: float) -> int:
 
 @attrs.frozen(kw_only=True)
 class AuthPolicy:
-    """Everything configurable about authentication (defaults: the settings' defaults)."""
+    """Everything configurable about authentication (defaults: the settings' defaults).
+
+    ``cpu``: the process's CPU threads, where password hashing runs (None: Trio's
+    default threads). Not a rule: it takes no part in equality.
+    """
 
     session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS
     password_min_length: int = DEFAULT_PASSWORD_MIN_LENGTH
@@ -68,28 +71,4 @@ class AuthPolicy:
     hash_parallelism: int = DEFAULT_ARGON2_PARALLELISM
     account_throttle: ThrottlePolicy = ThrottlePolicy(free_failures=5, lock_failures=10)
     address_throttle: ThrottlePolicy = ThrottlePolicy(free_failures=20, lock_failures=50)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AuthPolicy:
-        def throttle(free: int, lock: int) -> ThrottlePolicy:
-            return ThrottlePolicy(
-                free_failures=free,
-                lock_failures=lock,
-                base_delay=settings.auth_delay_base_seconds,
-                lock_seconds=settings.auth_lock_seconds,
-                window_seconds=settings.auth_failure_window_seconds,
-            )
-
-        return cls(
-            session_ttl_seconds=settings.auth_session_ttl_seconds,
-            password_min_length=settings.auth_password_min_length,
-            hash_time_cost=settings.auth_hash_time_cost,
-            hash_memory_kib=settings.auth_hash_memory_kib,
-            hash_parallelism=settings.auth_hash_parallelism,
-            account_throttle=throttle(
-                settings.auth_account_free_failures, settings.auth_account_lock_failures
-            ),
-            address_throttle=throttle(
-                settings.auth_address_free_failures, settings.auth_address_lock_failures
-            ),
-        )
+    cpu: CpuThreads | None = attrs.field(default=None, eq=False, repr=False)

@@ -32,8 +32,8 @@ import trio
 from psycopg.types.json import Jsonb
 
 from daemon.modules.analysis import AnalysisOutcome, AnalysisRequest, Analyzer
-from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
-from daemon.modules.cases import RoutingRules, decide, open_cases, parse_routing_rules
+from daemon.modules.analysis.factory import AnalyzerSet
+from daemon.modules.cases import RoutingRules, decide, open_cases
 from daemon.modules.ingestion.extraction import Extracted, extract_text
 from daemon.modules.ingestion.fetch import FetchPolicy, fetch_url
 from daemon.modules.ingestion.normalize import normalize
@@ -102,14 +102,13 @@ class PipelineConfig:
     ) -> PipelineConfig:
         """The pipeline's configuration; ``analyzers`` are the process's (built once by
         the composition root), else built here from the settings."""
-        taxonomy = build_taxonomy(settings)
-        routing = (
-            RoutingRules()
-            if settings.routing_rules is None
-            else parse_routing_rules(settings.routing_rules, taxonomy=taxonomy)
-        )
+        from daemon.composition import compose  # TEMPORARY until the pipeline split lands
+
+        components = compose(settings)
+        taxonomy = components.taxonomy
+        routing = components.routing
         return cls(
-            analyzers=analyzers or AnalyzerSet(settings, taxonomy),
+            analyzers=analyzers or AnalyzerSet(components.analysis),
             taxonomy=taxonomy,
             routing=routing,
             fetch=FetchPolicy(

@@ -1,0 +1,196 @@
+"""The composition root: the one place where the settings become what each part of the
+process is given.
+
+``compose(settings)`` runs once per process, right after the settings are loaded. It
+parses every rule text once (taxonomy, severity rules, routing rules), turns the flat
+``TRIAGED_*`` settings into each module's own typed configuration (auth policy, analyzer
+configuration, queue options, fetch policy), and builds the process-wide resources that
+modules use but must not create themselves (the one pool of low-priority CPU threads).
+Modules never see :class:`~daemon.shared.config.Settings`; adapters (``daemon/api``,
+``daemon/worker``, the supervisor) receive a :class:`Components` and hand each module
+its part.
+
+Errors in rule texts are configuration errors (exit status 2), reported with the
+variable at fault, like any malformed setting.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import attrs
+
+from daemon.modules.analysis import (
+    DEFAULT_SEVERITY_RULES,
+    DEFAULT_TAXONOMY,
+    AnalyzerConfig,
+    LlmConfig,
+    Provider,
+    SeverityRules,
+    Taxonomy,
+    parse_severity_rules,
+    parse_taxonomy,
+)
+from daemon.modules.auth import AuthPolicy, ThrottlePolicy
+from daemon.modules.cases import RoutingRules, parse_routing_rules
+from daemon.queue import MaintenanceOptions, WorkerOptions
+from daemon.queue.scheduler import SchedulerOptions
+from daemon.shared.cpu_threads import CpuThreads, usable_cpus
+from daemon.shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from daemon.shared.config import Settings
+
+
+@attrs.frozen(kw_only=True)
+class Components:
+    """Everything a process is wired from, built once by :func:`compose`.
+
+    - ``settings``: the validated settings (for the adapters' own options: HTTP, pool).
+    - ``cpu``: the process's one pool of low-priority CPU threads (password hashing,
+      extraction, heuristic analysis), sized to the usable CPUs.
+    - ``auth``: the authentication rules (its ``cpu`` set).
+    - ``analysis``: the analyzers' configuration (taxonomy and rules parsed, ``cpu`` set).
+    - ``routing``: the rules that open cases.
+    - ``worker``, ``maintenance``, ``scheduler``: the queue engine's options.
+    - ``retention``: how long completed documents are kept.
+    """
+
+    settings: Settings
+    cpu: CpuThreads = attrs.field(eq=False, repr=False)
+    auth: AuthPolicy
+    analysis: AnalyzerConfig
+    routing: RoutingRules
+    worker: WorkerOptions
+    maintenance: MaintenanceOptions
+    scheduler: SchedulerOptions
+    retention: timedelta
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return self.analysis.taxonomy
+
+
+def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
+    """The components of a process configured by ``settings``.
+
+    ``cpu``: a CPU pool to share (tests building several processes' worth of components
+    in one); by default one is built, sized to the usable CPUs. Its threads start on
+    first use.
+
+    Raises:
+        ConfigError: a rule text does not parse (one line per variable at fault).
+    """
+    taxonomy, severity_rules, routing = _parse_rules(settings)
+    cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
+    return Components(
+        settings=settings,
+        cpu=cpu,
+        auth=auth_policy(settings, cpu=cpu),
+        analysis=AnalyzerConfig(
+            provider=Provider(settings.analyzer.value),
+            taxonomy=taxonomy,
+            severity_rules=severity_rules,
+            llm=_llm_config_factory(settings),
+            llm_model=settings.llm_model,
+            cpu=cpu,
+        ),
+        routing=routing,
+        worker=WorkerOptions(
+            lease_seconds=settings.queue_lease_seconds,
+            poll_interval=settings.queue_poll_interval_seconds,
+            listen=settings.queue_listen,
+        ),
+        maintenance=MaintenanceOptions(
+            rescue_interval=settings.queue_rescue_interval_seconds,
+            retain_completed_seconds=settings.queue_retain_completed_seconds,
+            retain_failed_seconds=settings.queue_retain_failed_seconds,
+        ),
+        scheduler=SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds),
+        retention=timedelta(days=settings.document_retention_days),
+    )
+
+
+def auth_policy(settings: Settings, *, cpu: CpuThreads | None = None) -> AuthPolicy:
+    """The authentication rules the settings configure."""
+
+    def throttle(free: int, lock: int) -> ThrottlePolicy:
+        return ThrottlePolicy(
+            free_failures=free,
+            lock_failures=lock,
+            base_delay=settings.auth_delay_base_seconds,
+            lock_seconds=settings.auth_lock_seconds,
+            window_seconds=settings.auth_failure_window_seconds,
+        )
+
+    return AuthPolicy(
+        session_ttl_seconds=settings.auth_session_ttl_seconds,
+        password_min_length=settings.auth_password_min_length,
+        hash_time_cost=settings.auth_hash_time_cost,
+        hash_memory_kib=settings.auth_hash_memory_kib,
+        hash_parallelism=settings.auth_hash_parallelism,
+        account_throttle=throttle(
+            settings.auth_account_free_failures, settings.auth_account_lock_failures
+        ),
+        address_throttle=throttle(
+            settings.auth_address_free_failures, settings.auth_address_lock_failures
+        ),
+        cpu=cpu,
+    )
+
+
+def _llm_config_factory(settings: Settings) -> Callable[[str], LlmConfig] | None:
+    """The model server as a function of the model name (None: no server configured)."""
+    if settings.llm_base_url is None:
+        return None
+    api_key = None if settings.llm_api_key is None else settings.llm_api_key.get_secret_value()
+
+    def for_model(model: str) -> LlmConfig:
+        return LlmConfig(
+            base_url=settings.llm_base_url or "",
+            model=model,
+            api_key=api_key,
+            connect_timeout=settings.llm_connect_timeout_seconds,
+            total_timeout=settings.llm_timeout_seconds,
+            temperature=settings.llm_temperature,
+            max_concurrency=settings.llm_max_concurrency,
+            max_calls_per_document=settings.llm_max_calls_per_document,
+            breaker_failures=settings.llm_breaker_failures,
+            breaker_probe_interval=settings.llm_breaker_probe_seconds,
+        )
+
+    return for_model
+
+
+def _parse_rules(settings: Settings) -> tuple[Taxonomy, SeverityRules, RoutingRules]:
+    """Each rule text parsed once; every problem named with its variable."""
+    problems: list[str] = []
+    taxonomy: Taxonomy | None = None  # the rules are checked against it once it parses
+    severity_rules = DEFAULT_SEVERITY_RULES
+    routing = RoutingRules()
+    if settings.taxonomy is not None:
+        try:
+            taxonomy = parse_taxonomy(settings.taxonomy)
+        except ValueError as exc:
+            problems.append(f"TRIAGED_TAXONOMY: {exc}")
+    else:
+        taxonomy = DEFAULT_TAXONOMY
+    if settings.severity_rules is not None:
+        try:
+            severity_rules = parse_severity_rules(settings.severity_rules, taxonomy=taxonomy)
+        except ValueError as exc:
+            problems.append(f"TRIAGED_SEVERITY_RULES: {exc}")
+    if settings.routing_rules is not None:
+        try:
+            routing = parse_routing_rules(settings.routing_rules, taxonomy=taxonomy)
+        except ValueError as exc:
+            problems.append(f"TRIAGED_ROUTING_RULES: {exc}")
+    if problems or taxonomy is None:
+        raise ConfigError(problems)
+    return taxonomy, severity_rules, routing
+
+
+__all__ = ["Components", "auth_policy", "compose"]
