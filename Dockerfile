@@ -30,18 +30,19 @@ ENV PATH=/opt/triaged/venv/bin:$PATH
 
 WORKDIR /src
 
-# 1. Dependencies only, in their own layer: rebuilt when pyproject.toml changes, not on
-#    every source edit. The package itself is a stub here (just daemon/__init__.py, which
-#    carries the version), replaced in step 2.
-COPY pyproject.toml README.md ./
-COPY daemon/__init__.py daemon/__init__.py
+# 1. Dependencies only, in their own layer: rebuilt when the lock changes, not on every
+#    source edit. requirements.lock (`make lock`) pins every package, direct or not, to
+#    one version and its hashes: every build installs the same bytes, and a file that
+#    does not match its hash stops the build.
+COPY requirements.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install .
+    pip install --require-hashes --only-binary=:all: -r requirements.lock
 
 # 2. The real package, built as a wheel (so the image holds exactly what a release ships:
 #    code, migrations/*.sql) and installed without touching the dependencies. pip and
 #    setuptools are not needed at run time and leave the venv; `triaged --help` proves the
 #    console script and its imports work.
+COPY pyproject.toml README.md ./
 COPY daemon daemon
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --wheel-dir /wheels . \

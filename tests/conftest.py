@@ -32,15 +32,37 @@ def pg_admin_url() -> Iterator[str]:
     """
     external = os.environ.get("TRIAGED_TEST_DATABASE_URL")
     if external:
+        _check_server(external, "external")
         yield external
         return
     directory = Path(tempfile.mkdtemp(prefix="triaged-test-pg-"))
     server = embedded.start(directory)
     try:
+        _check_server(server.admin_url(), "embedded")
         yield server.admin_url()
     finally:
         embedded.stop(server)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+_SERVERS_USED: list[str] = []
+
+
+def _check_server(url: str, kind: str) -> None:
+    """Record the server's version for the summary; with ``TRIAGED_TEST_EXPECT_PG_MAJOR``
+    set (CI), fail the session at once on any other major version."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT current_setting('server_version')").fetchone()
+    version = str(row[0]) if row else "?"
+    _SERVERS_USED.append(f"PostgreSQL {version} ({kind})")
+    expected = os.environ.get("TRIAGED_TEST_EXPECT_PG_MAJOR")
+    if expected and version.split(".")[0] != expected:
+        pytest.exit(f"expected PostgreSQL {expected}, the {kind} server is {version}", returncode=3)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _SERVERS_USED:
+        terminalreporter.write_line(f"database server used: {line}")
 
 
 def with_database(url: str, dbname: str) -> str:
