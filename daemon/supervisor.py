@@ -47,6 +47,8 @@ from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
 from daemon.modules.auth import bootstrap_admin, initial_admin
+from daemon.modules.ingestion.address_policy import egress_policy
+from daemon.modules.ingestion.guarded_network import note_configured_url
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
@@ -271,6 +273,11 @@ class Supervisor:
         if "poller" not in self.role.value:
             return None
         analyzers = AnalyzerSet(self.settings, build_taxonomy(self.settings))
+        note_configured_url(
+            egress_policy(self.settings.fetch_egress_networks),
+            self.settings.llm_base_url,
+            "the model server (TRIAGED_LLM_BASE_URL)",
+        )
         resources.push_async_callback(analyzers.aclose)
         self.health.analyzer_status = analyzers.status
         self.analyzers = analyzers
