@@ -47,7 +47,7 @@ from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
 from daemon.modules.auth import bootstrap_admin, initial_admin
-from daemon.modules.ingestion.address_policy import egress_policy
+from daemon.modules.ingestion.egress_policy import egress_policy
 from daemon.modules.ingestion.guarded_network import note_configured_url
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate

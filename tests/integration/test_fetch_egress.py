@@ -18,7 +18,8 @@ import trio
 
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import FetchPolicy, Pipeline, PipelineConfig, fetch_url
-from daemon.modules.ingestion.address_policy import AddressPolicy, EgressPolicy, IPAddress
+from daemon.modules.ingestion.address_policy import AddressPolicy, IPAddress
+from daemon.modules.ingestion.egress_policy import EgressPolicy
 from daemon.modules.ingestion.guarded_network import GuardedBackend, note_configured_url
 from daemon.modules.ingestion.states import DocumentState, step_from
 from daemon.shared.errors import FetchRefused, IngestionError

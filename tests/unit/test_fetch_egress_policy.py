@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from daemon.modules.ingestion import AddressPolicy, FetchPolicy
-from daemon.modules.ingestion.address_policy import (
+from daemon.modules.ingestion.egress_policy import (
     EgressPolicy,
     egress_policy,
     host_address,

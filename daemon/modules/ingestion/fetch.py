@@ -10,7 +10,7 @@
   cannot reach loopback, private, link-local or other non-public addresses unless the
   :class:`FetchPolicy` allows them.
 - With an egress allowlist (``FetchPolicy.egress``, an
-  :class:`~.address_policy.EgressPolicy`), every host, the first URL's and each
+  :class:`~.egress_policy.EgressPolicy`), every host, the first URL's and each
   redirect hop's, must be inside it, checked before any DNS query or connection.
 - No proxies and no other settings from the environment.
 - Redirects (301, 302, 303, 307, 308 only) are followed by hand, at most
@@ -57,13 +57,12 @@ import trio
 from daemon import __version__
 from daemon.modules.ingestion.address_policy import (
     AddressPolicy,
-    EgressPolicy,
     IPNetwork,
-    egress_policy,
     parse_address,
     parse_networks,
 )
 from daemon.modules.ingestion.content_coding import BodyDecoder
+from daemon.modules.ingestion.egress_policy import EgressPolicy, egress_policy
 from daemon.modules.ingestion.extraction.media import parse_media_type
 from daemon.modules.ingestion.guarded_network import (
     GuardedBackend,
@@ -114,7 +113,7 @@ class FetchPolicy:
     allows loopback, private, link-local and CGNAT addresses wholesale (but not cloud
     metadata; see :mod:`.address_policy`). ``ssl_context`` replaces the default
     (certifi's CAs) for ``https``, e.g. to trust an internal CA. ``egress`` is the
-    egress allowlist (an :class:`~.address_policy.EgressPolicy`, or its entries as
+    egress allowlist (an :class:`~.egress_policy.EgressPolicy`, or its entries as
     strings; ``None`` or no entries: none): it narrows, never widens, what the address
     rule allows. Invalid values raise ``ValueError`` when the policy is built.
     """

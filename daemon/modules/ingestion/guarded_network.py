@@ -8,7 +8,7 @@ made. :class:`GuardedBackend` is an ``httpcore`` network backend whose ``connect
 resolves the host itself, vets *every* address it gets with an
 :class:`~.address_policy.AddressPolicy` (one refused address refuses the host), and then
 connects to those vetted IP addresses, never to the name, so no second lookup happens
-between check and connect. Given an :class:`~.address_policy.EgressPolicy` (``egress=``),
+between check and connect. Given an :class:`~.egress_policy.EgressPolicy` (``egress=``),
 it first checks the host against that allowlist, *before* resolving: a name no entry
 lists is refused without a DNS query, and the addresses of a name allowed only through
 the allowlist's networks (``localhost``) must all lie in them. Legacy numeric spellings
@@ -47,13 +47,15 @@ import httpcore
 import httpx
 import trio
 
-from daemon.modules.ingestion.address_policy import IPAddress, host_address
+from daemon.modules.ingestion.address_policy import IPAddress
+from daemon.modules.ingestion.egress_policy import host_address
 from daemon.shared.errors import FetchRefused, FetchUnavailable, describe_cause
 
 if TYPE_CHECKING:
     import ssl
 
-    from daemon.modules.ingestion.address_policy import AddressPolicy, EgressPolicy
+    from daemon.modules.ingestion.address_policy import AddressPolicy
+    from daemon.modules.ingestion.egress_policy import EgressPolicy
 
 log = logging.getLogger("triaged.egress")
 
