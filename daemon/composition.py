@@ -34,6 +34,7 @@ from daemon.modules.analysis import (
 )
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
+from daemon.modules.ingestion import EgressPolicy, egress_policy
 from daemon.queue import MaintenanceOptions, WorkerOptions
 from daemon.queue.scheduler import SchedulerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
@@ -57,6 +58,8 @@ class Components:
     - ``routing``: the rules that open cases.
     - ``worker``, ``maintenance``, ``scheduler``: the queue engine's options.
     - ``retention``: how long completed documents are kept.
+    - ``egress``: where outbound requests for documents may go (None: anywhere the
+      address policy allows).
     """
 
     settings: Settings
@@ -68,6 +71,7 @@ class Components:
     maintenance: MaintenanceOptions
     scheduler: SchedulerOptions
     retention: timedelta
+    egress: EgressPolicy | None
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -111,6 +115,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
         ),
         scheduler=SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds),
         retention=timedelta(days=settings.document_retention_days),
+        egress=egress_policy(settings.fetch_egress_networks),
     )
 
 

@@ -47,6 +47,7 @@ from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis import AnalyzerSet
 from daemon.modules.auth import bootstrap_admin, initial_admin
+from daemon.modules.ingestion import note_configured_url
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
@@ -280,6 +281,11 @@ class Supervisor:
         if "poller" not in self.role.value:
             return None
         analyzers = AnalyzerSet(self.components.analysis)
+        note_configured_url(
+            self.components.egress,
+            self.settings.llm_base_url,
+            "the model server (TRIAGED_LLM_BASE_URL)",
+        )
         resources.push_async_callback(analyzers.aclose)
         self.health.analyzer_status = analyzers.status
         self.analyzers = analyzers

@@ -33,6 +33,7 @@ from daemon.modules.ingestion.documents import (
     requeue_stranded,
     retry_document,
 )
+from daemon.modules.ingestion.egress_policy import EgressPolicy, egress_policy
 from daemon.modules.ingestion.extraction import (
     DEFAULT_MAX_CHARS,
     DETECTED_MEDIA_TYPES,
@@ -43,6 +44,7 @@ from daemon.modules.ingestion.extraction import (
     is_supported_media_type,
 )
 from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, fetch_url
+from daemon.modules.ingestion.guarded_network import note_configured_url
 from daemon.modules.ingestion.intake import (
     NewDocument,
     Receipt,
@@ -77,6 +79,7 @@ __all__ = [
     "DocumentFilter",
     "DocumentPage",
     "DocumentState",
+    "EgressPolicy",
     "Extracted",
     "FetchPolicy",
     "Fetched",
@@ -94,6 +97,7 @@ __all__ = [
     "delete_document",
     "document_counts",
     "document_details",
+    "egress_policy",
     "extract_text",
     "fetch_url",
     "get_document",
@@ -101,6 +105,7 @@ __all__ = [
     "is_supported_media_type",
     "list_documents",
     "normalize",
+    "note_configured_url",
     "prune_idempotency_keys",
     "reanalyze_document",
     "receive_document",

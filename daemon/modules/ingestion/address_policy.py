@@ -35,6 +35,9 @@ broadcast and reserved addresses are refused under ``allow_private`` too.
 
 Everything here is pure; the caller (:mod:`.guarded_network`) applies the policy to every
 address it is about to connect to, after its own DNS resolution.
+
+:mod:`.egress_policy` adds the operator's egress allowlist on top of this rule: a second,
+independent fence that only ever narrows what this rule allows.
 """
 
 from __future__ import annotations

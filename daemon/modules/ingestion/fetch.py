@@ -9,6 +9,9 @@
   (:mod:`.guarded_network`), so DNS rebinding and odd spellings (``http://2130706433/``)
   cannot reach loopback, private, link-local or other non-public addresses unless the
   :class:`FetchPolicy` allows them.
+- With an egress allowlist (``FetchPolicy.egress``, an
+  :class:`~.egress_policy.EgressPolicy`), every host, the first URL's and each
+  redirect hop's, must be inside it, checked before any DNS query or connection.
 - No proxies and no other settings from the environment.
 - Redirects (301, 302, 303, 307, 308 only) are followed by hand, at most
   ``max_redirects``, each ``Location`` resolved against the URL that sent it and checked
@@ -27,7 +30,8 @@ the pipeline fails the document at once; the transient one is retried with backo
 error               kind       when
 ==================  =========  ===========================================================
 FetchRefused        permanent  bad scheme, userinfo, malformed URL, a refused address
-                               (the message names its class), too many redirects
+                               (the message names its class), a host outside the egress
+                               allowlist, too many redirects
 FetchRejected       permanent  a 4xx other than 408 and 429; any other non-2xx that is
                                not a followable redirect (carries ``status``)
 ContentTooLarge     permanent  the body is larger than ``max_bytes``
@@ -58,11 +62,13 @@ from daemon.modules.ingestion.address_policy import (
     parse_networks,
 )
 from daemon.modules.ingestion.content_coding import BodyDecoder
+from daemon.modules.ingestion.egress_policy import EgressPolicy, egress_policy
 from daemon.modules.ingestion.extraction.media import parse_media_type
 from daemon.modules.ingestion.guarded_network import (
     GuardedBackend,
     GuardedTransport,
     Resolver,
+    check_egress_host,
     resolve_host,
 )
 from daemon.shared.errors import (
@@ -106,8 +112,10 @@ class FetchPolicy:
     intranet document server's subnet, or a test's ``127.0.0.0/8``; ``allow_private``
     allows loopback, private, link-local and CGNAT addresses wholesale (but not cloud
     metadata; see :mod:`.address_policy`). ``ssl_context`` replaces the default
-    (certifi's CAs) for ``https``, e.g. to trust an internal CA. Invalid values raise
-    ``ValueError`` when the policy is built.
+    (certifi's CAs) for ``https``, e.g. to trust an internal CA. ``egress`` is the
+    egress allowlist (an :class:`~.egress_policy.EgressPolicy`, or its entries as
+    strings; ``None`` or no entries: none): it narrows, never widens, what the address
+    rule allows. Invalid values raise ``ValueError`` when the policy is built.
     """
 
     connect_timeout: float = attrs.field(default=DEFAULT_CONNECT_TIMEOUT, validator=_positive)
@@ -118,6 +126,7 @@ class FetchPolicy:
     )
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = attrs.field(default=(), converter=parse_networks)
+    egress: EgressPolicy | None = attrs.field(default=None, converter=egress_policy)
     user_agent: str = DEFAULT_USER_AGENT
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -161,7 +170,7 @@ async def fetch_url(url: str, policy: FetchPolicy, *, resolver: Resolver = resol
         UnsupportedContent: the body has a content-encoding we do not decode.
         FetchUnavailable: transient: timeout, network or DNS failure, 408, 429, 5xx.
     """
-    target = checked_url(url, policy.address_policy)
+    target = checked_url(url, policy.address_policy, egress=policy.egress)
     try:
         with trio.fail_after(policy.total_timeout):
             return await _fetch(target, policy, resolver)
@@ -173,12 +182,15 @@ async def fetch_url(url: str, policy: FetchPolicy, *, resolver: Resolver = resol
         raise FetchUnavailable(f"{url}: {str(exc) or type(exc).__name__}") from exc
 
 
-def checked_url(url: str | httpx.URL, address_policy: AddressPolicy) -> httpx.URL:
+def checked_url(
+    url: str | httpx.URL, address_policy: AddressPolicy, *, egress: EgressPolicy | None = None
+) -> httpx.URL:
     """``url`` parsed, if it may be fetched as far as can be told without DNS.
 
     Raises:
-        FetchRefused: malformed, not http(s), with userinfo, without a host, or its host
-            is a literal IP address the policy refuses.
+        FetchRefused: malformed, not http(s), with userinfo, without a host, its host is
+            outside ``egress`` (a name no entry lists, an address outside its networks;
+            logged), or is a literal IP address the policy refuses.
     """
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
@@ -197,6 +209,7 @@ def checked_url(url: str | httpx.URL, address_policy: AddressPolicy) -> httpx.UR
         raise FetchRefused(f"refused: {parsed.host!r} is not a valid host name")
     if parsed.port is not None and not 0 < parsed.port < 65536:
         raise FetchRefused(f"refused: {parsed.port} is not a valid port")
+    check_egress_host(egress, host)
     if literal is not None:
         address_policy.check(literal)
     return parsed.copy_with(fragment=None)
@@ -209,7 +222,7 @@ def _default_ssl_context() -> ssl.SSLContext:
 
 
 async def _fetch(target: httpx.URL, policy: FetchPolicy, resolver: Resolver) -> Fetched:
-    backend = GuardedBackend(policy.address_policy, resolver)
+    backend = GuardedBackend(policy.address_policy, resolver, egress=policy.egress)
     transport = GuardedTransport(backend, ssl_context=policy.ssl_context or _default_ssl_context())
     client = httpx.AsyncClient(
         transport=transport,
@@ -259,7 +272,7 @@ def _redirect_target(
         joined = target.join(location)
     except httpx.InvalidURL as exc:
         raise FetchRejected(status, f"{target}: invalid redirect Location: {exc}") from exc
-    return checked_url(joined, policy.address_policy)
+    return checked_url(joined, policy.address_policy, egress=policy.egress)
 
 
 def _raise_for_status(target: httpx.URL, response: httpx.Response) -> None:

@@ -8,9 +8,15 @@ made. :class:`GuardedBackend` is an ``httpcore`` network backend whose ``connect
 resolves the host itself, vets *every* address it gets with an
 :class:`~.address_policy.AddressPolicy` (one refused address refuses the host), and then
 connects to those vetted IP addresses, never to the name, so no second lookup happens
-between check and connect. TLS still verifies the certificate against, and sends SNI
-for, the URL's host name, and the ``Host`` header stays the name: ``httpcore`` takes
-both from the request's origin, not from the socket.
+between check and connect. Given an :class:`~.egress_policy.EgressPolicy` (``egress=``),
+it first checks the host against that allowlist, *before* resolving: a name no entry
+lists is refused without a DNS query, and the addresses of a name allowed only through
+the allowlist's networks (``localhost``) must all lie in them. Legacy numeric spellings
+(``127.1``) are parsed here as the IPv4 addresses they denote and never resolved.
+
+TLS still verifies the certificate against, and sends SNI for, the URL's host name, and
+the ``Host`` header stays the name: ``httpcore`` takes both from the request's origin,
+not from the socket.
 
 :class:`GuardedTransport` is the ``httpx`` transport over a connection pool that uses
 that backend, with no proxy (environment proxy settings are never consulted) and HTTP/1.1
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import math
 from collections.abc import (
     AsyncIterable,
@@ -34,18 +41,23 @@ from collections.abc import (
     Sequence,
 )
 from typing import TYPE_CHECKING, TypeAlias
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 import trio
 
-from daemon.modules.ingestion.address_policy import IPAddress, parse_address
+from daemon.modules.ingestion.address_policy import IPAddress
+from daemon.modules.ingestion.egress_policy import host_address
 from daemon.shared.errors import FetchRefused, FetchUnavailable, describe_cause
 
 if TYPE_CHECKING:
     import ssl
 
     from daemon.modules.ingestion.address_policy import AddressPolicy
+    from daemon.modules.ingestion.egress_policy import EgressPolicy
+
+log = logging.getLogger("triaged.egress")
 
 Resolver: TypeAlias = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 """``resolve(host, port)``: the addresses of ``host``, in the order to try them; raises
@@ -70,19 +82,72 @@ async def resolve_host(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
+def refuse_egress(reason: str, host: str) -> FetchRefused:
+    """The error for a request the egress allowlist refuses, logged (``action=
+    "egress.refused"``) with the host only: never the URL's path, query or userinfo,
+    which may carry tokens."""
+    log.info("egress refused: %s", reason, extra={"action": "egress.refused", "host": host[:255]})
+    return FetchRefused(f"refused: {reason}")
+
+
+def check_egress_host(egress: EgressPolicy | None, host: str) -> None:
+    """Return if ``host`` may be contacted as far as ``egress`` can tell without DNS
+    (``None``: no allowlist). Pure apart from the log line.
+
+    Raises:
+        FetchRefused: it may not (logged, see :func:`refuse_egress`).
+    """
+    if egress is None:
+        return
+    reason = egress.host_refusal(host)
+    if reason is not None:
+        raise refuse_egress(reason, host)
+
+
+def note_configured_url(egress: EgressPolicy | None, url: str | None, what: str) -> bool:
+    """At start-up: warn (``action="egress.configured_outside"``) if ``url``, which the
+    operator configured for ``what`` (e.g. the model server), is outside ``egress``.
+    Such URLs are not confined by the allowlist (the operator chose them explicitly);
+    the warning only makes the exception visible. Logs the host, never the whole URL
+    (it may carry credentials). Whether it warned."""
+    if egress is None or url is None:
+        return False
+    reason = egress.url_refusal(url)
+    if reason is None:
+        return False
+    log.warning(
+        "%s is outside the egress allowlist (%s); it is contacted anyway: the allowlist "
+        "confines fetches, not operator-configured servers",
+        what,
+        reason,
+        extra={"action": "egress.configured_outside", "host": urlsplit(url).hostname},
+    )
+    return True
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An ``httpcore`` Trio network backend that connects only to allowed addresses.
 
     ``connect_tcp`` raises ``FetchRefused`` (before any connection is attempted) if
-    ``host`` is, or resolves to, any address ``policy`` refuses. Otherwise it tries the
-    addresses in order and returns a stream to the first that accepts. The ``timeout``
-    covers resolution and all attempts together. Network failures are raised as
-    ``httpcore`` errors (``ConnectError``, ``ConnectTimeout``), as any backend does.
+    ``host`` is outside ``egress`` (checked before any DNS query: the resolver is not
+    called for a refused name), or is, or resolves to, any address ``policy`` or
+    ``egress`` refuses. Otherwise it tries the addresses in order and returns a stream
+    to the first that accepts. The ``timeout`` covers resolution and all attempts
+    together. Network failures are raised as ``httpcore`` errors (``ConnectError``,
+    ``ConnectTimeout``), as any backend does. Other outbound clients reuse it (with a
+    :class:`GuardedTransport`) to be confined by the same policies.
     """
 
-    def __init__(self, policy: AddressPolicy, resolver: Resolver = resolve_host) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        resolver: Resolver = resolve_host,
+        *,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         self._policy = policy
         self._resolver = resolver
+        self._egress = egress
         self._trio = httpcore.TrioBackend()
 
     async def connect_tcp(
@@ -114,7 +179,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
 
     async def _vetted_addresses(self, host: str, port: int) -> Sequence[IPAddress]:
-        literal = parse_address(host)
+        check_egress_host(self._egress, host)  # before anything can reach DNS
+        literal = host_address(host)
         if literal is not None:
             self._policy.check(literal)
             return [literal]
@@ -124,6 +190,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
         if not addresses:
             raise httpcore.ConnectError(f"cannot resolve {host!r}: no addresses")
+        if self._egress is not None:
+            reason = self._egress.resolved_refusal(host, addresses)
+            if reason is not None:
+                raise refuse_egress(reason, host)
         for address in addresses:
             reason = self._policy.refusal(address)
             if reason is not None:

@@ -118,6 +118,7 @@ class PipelineConfig:
                 max_redirects=settings.fetch_max_redirects,
                 allow_private=settings.fetch_allow_private,
                 allowed_networks=settings.fetch_allowed_networks,
+                egress=settings.fetch_egress_networks,
             ),
             chunk_chars=settings.analyzer_chunk_chars,
             max_chunks=settings.analyzer_max_chunks,
