@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.api.http_metrics import HttpMetrics
-from daemon.queue.metrics import QueueMetrics
+from daemon.queue.metrics import QUEUE_LABEL_LIMIT, QueueMetrics
 from daemon.shared.metrics import (
     DEFAULT_LABEL_LIMIT,
     Counter,
@@ -63,6 +63,25 @@ def test_queue_outcomes_are_a_closed_set():
     metrics.finished.inc("mail", "completed")
     metrics.finished.inc("mail", "exploded")
     assert set(metrics.finished.values) == {("mail", "completed"), ("mail", "other")}
+
+
+def test_queue_names_are_bounded_on_every_queue_metric():
+    metrics = QueueMetrics()
+    for n in range(QUEUE_LABEL_LIMIT * 10):
+        queue = f"stray-{n}"
+        metrics.claimed.inc(queue)
+        metrics.rescued.inc(queue)
+        metrics.finished.inc(queue, "completed")
+        metrics.wait_seconds.observe(0.1, queue)
+        metrics.run_seconds.observe(0.1, queue)
+    for series in (
+        metrics.claimed.values,
+        metrics.rescued.values,
+        metrics.finished.values,
+        metrics.wait_seconds.counts,
+        metrics.run_seconds.counts,
+    ):
+        assert len(series) == QUEUE_LABEL_LIMIT + 1
 
 
 def test_redeclaring_with_other_labels_is_refused():
