@@ -4,6 +4,10 @@
 create databases) selects an external server; without it the tests start an embedded
 PostgreSQL once per session, exactly as ``triaged`` does on a fresh machine. Each test
 that asks for ``database_url`` gets a new, empty database, dropped afterwards.
+
+Under ``CI=true`` a skipped test fails the run unless it is marked
+``@pytest.mark.expected_skip(reason)``: a security test that silently skips because a
+tool is missing (openssl, systemd-analyze) proves nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import psycopg
@@ -63,6 +67,33 @@ def _check_server(url: str, kind: str) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in _SERVERS_USED:
         terminalreporter.write_line(f"database server used: {line}")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI, turn a skip the test does not declare (``expected_skip``) into a failure."""
+    report = yield
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and _in_ci()
+        and item.get_closest_marker("expected_skip") is None
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped under CI=true, which allows no unexpected skip: {reason}\n"
+            "Install what the test needs in .ci/run, or mark it "
+            "@pytest.mark.expected_skip(reason) if skipping is its intent."
+        )
+    return report
 
 
 def with_database(url: str, dbname: str) -> str:

@@ -3,6 +3,11 @@
 Deliberately small: no background threads, no global state beyond the registry object
 the composition root creates. Recording is a dict lookup and an addition, cheap enough
 for the job queue's hot path.
+
+Every label of every metric comes from a closed set (see :class:`Label`): a value
+outside it is recorded as the label's ``other`` value, so no input (an invented HTTP
+method, a scanner's paths) can add series. The number of series of a metric is at most
+the product of its labels' bounds, whatever the process is sent.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -38,52 +45,125 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 )
 
 
-class Counter:
-    """A monotonically increasing count per label set."""
+DEFAULT_LABEL_LIMIT = 64
+"""Distinct values a label declared only by its name may take before the rest collapse
+into its ``other`` value."""
 
-    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
+OTHER = "other"
+
+
+@attrs.frozen
+class Label:
+    """One label of a metric and the closed set of values it may take.
+
+    Every label is bounded, so no input can grow the registry: a value outside
+    ``values`` (or, for a label without a fixed set, any new value once ``limit``
+    distinct ones were seen) is recorded as ``other``. A label declared by its name
+    alone is bounded by :data:`DEFAULT_LABEL_LIMIT`.
+    """
+
+    name: str
+    values: frozenset[str] | None = None
+    limit: int = DEFAULT_LABEL_LIMIT
+    other: str = OTHER
+
+    def __attrs_post_init__(self) -> None:
+        if self.values is None and self.limit < 1:
+            raise ValueError(f"label {self.name!r}: a limit must be at least 1")
+
+    @classmethod
+    def closed(cls, name: str, values: Iterable[str], *, other: str = OTHER) -> Label:
+        """A label whose values are exactly ``values``, anything else being ``other``."""
+        return cls(name, values=frozenset(values), other=other)
+
+    @classmethod
+    def of(cls, declared: str | Label) -> Label:
+        return declared if isinstance(declared, Label) else cls(declared)
+
+
+class _Labelled:
+    """The label declarations of a metric and the mapping of values onto them."""
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str | Label]) -> None:
         self.name = name
         self.help = help_text
-        self.label_names = tuple(label_names)
+        self.labels = tuple(Label.of(label) for label in labels)
+        self.label_names = tuple(label.name for label in self.labels)
+        # Values seen so far, for the labels bounded by a limit rather than a set.
+        self._seen: tuple[set[str], ...] = tuple(set() for _ in self.labels)
+
+    def _admit(self, values: tuple[str, ...]) -> Labels:
+        """The series key for ``values``: each one kept, or collapsed into ``other``."""
+        if len(values) != len(self.labels):
+            raise ValueError(f"{self.name}: labels {self.label_names}, got {len(values)} values")
+        return tuple(
+            self._one(label, seen, value, admit=True)
+            for label, seen, value in zip(self.labels, self._seen, values, strict=True)
+        )
+
+    def _find(self, values: tuple[str, ...]) -> Labels:
+        """The series key ``values`` would be recorded under, without admitting any."""
+        return tuple(
+            self._one(label, seen, value, admit=False)
+            for label, seen, value in zip(self.labels, self._seen, values, strict=True)
+        )
+
+    @staticmethod
+    def _one(label: Label, seen: set[str], value: str, *, admit: bool) -> str:
+        if label.values is not None:
+            return value if value in label.values else label.other
+        if value in seen or value == label.other:
+            return value
+        if len(seen) < label.limit:
+            if admit:
+                seen.add(value)
+            return value
+        return label.other
+
+
+class Counter(_Labelled):
+    """A monotonically increasing count per label set."""
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str | Label] = ()) -> None:
+        super().__init__(name, help_text, labels)
         self.values: dict[Labels, float] = defaultdict(float)
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
-        self.values[labels] += amount
+        self.values[self._admit(labels)] += amount
 
     def get(self, *labels: str) -> float:
-        return self.values.get(labels, 0.0)
+        return self.values.get(self._find(labels), 0.0)
 
 
-class Histogram:
+class Histogram(_Labelled):
     """Observations bucketed by upper bound, with their count and sum, per label set."""
 
     def __init__(
         self,
         name: str,
         help_text: str,
-        label_names: Sequence[str] = (),
+        labels: Sequence[str | Label] = (),
         buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(label_names)
+        super().__init__(name, help_text, labels)
         self.buckets = tuple(sorted(buckets))
         self.counts: dict[Labels, list[int]] = {}
         self.sums: dict[Labels, float] = defaultdict(float)
 
     def observe(self, value: float, *labels: str) -> None:
-        counts = self.counts.get(labels)
+        key = self._admit(labels)
+        counts = self.counts.get(key)
         if counts is None:
-            counts = self.counts[labels] = [0] * (len(self.buckets) + 1)
+            counts = self.counts[key] = [0] * (len(self.buckets) + 1)
         counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sums[labels] += value
+        self.sums[key] += value
 
     def count(self, *labels: str) -> int:
-        return sum(self.counts.get(labels, ()))
+        return sum(self.counts.get(self._find(labels), ()))
 
     def quantile(self, q: float, *labels: str) -> float | None:
         """The upper bound of the bucket holding quantile ``q`` (None without data)."""
-        counts = self.counts.get(labels)
+        counts = self.counts.get(self._find(labels))
         if not counts:
             return None
         rank = q * sum(counts)
@@ -95,44 +175,61 @@ class Histogram:
         return float("inf")
 
 
-class Gauge:
+class Gauge(_Labelled):
     """A value per label set that can go up and down (also used for values read at
-    scrape time, such as queue depths)."""
+    scrape time, such as queue depths). Values collapsed into ``other`` add up."""
 
-    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(label_names)
+    def __init__(self, name: str, help_text: str, labels: Sequence[str | Label] = ()) -> None:
+        super().__init__(name, help_text, labels)
         self.values: dict[Labels, float] = {}
 
     def set(self, value: float, *labels: str) -> None:
-        self.values[labels] = value
+        key = self._admit(labels)
+        if key != labels and key in self.values:
+            # Several values collapsed into one series: keep their total, not the last.
+            self.values[key] += value
+        else:
+            self.values[key] = value
 
 
 Metric = Counter | Histogram | Gauge
+_M = TypeVar("_M", Counter, Histogram)
 
 
 class Registry:
-    """The metrics of one process, by name."""
+    """The metrics of one process, by name.
+
+    Declaring a name again returns the metric declared first; its kind and label names
+    must match (its allowed values are the first declaration's).
+    """
 
     def __init__(self) -> None:
         self.metrics: dict[str, Metric] = {}
 
-    def counter(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> Counter:
-        metric = self.metrics.setdefault(name, Counter(name, help_text, label_names))
-        assert isinstance(metric, Counter)
-        return metric
+    def counter(self, name: str, help_text: str, labels: Sequence[str | Label] = ()) -> Counter:
+        metric = self.metrics.get(name)
+        if metric is None:
+            metric = self.metrics[name] = Counter(name, help_text, labels)
+        return _same(metric, Counter, labels)
 
     def histogram(
         self,
         name: str,
         help_text: str,
-        label_names: Sequence[str] = (),
+        labels: Sequence[str | Label] = (),
         buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> Histogram:
-        metric = self.metrics.setdefault(name, Histogram(name, help_text, label_names, buckets))
-        assert isinstance(metric, Histogram)
-        return metric
+        metric = self.metrics.get(name)
+        if metric is None:
+            metric = self.metrics[name] = Histogram(name, help_text, labels, buckets)
+        return _same(metric, Histogram, labels)
+
+
+def _same(metric: Metric, kind: type[_M], labels: Sequence[str | Label]) -> _M:
+    names = tuple(Label.of(label).name for label in labels)
+    if not isinstance(metric, kind) or metric.label_names != names:
+        raise ValueError(f"{metric.name} is already declared differently")
+    return metric
 
 
 def exposition(metrics: Iterable[Metric]) -> str:

@@ -164,7 +164,10 @@ async def test_500_documents_survive_two_sigkills(start_triaged, tmp_path, datab
         await current.wait_ready(timeout=60)
 
     async def post(client: httpx.AsyncClient, document: dict) -> None:
+        # Retries while the server restarts, but not forever: a restart takes seconds.
+        deadline = trio.current_time() + 120
         while True:
+            assert trio.current_time() < deadline, f"#{document['index']} not accepted in 120 s"
             try:
                 response = await client.post(
                     "/api/v1/documents",
@@ -198,8 +201,9 @@ async def test_500_documents_survive_two_sigkills(start_triaged, tmp_path, datab
                 await post(client, document)
 
         async def killer() -> None:
-            while len(accepted) < first_kill_at:
-                await trio.sleep(0.01)
+            with trio.fail_after(180):
+                while len(accepted) < first_kill_at:
+                    await trio.sleep(0.01)
             await restart("while posting")
 
         async with trio.open_nursery() as nursery:
@@ -218,8 +222,9 @@ async def test_500_documents_survive_two_sigkills(start_triaged, tmp_path, datab
             return dict(rows)
 
         terminal = {"completed", "duplicate", "failed"}
-        while sum(n for s, n in (await states()).items() if s in terminal) < TOTAL * 0.4:
-            await trio.sleep(0.02)
+        with trio.fail_after(180):
+            while sum(n for s, n in (await states()).items() if s in terminal) < TOTAL * 0.4:
+                await trio.sleep(0.02)
         await trio.sleep(rng.random() * 0.5)
         await restart("while processing")
 

@@ -117,7 +117,7 @@ async def test_user_listing_pages_and_filters(api):
         await api.user(Role.VIEWER)
     async with api.client(headers=admin_headers) as client:
         seen, cursor = [], None
-        while True:
+        for _ in range(20):  # a cursor that never ends fails instead of looping forever
             params = {"limit": 2, "role": "viewer"} | ({"cursor": cursor} if cursor else {})
             page = (await client.get("/api/v1/users", params=params)).json()
             seen += [u["id"] for u in page["items"]]
@@ -125,6 +125,8 @@ async def test_user_listing_pages_and_filters(api):
             cursor = page["next_cursor"]
             if cursor is None:
                 break
+        else:
+            raise AssertionError(f"pagination did not end after 20 pages: {seen}")
         assert len(seen) == 5 and seen == sorted(seen)
         bad = await client.get("/api/v1/users", params={"limit": 0, "colour": "red"})
         assert bad.status_code == 422

@@ -1,16 +1,23 @@
-"""The authorization matrix, generated from the app's own route table.
+"""The authorization matrix: every route of the app against every kind of caller.
 
-Every route x every kind of caller answers exactly as the route's declaration says:
-public routes answer anyone; the others answer 401 (with ``WWW-Authenticate``) to no,
-malformed, expired or revoked credentials and to a disabled user's session, 403 to a
-role that is too low (or an API key on a users-only route), and something else
-(the route's own answer) to a role that is high enough. A route added without a
-declaration fails here: ``create_app`` refuses it and ``check_declarations`` names it.
+What each route *should* allow is the table :data:`INTENDED` below, written from what
+README.md and docs/ingestion.md promise, not from the route's own declaration: a route
+declared with the wrong role fails here. Every route x every kind of caller answers as
+the table says: public routes answer anyone; the others answer 401 (with
+``WWW-Authenticate``) to no, malformed, expired or revoked credentials and to a
+disabled user's session, 403 to a role that is too low (or an API key on a users-only
+route), and something else (the route's own answer) to a role that is high enough.
+
+A route of the app missing from the table, or a table entry naming no route, fails
+(:func:`test_the_intended_table_names_every_route_and_no_other`): a new route needs its
+intended role written here. A route added without a declaration fails too:
+``create_app`` refuses it and ``check_declarations`` names it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,16 +33,111 @@ from tests.integration.api_server import SYSTEM, bearer, serve_api
 MISSING_ID = "987654321"
 
 
+@dataclass(frozen=True)
+class Intent:
+    """Who a route is meant for. ``role`` None: anyone, without credentials.
+    ``users_only``: a user's session, never an API key (the caller's own login).
+    ``public_if_metrics_public``: public while ``TRIAGED_METRICS_PUBLIC`` is true."""
+
+    role: Role | None
+    users_only: bool = False
+    public_if_metrics_public: bool = False
+
+    def is_public(self, settings: Settings) -> bool:
+        return self.role is None or (self.public_if_metrics_public and settings.metrics_public)
+
+
+PUBLIC = Intent(None)
+VIEWER, ANALYST, ADMIN = Intent(Role.VIEWER), Intent(Role.ANALYST), Intent(Role.ADMIN)
+OWN_LOGIN = Intent(Role.VIEWER, users_only=True)
+
+# README "Authentication and roles": unauthenticated routes; viewer reads and exports;
+# analyst also uploads and works documents and cases; admin: users, API keys, audit log;
+# logout and password change are your-own-login routes. docs/ingestion.md: deleting a
+# document is admin's, retry and reanalyze are analyst's.
+INTENDED: dict[tuple[str, str], Intent] = {
+    ("GET", "/livez"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/metrics"): Intent(Role.VIEWER, public_if_metrics_public=True),
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): OWN_LOGIN,
+    ("GET", "/api/v1/auth/me"): VIEWER,
+    ("POST", "/api/v1/auth/password"): OWN_LOGIN,
+    ("GET", "/api/v1/documents"): VIEWER,
+    ("POST", "/api/v1/documents"): ANALYST,
+    ("GET", "/api/v1/documents/<int:document_id>"): VIEWER,
+    ("DELETE", "/api/v1/documents/<int:document_id>"): ADMIN,
+    ("POST", "/api/v1/documents/<int:document_id>/retry"): ANALYST,
+    ("POST", "/api/v1/documents/<int:document_id>/reanalyze"): ANALYST,
+    ("GET", "/api/v1/cases"): VIEWER,
+    ("GET", "/api/v1/cases/<int:case_id>"): VIEWER,
+    ("GET", "/api/v1/users"): ADMIN,
+    ("POST", "/api/v1/users"): ADMIN,
+    ("GET", "/api/v1/users/<int:user_id>"): ADMIN,
+    ("PATCH", "/api/v1/users/<int:user_id>"): ADMIN,
+    ("DELETE", "/api/v1/users/<int:user_id>"): ADMIN,
+    ("GET", "/api/v1/api-keys"): ADMIN,
+    ("POST", "/api/v1/api-keys"): ADMIN,
+    ("GET", "/api/v1/api-keys/<int:key_id>"): ADMIN,
+    ("DELETE", "/api/v1/api-keys/<int:key_id>"): ADMIN,
+    ("GET", "/api/v1/audit"): ADMIN,
+}
+
+
+def app_routes(app) -> list[tuple[str, str]]:
+    """(method, route template) for every route of the app (HEAD and OPTIONS aside)."""
+    return sorted(
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    )
+
+
 def route_table(app):
-    """(method, concrete path, access) for every route of the app."""
+    """(method, concrete path, intent) for every route of the app."""
     table = []
+    for method, rule in app_routes(app):
+        assert (method, rule) in INTENDED, f"{method} {rule} is not in INTENDED"
+        path = re.sub(r"<(?:\w+:)?\w+>", MISSING_ID, rule)
+        table.append((method, path, INTENDED[method, rule]))
+    return table
+
+
+def plain_app():
+    context = ApiContext(
+        settings=Settings(), health=HealthState(expected_schema_version=1), pool=None
+    )
+    return create_app(context)
+
+
+def test_the_intended_table_names_every_route_and_no_other():
+    routes = set(app_routes(plain_app()))
+    missing = sorted(routes - set(INTENDED))
+    stale = sorted(set(INTENDED) - routes)
+    assert not missing, f"routes without an intended role in INTENDED: {missing}"
+    assert not stale, f"INTENDED names routes the app does not have: {stale}"
+
+
+def test_every_declaration_matches_the_intended_role():
+    """The same check as the matrix below, without a server: a clear message first."""
+    app = plain_app()
+    wrong = []
     for rule in app.url_map.iter_rules():
         access = access_of(app.view_functions[rule.endpoint])
-        assert access is not None, f"{rule.rule} has no access declaration"
-        path = re.sub(r"<(?:\w+:)?\w+>", MISSING_ID, rule.rule)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            table.append((method, path, access))
-    return table
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            intent = INTENDED.get((method, rule.rule))
+            if intent is None:
+                continue  # reported by the test above
+            declared = Intent(
+                access.role,
+                users_only=access.users_only,
+                public_if_metrics_public=access.public_when is not None,
+            )
+            if declared != intent:
+                wrong.append(f"{method} {rule.rule}: declared {declared}, intended {intent}")
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 async def call(client, method, path, headers):
@@ -90,14 +192,14 @@ async def bad_credentials(server):
 async def test_every_route_answers_as_declared(pool, metrics_public):
     async with serve_api(pool, metrics_public=metrics_public) as server:
         table = route_table(server.app)
-        assert len(table) >= 19
+        assert len(table) == len(INTENDED)
         refused = await bad_credentials(server)
         keys = {role: await server.api_key(role) for role in Role}
         failures = []
         async with server.client() as client:
-            for method, path, access in table:
+            for method, path, intent in table:
                 where = f"{method} {path}"
-                public = access.is_public(server.settings)
+                public = intent.is_public(server.settings)
                 for name, headers in refused.items():
                     response = await call(client, method, path, headers)
                     if public:
@@ -113,8 +215,8 @@ async def test_every_route_answers_as_declared(pool, metrics_public):
                         token = await server.token(role) if kind == "session" else keys[role]
                         response = await call(client, method, path, bearer(token))
                         allowed = public or (
-                            role.satisfies(access.role)
-                            and not (access.users_only and kind == "api key")
+                            role.satisfies(intent.role)
+                            and not (intent.users_only and kind == "api key")
                         )
                         got = response.status_code
                         label = f"{where} [{role.value} {kind}]"

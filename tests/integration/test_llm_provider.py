@@ -654,6 +654,7 @@ async def test_a_noisy_server_still_yields_valid_analyses():
                         break
                     except AnalyzerUnavailable:
                         reschedules += 1
+                        assert reschedules < 400, "rescheduled without end: a retry loop"
                     except AnalysisFailed as failed:
                         assert failed.raw_output and failed.errors
                         attempts += 1

@@ -98,12 +98,14 @@ async def test_list_jobs_filters_and_pages_by_id(pool):
         assert [j.id for j in everything] == sorted(a_ids + b_ids, reverse=True)
 
         pages, before = [], None
-        while True:
+        for _ in range(20):  # a cursor that never ends fails instead of looping forever
             page = await list_jobs(conn, queue="a", limit=3, before_id=before)
             pages.append([j.id for j in page])
             if len(page) < 3:
                 break
             before = page[-1].id
+        else:
+            raise AssertionError(f"pagination did not end after 20 pages: {pages}")
         assert pages == [a_ids[6:3:-1], a_ids[3:0:-1], a_ids[0:1]]
 
         failed = await list_jobs(conn, state="failed")
