@@ -47,6 +47,7 @@ from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
 from daemon.modules.auth import bootstrap_admin, initial_admin
+from daemon.modules.ingestion import IntakeWriter
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
@@ -295,6 +296,7 @@ class Supervisor:
             settings=self.settings,
             health=self.health,
             pool=pool,
+            intake_writer=IntakeWriter(pool),
             registry=self.metrics,
             metric_sources=(self._analyzer_metrics,),
         )

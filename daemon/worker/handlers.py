@@ -15,18 +15,21 @@ attempt: documents wait for the model server, they do not fail for its absence.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon.modules.ingestion import Pipeline, PipelineConfig
+from daemon.modules.analysis.factory import AnalyzerSet, build_taxonomy
+from daemon.modules.cases import RoutingRules, parse_routing_rules
+from daemon.modules.ingestion import FetchPolicy, Pipeline, PipelineConfig
 from daemon.modules.ingestion.states import DEAD_LETTER_QUEUE, STEPS, Step
 from daemon.queue import HandlerRegistry, PermanentFailure, RetryLater
 from daemon.shared.config import AnalyzerName
+from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import AnalyzerUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from daemon.modules.analysis.factory import AnalyzerSet
     from daemon.queue import BatchHandler, Handler, Job
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
@@ -37,16 +40,60 @@ UNAVAILABLE_RETRY_SECONDS = 2.0
 MAX_UNAVAILABLE_RETRY_SECONDS = 300.0
 
 
+def pipeline_config(
+    settings: Settings, *, analyzers: AnalyzerSet | None, cpu: CpuThreads
+) -> PipelineConfig:
+    """The pipeline's configuration from the settings (taxonomy and routing rules parsed
+    here); ``analyzers`` are the process's (built once by the supervisor), else built
+    here; ``cpu``: the process's CPU threads.
+
+    Raises:
+        ValueError: malformed routing rules or taxonomy (see their parsers).
+    """
+    taxonomy = build_taxonomy(settings)
+    routing = (
+        RoutingRules()
+        if settings.routing_rules is None
+        else parse_routing_rules(settings.routing_rules, taxonomy=taxonomy)
+    )
+    return PipelineConfig(
+        analyzers=analyzers or AnalyzerSet(settings, taxonomy),
+        cpu=cpu,
+        taxonomy=taxonomy,
+        routing=routing,
+        fetch=FetchPolicy(
+            connect_timeout=settings.fetch_connect_timeout_seconds,
+            total_timeout=settings.fetch_timeout_seconds,
+            max_bytes=settings.max_document_bytes,
+            max_redirects=settings.fetch_max_redirects,
+            allow_private=settings.fetch_allow_private,
+            allowed_networks=settings.fetch_allowed_networks,
+        ),
+        chunk_chars=settings.analyzer_chunk_chars,
+        max_chunks=settings.analyzer_max_chunks,
+        max_attempts=settings.ingest_max_attempts,
+        retention=timedelta(days=settings.document_retention_days),
+        fetch_concurrency=settings.worker_concurrency,
+    )
+
+
 def build_registry(
-    settings: Settings, pool: Pool, analyzers: AnalyzerSet | None = None
+    settings: Settings,
+    pool: Pool,
+    analyzers: AnalyzerSet | None = None,
+    *,
+    cpu: CpuThreads | None = None,
 ) -> HandlerRegistry:
     """Every queue this process serves, with its handler and per-process concurrency.
 
     ``analyzers`` are the process's (the supervisor builds them once, to report their
-    health); without, the pipeline builds its own.
+    health); without, the pipeline builds its own. ``cpu``: the process's CPU threads
+    (hashing, extraction, normalization); without, the registry makes its own, sized to
+    the CPUs usable.
     """
     registry = HandlerRegistry(default_concurrency=settings.worker_concurrency)
-    pipeline = Pipeline(pool, PipelineConfig.from_settings(settings, analyzers=analyzers))
+    cpu = cpu or CpuThreads(usable_cpus(), name="ingest")
+    pipeline = Pipeline(pool, pipeline_config(settings, analyzers=analyzers, cpu=cpu))
     for step in STEPS:
         batch_size = _batch_size(settings, step)
         # Unless configured: two batches in flight (one computes while the other

@@ -9,11 +9,14 @@ import pytest
 from pypdf import PdfWriter
 
 from daemon.modules.auth import Role
-from daemon.modules.ingestion import Pipeline, PipelineConfig
+from daemon.modules.ingestion import Pipeline
 from daemon.modules.ingestion.states import DocumentState, step_from
+from daemon.shared.cpu_threads import CpuThreads
+from daemon.worker.handlers import pipeline_config
 from tests.client_warnings import ABANDONED_REQUEST_BODY
 from tests.integration.api_server import bearer, serve_api
 
+CPU = CpuThreads(2, name="test-ingest")
 OUTAGE = (
     "Production outage: the checkout service is down for all customers since 09:12. "
     "Error rate 100%. Incident INC-2231 opened."
@@ -22,7 +25,8 @@ OUTAGE = (
 
 async def run_pipeline(server, document_id: int) -> str:
     """Run the document's steps until it rests; its final state."""
-    pipeline = Pipeline(server.pool, PipelineConfig.from_settings(server.settings))
+    config = pipeline_config(server.settings, analyzers=None, cpu=CPU)
+    pipeline = Pipeline(server.pool, config)
     while True:
         async with server.pool.connection() as conn:
             row = await (
