@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from daemon.modules.analysis import Analyzer
     from daemon.modules.analysis.factory import AnalyzerSet
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
 
@@ -41,9 +42,9 @@ class AnalyzeInput:
 
 @attrs.frozen
 class AnalyzeStep(StepWork[AnalyzeInput, "Move[None]", None]):
-    step: ClassVar = step_named("analyze")
-    writes: ClassVar = "write_analyses"
-    new_analyses: ClassVar = True
+    step: ClassVar[Step] = step_named("analyze")
+    writes: ClassVar[str | None] = "write_analyses"
+    new_analyses: ClassVar[bool] = True
 
     store: IngestionStore
     analyzers: AnalyzerSet

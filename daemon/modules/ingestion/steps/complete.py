@@ -13,6 +13,7 @@ from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
 
 
@@ -21,7 +22,7 @@ class CompleteStep(StepWork[None, "Move[None]", None]):
     """Its input is the document alone; nothing to read (the state guard of the advance
     skips a document no longer in its state)."""
 
-    step: ClassVar = step_named("complete")
+    step: ClassVar[Step] = step_named("complete")
 
     async def read(self, documents: Mapping[int, JobOptions]) -> Read[None]:
         return Read(groups=[Group(inputs=dict.fromkeys(documents))])

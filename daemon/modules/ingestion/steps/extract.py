@@ -21,6 +21,7 @@ from daemon.modules.ingestion.steps.contract import Move, Read, Settled, StepWor
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
     from daemon.shared.cpu_threads import CpuThreads
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class ExtractStep(StepWork[StoredContent, "Move[None]", None]):
-    step: ClassVar = step_named("extract")
-    writes: ClassVar = "write_extracted"
+    step: ClassVar[Step] = step_named("extract")
+    writes: ClassVar[str | None] = "write_extracted"
 
     store: IngestionStore
     cpu: CpuThreads

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from daemon.modules.ingestion.fetch import FetchPolicy
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -44,7 +45,7 @@ class FetchInput:
 
 @attrs.frozen
 class FetchStep(StepWork[FetchInput, "Move[Fetched]", Fetched]):
-    step: ClassVar = step_named("fetch")
+    step: ClassVar[Step] = step_named("fetch")
 
     store: IngestionStore
     policy: FetchPolicy

@@ -24,6 +24,7 @@ from daemon.shared.errors import EmptyContent
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
     from daemon.shared.cpu_threads import CpuThreads
@@ -35,7 +36,7 @@ Hashed = tuple[bytes, int | None]
 
 @attrs.frozen
 class HashStep(StepWork[StoredContent, bytes, Hashed]):
-    step: ClassVar = step_named("hash")
+    step: ClassVar[Step] = step_named("hash")
 
     store: IngestionStore
     cpu: CpuThreads

@@ -15,6 +15,7 @@ from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
     from daemon.shared.cpu_threads import CpuThreads
@@ -29,8 +30,8 @@ class NormalizeInput:
 
 @attrs.frozen
 class NormalizeStep(StepWork[NormalizeInput, "Move[None]", None]):
-    step: ClassVar = step_named("normalize")
-    writes: ClassVar = "write_normalized"
+    step: ClassVar[Step] = step_named("normalize")
+    writes: ClassVar[str | None] = "write_normalized"
 
     store: IngestionStore
     cpu: CpuThreads

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from daemon.modules.analysis import Taxonomy
     from daemon.modules.cases import RoutingRules
     from daemon.modules.cases.routing import RoutingDecision
+    from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -34,7 +35,7 @@ class RouteStep(StepWork[None, None, Routed]):
     """Its input is the document alone: what it routes is read under lock in
     :meth:`decide`."""
 
-    step: ClassVar = step_named("route")
+    step: ClassVar[Step] = step_named("route")
 
     store: IngestionStore
     taxonomy: Taxonomy
