@@ -25,6 +25,7 @@ from daemon.modules.analysis import (
     DEFAULT_SEVERITY_RULES,
     DEFAULT_TAXONOMY,
     AnalyzerConfig,
+    AnalyzerSet,
     LlmConfig,
     Provider,
     SeverityRules,
@@ -34,7 +35,7 @@ from daemon.modules.analysis import (
 )
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
-from daemon.modules.ingestion import EgressPolicy, egress_policy
+from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
 from daemon.queue import MaintenanceOptions, WorkerOptions
 from daemon.queue.scheduler import SchedulerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
@@ -60,6 +61,8 @@ class Components:
     - ``retention``: how long completed documents are kept.
     - ``egress``: where outbound requests for documents may go (None: anywhere the
       address policy allows).
+    - ``fetch``: how document URLs are fetched (timeouts, size, redirects, the address
+      policy and ``egress``).
     """
 
     settings: Settings
@@ -72,6 +75,7 @@ class Components:
     scheduler: SchedulerOptions
     retention: timedelta
     egress: EgressPolicy | None
+    fetch: FetchPolicy
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -90,6 +94,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
     """
     taxonomy, severity_rules, routing = _parse_rules(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
+    egress = egress_policy(settings.fetch_egress_networks)
     return Components(
         settings=settings,
         cpu=cpu,
@@ -115,7 +120,34 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
         ),
         scheduler=SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds),
         retention=timedelta(days=settings.document_retention_days),
-        egress=egress_policy(settings.fetch_egress_networks),
+        egress=egress,
+        fetch=FetchPolicy(
+            connect_timeout=settings.fetch_connect_timeout_seconds,
+            total_timeout=settings.fetch_timeout_seconds,
+            max_bytes=settings.max_document_bytes,
+            max_redirects=settings.fetch_max_redirects,
+            allow_private=settings.fetch_allow_private,
+            allowed_networks=settings.fetch_allowed_networks,
+            egress=egress,
+        ),
+    )
+
+
+def pipeline_config(components: Components, analyzers: AnalyzerSet | None = None) -> PipelineConfig:
+    """The ingestion pipeline's configuration. ``analyzers``: the process's (the
+    supervisor builds them once, to report their health); None: built here."""
+    settings = components.settings
+    return PipelineConfig(
+        analyzers=analyzers if analyzers is not None else AnalyzerSet(components.analysis),
+        cpu=components.cpu,
+        taxonomy=components.taxonomy,
+        routing=components.routing,
+        fetch=components.fetch,
+        chunk_chars=settings.analyzer_chunk_chars,
+        max_chunks=settings.analyzer_max_chunks,
+        max_attempts=settings.ingest_max_attempts,
+        retention=components.retention,
+        fetch_concurrency=settings.worker_concurrency,
     )
 
 
@@ -198,4 +230,4 @@ def _parse_rules(settings: Settings) -> tuple[Taxonomy, SeverityRules, RoutingRu
     return taxonomy, severity_rules, routing
 
 
-__all__ = ["Components", "auth_policy", "compose"]
+__all__ = ["Components", "auth_policy", "compose", "pipeline_config"]

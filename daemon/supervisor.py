@@ -47,7 +47,7 @@ from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis import AnalyzerSet
 from daemon.modules.auth import bootstrap_admin, initial_admin
-from daemon.modules.ingestion import note_configured_url
+from daemon.modules.ingestion import IntakeWriter, note_configured_url
 from daemon.queue import QueueMetrics
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
@@ -311,6 +311,7 @@ class Supervisor:
             components=self.components,
             health=self.health,
             pool=pool,
+            intake_writer=IntakeWriter(pool),
             registry=self.metrics,
             metric_sources=(self._analyzer_metrics,),
         )

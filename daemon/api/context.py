@@ -1,5 +1,5 @@
 """What the HTTP layer is given by the supervisor: settings and the components built
-from them, health state, the pool, metrics."""
+from them, health state, the pool, the intake writer, metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from daemon.modules.analysis import AnalyzerConfig
     from daemon.modules.auth import AuthPolicy
+    from daemon.modules.ingestion import IntakeWriter
     from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
     from daemon.shared.health import HealthState
@@ -30,6 +31,8 @@ class ApiContext:
     settings: Settings
     health: HealthState
     pool: Pool | None
+    # The process's document intakes on ``pool`` (group commit); None: no intake here.
+    intake_writer: IntakeWriter | None = None
     registry: Registry = field(default_factory=Registry)
     # Metrics read at scrape time from other parts of the process (the analyzers').
     metric_sources: tuple[Callable[[], list[Metric]], ...] = ()
@@ -43,6 +46,13 @@ class ApiContext:
         if self.pool is None:
             raise DatabaseError("this server has no database")
         return self.pool
+
+    @property
+    def intake(self) -> IntakeWriter:
+        """The intake writer; raises DatabaseError when this app runs without one."""
+        if self.intake_writer is None:
+            raise DatabaseError("this server has no database")
+        return self.intake_writer
 
     @cached_property
     def parts(self) -> Components:

@@ -34,7 +34,7 @@ def poller_group(
 ) -> QueueWorker:
     """The queue worker: its bookkeeping on ``pool``, the handlers on ``main_pool``."""
     options = dataclasses.replace(components.worker, conninfo=conninfo)
-    registry = build_registry(components.settings, main_pool, analyzers)
+    registry = build_registry(components, main_pool, analyzers)
     return QueueWorker(pool, registry, options, metrics)
 
 

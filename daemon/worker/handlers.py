@@ -17,18 +17,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from daemon.modules.ingestion import Pipeline, PipelineConfig
-from daemon.modules.ingestion.states import DEAD_LETTER_QUEUE, STEPS, Step
+from daemon.composition import pipeline_config
+from daemon.modules.analysis import Provider
+from daemon.modules.ingestion import DEAD_LETTER_QUEUE, STEPS, Pipeline
 from daemon.queue import HandlerRegistry, PermanentFailure, RetryLater
-from daemon.shared.config import AnalyzerName
 from daemon.shared.errors import AnalyzerUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from daemon.modules.analysis.factory import AnalyzerSet
+    from daemon.composition import Components
+    from daemon.modules.analysis import AnalyzerSet
+    from daemon.modules.ingestion import Step
     from daemon.queue import BatchHandler, Handler, Job
-    from daemon.shared.config import Settings
     from daemon.shared.db.pool import Pool
 
 
@@ -38,17 +39,18 @@ MAX_UNAVAILABLE_RETRY_SECONDS = 300.0
 
 
 def build_registry(
-    settings: Settings, pool: Pool, analyzers: AnalyzerSet | None = None
+    components: Components, pool: Pool, analyzers: AnalyzerSet | None = None
 ) -> HandlerRegistry:
-    """Every queue this process serves, with its handler and per-process concurrency.
+    """Every queue of the pipeline, with its handler and per-process concurrency.
 
     ``analyzers`` are the process's (the supervisor builds them once, to report their
-    health); without, the pipeline builds its own.
+    health); without, the pipeline builds its own from the components.
     """
+    settings = components.settings
     registry = HandlerRegistry(default_concurrency=settings.worker_concurrency)
-    pipeline = Pipeline(pool, PipelineConfig.from_settings(settings, analyzers=analyzers))
+    pipeline = Pipeline(pool, pipeline_config(components, analyzers))
     for step in STEPS:
-        batch_size = _batch_size(settings, step)
+        batch_size = _batch_size(components, step)
         # Unless configured: two batches in flight (one computes while the other
         # writes, and the jobs arriving meanwhile make the next); documents alone: as
         # many as any queue.
@@ -63,13 +65,13 @@ def build_registry(
     return registry
 
 
-def _batch_size(settings: Settings, step: Step) -> int:
+def _batch_size(components: Components, step: Step) -> int:
     """Documents of a step run together. A model server's analysis runs each document
     alone: a call takes seconds, and a batch would wait for its slowest before any of
     its documents moved on (batching pays where the database work dominates)."""
-    if step.name == "analyze" and settings.analyzer is not AnalyzerName.HEURISTIC:
+    if step.name == "analyze" and components.analysis.provider is not Provider.HEURISTIC:
         return 1
-    return settings.ingest_batch_size
+    return components.settings.ingest_batch_size
 
 
 def _document_id(job: Job) -> int:

@@ -49,8 +49,8 @@ from daemon.queue import Backoff, JobSpec, enqueue_many
 from daemon.shared.db import TrioConnection, migrate
 
 if TYPE_CHECKING:
+    from daemon.composition import Components
     from daemon.queue import Handler, HandlerRegistry, Job
-    from daemon.shared.config import Settings
     from daemon.shared.db import Pool
 
 QUEUE = "test.work"
@@ -146,9 +146,10 @@ _original_build_registry = groups.build_registry
 
 
 def build_registry_with_test_queue(
-    settings: Settings, pool: Pool, analyzers: Any = None
+    components: Components, pool: Pool, analyzers: Any = None
 ) -> HandlerRegistry:
-    registry = _original_build_registry(settings, pool, analyzers)
+    registry = _original_build_registry(components, pool, analyzers)
+    settings = components.settings
     if settings.database_url is None:
         raise SystemExit("queue_launcher needs TRIAGED_DATABASE_URL (test_runs lives there)")
     registry.register(QUEUE, make_handler(settings.database_url.get_secret_value()))

@@ -20,6 +20,7 @@ from daemon.modules.auth import (
     create_user,
     login,
 )
+from daemon.modules.ingestion import IntakeWriter
 from daemon.shared.config import Settings
 from daemon.shared.db import migrate
 from daemon.shared.health import HealthState
@@ -83,7 +84,9 @@ async def serve_api(pool, **overrides: object):
         http_host="127.0.0.1", http_port=free_port(), **{**FAST_HASHING, **overrides}
     )
     health = HealthState(expected_schema_version=migrate.latest_version(), started=True)
-    context = ApiContext(settings=settings, health=health, pool=pool)
+    context = ApiContext(
+        settings=settings, health=health, pool=pool, intake_writer=IntakeWriter(pool)
+    )
     app = create_app(context)
     service = HttpService(create_asgi(app, context), settings)
     async with trio.open_nursery() as nursery:

@@ -8,12 +8,15 @@ import io
 import pytest
 from pypdf import PdfWriter
 
+from daemon.composition import compose, pipeline_config
 from daemon.modules.auth import Role
-from daemon.modules.ingestion import Pipeline, PipelineConfig
+from daemon.modules.ingestion import Pipeline
 from daemon.modules.ingestion.states import DocumentState, step_from
+from daemon.shared.cpu_threads import CpuThreads
 from tests.client_warnings import ABANDONED_REQUEST_BODY
 from tests.integration.api_server import bearer, serve_api
 
+CPU = CpuThreads(2, name="test-ingest")
 OUTAGE = (
     "Production outage: the checkout service is down for all customers since 09:12. "
     "Error rate 100%. Incident INC-2231 opened."
@@ -22,7 +25,8 @@ OUTAGE = (
 
 async def run_pipeline(server, document_id: int) -> str:
     """Run the document's steps until it rests; its final state."""
-    pipeline = Pipeline(server.pool, PipelineConfig.from_settings(server.settings))
+    config = pipeline_config(compose(server.settings, cpu=CPU))
+    pipeline = Pipeline(server.pool, config)
     for _ in range(50):  # a document that never rests fails instead of looping forever
         async with server.pool.connection() as conn:
             row = await (

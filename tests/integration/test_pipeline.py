@@ -7,17 +7,19 @@ import psycopg
 import pytest
 import trio
 
+from daemon.composition import compose, pipeline_config
 from daemon.modules.audit import AuditContext
 from daemon.modules.ingestion import (
     DocumentState,
+    IntakeWriter,
     NewDocument,
     Pipeline,
-    PipelineConfig,
     document_details,
     receive_document,
 )
 from daemon.modules.ingestion.states import STEPS, step_named
 from daemon.shared.config import Settings
+from daemon.shared.cpu_threads import CpuThreads
 
 SYSTEM = AuditContext.system()
 INCIDENT = (
@@ -26,13 +28,16 @@ INCIDENT = (
 )
 
 
+CPU = CpuThreads(2, name="test-ingest")
+
+
 def pipeline(pool, **settings) -> Pipeline:
-    return Pipeline(pool, PipelineConfig.from_settings(Settings(**settings)))
+    return Pipeline(pool, pipeline_config(compose(Settings(**settings), cpu=CPU)))
 
 
 async def new_document(pool, text=INCIDENT, **fields) -> int:
     receipt = await receive_document(
-        pool,
+        IntakeWriter(pool),
         NewDocument(title=fields.pop("title", "incident"), content=text.encode(), **fields),
         context=SYSTEM,
         max_bytes=1 << 20,
@@ -134,7 +139,7 @@ async def test_identical_content_is_a_duplicate_of_the_first(pool):
 async def test_permanent_failures_keep_step_and_reason(pool):
     runner = pipeline(pool)
     receipt = await receive_document(
-        pool,
+        IntakeWriter(pool),
         NewDocument(
             title="bad pdf",
             content=b"%PDF-1.4 this is not really a pdf",
@@ -240,7 +245,7 @@ async def test_a_batch_moves_each_document_on_once_and_fails_only_the_bad_ones(p
     empty = await new_document(pool, text="", title="empty")
     corrupt = (
         await receive_document(
-            pool,
+            IntakeWriter(pool),
             NewDocument(title="bad", content=b"%PDF-1.4 not a pdf", media_type="application/pdf"),
             context=SYSTEM,
             max_bytes=1 << 20,
@@ -305,3 +310,36 @@ async def test_a_value_the_database_refuses_costs_only_its_own_document(pool):
     assert all(results[i].state == "extracted" for i in fine)
     assert isinstance(results[refused], psycopg.errors.CheckViolation)  # its job retries
     assert await state_of(pool, refused) == "hashed"
+
+
+class CountingThreads(CpuThreads):
+    """CPU threads that count the calls given to them."""
+
+    def __init__(self) -> None:
+        super().__init__(1, name="test-counted")
+        self.calls = 0
+
+    async def run(self, function, *args):
+        self.calls += 1
+        return await super().run(function, *args)
+
+
+async def test_the_steps_compute_on_the_cpu_threads_they_are_given(pool):
+    cpu = CountingThreads()
+    runner = Pipeline(pool, pipeline_config(compose(Settings(), cpu=cpu)))
+    document_id = await new_document(pool)
+    for step in STEPS[:4]:
+        await runner.run_step(step, document_id)
+    assert cpu.calls == 3  # hash, extract, normalize: none on a hidden pool of the module
+    assert await state_of(pool, document_id) == "normalized"
+
+
+async def test_a_document_with_neither_content_nor_url_fails_at_fetch(pool):
+    runner = pipeline(pool)
+    document_id = await new_document(pool)
+    async with pool.transaction() as conn:
+        await conn.execute("DELETE FROM document_blobs WHERE document_id = %s", (document_id,))
+    result = await runner.run_step(STEPS[0], document_id)
+    assert result.outcome == "failed"
+    assert result.error == "the document has neither content nor a URL"
+    assert await state_of(pool, document_id) == "failed"

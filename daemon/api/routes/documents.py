@@ -141,7 +141,7 @@ async def create() -> Response:
     context = current_context()
     settings = context.settings
     receipt = await receive_document(
-        context.db,
+        context.intake,
         new,
         context=audit_context(),
         max_bytes=settings.max_document_bytes,

@@ -5,8 +5,11 @@ Public face (the API and the worker import from here only)::
     from daemon.modules.ingestion import receive_document, Pipeline, list_documents, ...
 
 * :mod:`.states`: the pure transition table of the eight steps;
-* :mod:`.intake`: new documents (idempotent with a key), :mod:`.documents`: reading and
-  operator actions; :mod:`.pipeline`: what each step's job does;
+* :mod:`.intake`: new documents (idempotent with a key) through the process's
+  :class:`IntakeWriter`; :mod:`.documents`: reading and operator actions;
+* :mod:`.runner`: runs a step's job over a batch of documents (:class:`Pipeline`);
+  :mod:`.steps`: one file per step, all of one shape; :mod:`.store`: the module's SQL,
+  the history, the advance, the duplicate claim; :mod:`.config`: :class:`PipelineConfig`;
 * pure steps: :mod:`.extraction`, :mod:`.normalize`, :mod:`.language`, and
   :mod:`.fetch` (SSRF-safe URL fetching).
 
@@ -17,6 +20,7 @@ Content failures are the permanent ``IngestionError`` branch of
 from __future__ import annotations
 
 from daemon.modules.ingestion.address_policy import AddressClass, AddressPolicy, classify_address
+from daemon.modules.ingestion.config import PipelineConfig
 from daemon.modules.ingestion.documents import (
     AnalysisRecord,
     Document,
@@ -46,6 +50,7 @@ from daemon.modules.ingestion.extraction import (
 from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, fetch_url
 from daemon.modules.ingestion.guarded_network import note_configured_url
 from daemon.modules.ingestion.intake import (
+    IntakeWriter,
     NewDocument,
     Receipt,
     prune_idempotency_keys,
@@ -60,15 +65,26 @@ from daemon.modules.ingestion.normalize import (
     clean_text,
     normalize,
 )
-from daemon.modules.ingestion.pipeline import Pipeline, PipelineConfig, StepResult
-from daemon.modules.ingestion.states import DocumentState
+from daemon.modules.ingestion.runner import Pipeline
+from daemon.modules.ingestion.schedules import (
+    PRUNE_IDEMPOTENCY_KEYS_QUEUE,
+    REQUEUE_STRANDED_QUEUE,
+    SCHEDULES,
+)
+from daemon.modules.ingestion.states import DEAD_LETTER_QUEUE, STEPS, DocumentState, Step
+from daemon.modules.ingestion.steps.contract import StepResult
 
 __all__ = [
+    "DEAD_LETTER_QUEUE",
     "DEFAULT_CHUNK_CHARS",
     "DEFAULT_MAX_CHARS",
     "DEFAULT_MAX_CHUNKS",
     "DETECTED_MEDIA_TYPES",
     "LANGUAGES",
+    "PRUNE_IDEMPOTENCY_KEYS_QUEUE",
+    "REQUEUE_STRANDED_QUEUE",
+    "SCHEDULES",
+    "STEPS",
     "SUPPORTED_MEDIA_TYPES",
     "UNDETERMINED",
     "AddressClass",
@@ -84,11 +100,13 @@ __all__ = [
     "FetchPolicy",
     "Fetched",
     "HistoryEvent",
+    "IntakeWriter",
     "NewDocument",
     "Normalized",
     "Pipeline",
     "PipelineConfig",
     "Receipt",
+    "Step",
     "StepResult",
     "canonical_media_type",
     "chunk_text",

@@ -14,13 +14,13 @@ import attrs
 
 from daemon.modules.audit import record
 from daemon.modules.cases import Case, case_of_document
-from daemon.modules.ingestion.pipeline import SQL, record_event
 from daemon.modules.ingestion.states import (
     DocumentState,
     reanalyze_target,
     retry_target,
     step_from,
 )
+from daemon.modules.ingestion.store import SQL, record_event
 from daemon.queue import enqueue
 from daemon.shared.errors import DocumentNotFound, ValidationFailed
 

@@ -6,8 +6,9 @@ Contract of :func:`receive_document`:
   its first history event, the audit event and the ``ingest.fetch`` job: a document
   the caller was told about always has its job, and a failed intake leaves nothing.
   Concurrent intakes (without an Idempotency-Key) share that transaction by group
-  commit (``daemon/shared/db/group_commit.py``); one whose values the database refuses
-  fails alone.
+  commit through the process's :class:`IntakeWriter`; one whose values the database
+  refuses fails alone. Alone or in a group, with a key or without, the rows are written
+  by one function (``_write``).
 * With an ``Idempotency-Key``, the first request's receipt is stored with the key (per
   principal), and a retry of the same request gets that receipt again instead of a
   second document; the same key with a different request is refused. Concurrent
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
-import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,11 +29,11 @@ import attrs
 import psycopg
 from psycopg.types.json import Jsonb
 
-from daemon.modules.audit import NewEvent, record, record_many
+from daemon.modules.audit import NewEvent, record_many
 from daemon.modules.ingestion.extraction import canonical_media_type, is_supported_media_type
-from daemon.modules.ingestion.pipeline import SQL, record_event
 from daemon.modules.ingestion.states import STEPS, DocumentState
-from daemon.queue import JobSpec, enqueue, enqueue_many
+from daemon.modules.ingestion.store import SQL
+from daemon.queue import JobSpec, enqueue_many
 from daemon.shared.db.group_commit import GroupCommit
 from daemon.shared.errors import (
     DatabaseError,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from daemon.modules.audit import AuditContext
     from daemon.shared.db.pool import Pool
+    from daemon.shared.db.psycopg_trio import TrioConnection
 
 _GENERIC_TYPES = {None, "", "application/octet-stream", "binary/octet-stream"}
 _FIRST_STEP = STEPS[0]
@@ -149,8 +150,98 @@ def check_new_document(new: NewDocument, *, max_bytes: int) -> NewDocument:
     return attrs.evolve(new, media_type=media_type or None)
 
 
+INTAKE_MAX_BATCH = 64
+INTAKE_MAX_BATCH_BYTES = 64 << 20  # contents in one statement (PostgreSQL caps one at 1 GB)
+
+
+@attrs.frozen
+class _Intake:
+    new: NewDocument
+    principal: str
+    context: AuditContext
+    max_attempts: int
+
+
+class IntakeWriter:
+    """The process's intake writes on ``pool``: one per process and database, built by
+    whoever wires the process and given to every :func:`receive_document` call.
+    Concurrent intakes without an Idempotency-Key share transactions through it (group
+    commit, ``daemon/shared/db/group_commit.py``: up to ``max_batch`` intakes or
+    ``max_batch_bytes`` of contents)."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        max_batch: int = INTAKE_MAX_BATCH,
+        max_batch_bytes: int = INTAKE_MAX_BATCH_BYTES,
+    ) -> None:
+        self.pool = pool
+        self._group = GroupCommit(
+            self._write_group,
+            max_batch=max_batch,
+            weight=lambda intake: len(intake.new.content or b""),
+            max_weight=max_batch_bytes,
+        )
+
+    @property
+    def batches(self) -> int:
+        """Transactions the group commit wrote so far (for tests and metrics)."""
+        return self._group.batches
+
+    async def _submit(self, intake: _Intake) -> Receipt:
+        """Write ``intake`` in a transaction shared with concurrent ones."""
+        return await self._group.submit(intake)
+
+    async def _write_keyed(self, intake: _Intake, key: str, fingerprint: bytes) -> Receipt:
+        """Write ``intake`` alone with its Idempotency-Key, in one transaction.
+
+        Raises:
+            _KeyTaken: another request stored the key first (nothing was written).
+        """
+        async with self.pool.transaction() as conn:
+            receipt = (await _write(conn, [intake]))[0]
+            stored = await (
+                await conn.execute(
+                    SQL["insert_idempotency_key"],
+                    {
+                        "principal": intake.principal,
+                        "key": key,
+                        "request_hash": fingerprint,
+                        "document_id": receipt.id,
+                        "response": Jsonb(receipt.as_json()),
+                    },
+                )
+            ).fetchone()
+            if stored is None:
+                raise _KeyTaken()
+        return receipt
+
+    async def _write_group(self, intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
+        """Write intakes in one transaction; if the database refuses a value, each is
+        written alone, so that only its own fails."""
+        try:
+            async with self.pool.transaction() as conn:
+                return list(await _write(conn, intakes))
+        except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError):
+            raise  # the database is away: every intake of the batch fails alike
+        except psycopg.Error:
+            if len(intakes) == 1:
+                raise
+        return [await self._write_alone(intake) for intake in intakes]
+
+    async def _write_alone(self, intake: _Intake) -> Receipt | Exception:
+        """One intake in its own transaction; any error is its own (the intakes written
+        before it in the same group are committed, and must be answered so)."""
+        try:
+            async with self.pool.transaction() as conn:
+                return (await _write(conn, [intake]))[0]
+        except Exception as exc:
+            return exc
+
+
 async def receive_document(
-    pool: Pool,
+    writer: IntakeWriter,
     new: NewDocument,
     *,
     context: AuditContext,
@@ -158,7 +249,8 @@ async def receive_document(
     max_attempts: int,
     idempotency_key: str | None = None,
 ) -> Receipt:
-    """Store a new document and enqueue its first step (see the module docstring).
+    """Store a new document through the process's ``writer`` and enqueue its first step
+    (see the module docstring).
 
     Raises:
         ValidationFailed, DocumentTooLarge, UnsupportedMediaType: see
@@ -167,18 +259,16 @@ async def receive_document(
     """
     new = check_new_document(new, max_bytes=max_bytes)
     principal = f"{context.actor.type.value}:{context.actor.id}"
+    intake = _Intake(new, principal, context, max_attempts)
     if idempotency_key is None:
-        return await _writer_of(pool).submit(_Intake(new, principal, context, max_attempts))
+        return await writer._submit(intake)
     fingerprint = new.fingerprint()
     for _ in range(3):
-        if idempotency_key is not None:
-            stored = await _stored_receipt(pool, principal, idempotency_key, fingerprint)
-            if stored is not None:
-                return stored
+        stored = await _stored_receipt(writer.pool, principal, idempotency_key, fingerprint)
+        if stored is not None:
+            return stored
         try:
-            return await _insert(
-                pool, new, principal, context, max_attempts, idempotency_key, fingerprint
-            )
+            return await writer._write_keyed(intake, idempotency_key, fingerprint)
         except _KeyTaken:
             continue
     raise IdempotencyConflict("the Idempotency-Key kept changing hands; try again")
@@ -199,151 +289,38 @@ async def _stored_receipt(
     return Receipt.from_json(row[1])
 
 
-async def _insert(
-    pool: Pool,
-    new: NewDocument,
-    principal: str,
-    context: AuditContext,
-    max_attempts: int,
-    key: str | None,
-    fingerprint: bytes,
-) -> Receipt:
-    async with pool.transaction() as conn:
-        row = await (
-            await conn.execute(
-                SQL["insert_document"],
-                {
-                    "title": new.title,
-                    "source_id": new.source_id,
-                    "external_id": new.external_id,
-                    "url": new.url,
-                    "filename": new.filename,
-                    "media_type": new.media_type,
-                    "size_bytes": None if new.content is None else len(new.content),
-                    "metadata": Jsonb(new.metadata),
-                    "created_by": principal,
-                },
+async def _write(conn: TrioConnection, intakes: Sequence[_Intake]) -> list[Receipt]:
+    """The one intake write: in the caller's transaction, each intake's document, its
+    content and first history event (one statement), its audit event and its first job.
+    """
+    rows = await (
+        await conn.execute(SQL["insert_documents"], _document_columns(intakes))
+    ).fetchall()
+    ids = [int(row[0]) for row in rows]
+    await record_many(
+        conn,
+        [
+            NewEvent(
+                context=intake.context,
+                action="document.created",
+                target_type="document",
+                target_id=document_id,
+                details=_audit_details(intake.new),
             )
-        ).fetchone()
-        assert row is not None
-        document_id, created_at = int(row[0]), row[1]
-        if new.content is not None:
-            await conn.execute(SQL["insert_blob"], {"id": document_id, "data": new.content})
-        await record_event(conn, document_id, None, DocumentState.RECEIVED, None, {})
-        await record(
-            conn,
-            context,
-            "document.created",
-            target_type="document",
-            target_id=document_id,
-            details=_audit_details(new),
-        )
-        await enqueue(
-            conn,
-            _FIRST_STEP.queue,
-            {"document_id": document_id},
-            max_attempts=max_attempts,
-        )
-        receipt = Receipt(
-            id=document_id,
-            state=DocumentState.RECEIVED.value,
-            title=new.title,
-            created_at=created_at,
-        )
-        if key is not None:
-            stored = await (
-                await conn.execute(
-                    SQL["insert_idempotency_key"],
-                    {
-                        "principal": principal,
-                        "key": key,
-                        "request_hash": fingerprint,
-                        "document_id": document_id,
-                        "response": Jsonb(receipt.as_json()),
-                    },
-                )
-            ).fetchone()
-            if stored is None:
-                raise _KeyTaken()
-    return receipt
-
-
-@attrs.frozen
-class _Intake:
-    new: NewDocument
-    principal: str
-    context: AuditContext
-    max_attempts: int
-
-
-# One group commit per pool (that is, per process and database): concurrent intakes
-# without an Idempotency-Key share transactions.
-_writers: weakref.WeakKeyDictionary[Pool, GroupCommit[_Intake, Receipt]] = (
-    weakref.WeakKeyDictionary()
-)
-INTAKE_MAX_BATCH = 64
-INTAKE_MAX_BATCH_BYTES = 64 << 20  # contents in one statement (PostgreSQL caps one at 1 GB)
-
-
-def _writer_of(pool: Pool) -> GroupCommit[_Intake, Receipt]:
-    writer = _writers.get(pool)
-    if writer is None:
-        pool_ref = weakref.ref(pool)  # the writer must not keep its pool alive
-
-        async def write(intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
-            live = pool_ref()
-            if live is None:
-                raise DatabaseError("the database pool is closed")
-            return await _insert_many(live, intakes)
-
-        writer = _writers[pool] = GroupCommit(
-            write,
-            max_batch=INTAKE_MAX_BATCH,
-            weight=lambda intake: len(intake.new.content or b""),
-            max_weight=INTAKE_MAX_BATCH_BYTES,
-        )
-    return writer
-
-
-async def _insert_many(pool: Pool, intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
-    """Write intakes in one transaction (the same rows as :func:`_insert`, each); if the
-    database refuses a value, each is written alone, so that only its own fails."""
-    try:
-        async with pool.transaction() as conn:
-            rows = await (
-                await conn.execute(SQL["insert_documents"], _document_columns(intakes))
-            ).fetchall()
-            ids = [int(row[0]) for row in rows]
-            await record_many(
-                conn,
-                [
-                    NewEvent(
-                        context=intake.context,
-                        action="document.created",
-                        target_type="document",
-                        target_id=document_id,
-                        details=_audit_details(intake.new),
-                    )
-                    for intake, document_id in zip(intakes, ids, strict=True)
-                ],
+            for intake, document_id in zip(intakes, ids, strict=True)
+        ],
+    )
+    await enqueue_many(
+        conn,
+        [
+            JobSpec(
+                queue=_FIRST_STEP.queue,
+                payload={"document_id": document_id},
+                max_attempts=intake.max_attempts,
             )
-            await enqueue_many(
-                conn,
-                [
-                    JobSpec(
-                        queue=_FIRST_STEP.queue,
-                        payload={"document_id": document_id},
-                        max_attempts=intake.max_attempts,
-                    )
-                    for intake, document_id in zip(intakes, ids, strict=True)
-                ],
-            )
-    except (psycopg.OperationalError, psycopg.InterfaceError, DatabaseError):
-        raise  # the database is away: every intake of the batch fails alike
-    except psycopg.Error:
-        if len(intakes) == 1:
-            raise
-        return [await _insert_alone(pool, intake) for intake in intakes]
+            for intake, document_id in zip(intakes, ids, strict=True)
+        ],
+    )
     return [
         Receipt(
             id=int(row[0]),
@@ -353,17 +330,6 @@ async def _insert_many(pool: Pool, intakes: Sequence[_Intake]) -> list[Receipt |
         )
         for intake, row in zip(intakes, rows, strict=True)
     ]
-
-
-async def _insert_alone(pool: Pool, intake: _Intake) -> Receipt | Exception:
-    """One intake in its own transaction; any error is its own (the intakes written
-    before it in the same group are committed, and must be answered so)."""
-    try:
-        return await _insert(
-            pool, intake.new, intake.principal, intake.context, intake.max_attempts, None, b""
-        )
-    except Exception as exc:
-        return exc
 
 
 def _document_columns(intakes: Sequence[_Intake]) -> dict[str, Any]:

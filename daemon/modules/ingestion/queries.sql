@@ -1,16 +1,10 @@
--- Documents and the ingestion pipeline. Parameters are named; see documents.py,
--- intake.py and pipeline.py.
-
--- name: insert_document
-INSERT INTO documents (title, source_id, external_id, url, filename, media_type,
-                       size_bytes, metadata, created_by)
-VALUES (%(title)s, %(source_id)s, %(external_id)s, %(url)s, %(filename)s, %(media_type)s,
-        %(size_bytes)s, %(metadata)s, %(created_by)s)
-RETURNING id, created_at
+-- Documents and the ingestion pipeline. Parameters are named; see store.py (which
+-- loads them), intake.py, documents.py and the steps (steps/*.py).
 
 -- name: insert_documents
--- Many intakes in one statement: the documents (ids drawn first, so that their content
--- and first history event go in beside them), in the given order.
+-- Intakes (one or many: every intake is written by this statement) in one statement:
+-- the documents (ids drawn first, so that their content and first history event go in
+-- beside them), in the given order.
 -- The fields come as one JSON array of rows (position "n"), the contents as an array.
 WITH input AS (
     SELECT nextval(pg_get_serial_sequence('documents', 'id')) AS id, i.*,
@@ -60,11 +54,10 @@ RETURNING key
 -- of each document that reached %(onward_state)s (on %(next_queue)s; none when NULL),
 -- in one statement; a document not returned was not in that state (a redelivered job
 -- whose work is done, or an operator's change). The row locks taken here serialise
--- concurrent deliveries of the same step. With %(needs_blob)s, only documents whose
--- content is stored. Batch statements take their rows as one JSON array (%(rows)s):
+-- concurrent deliveries of the same step. Batch statements take their rows as one JSON array (%(rows)s):
 -- encoded in C, where psycopg's array parameters cost a Python call per element.
 -- A step with more to write inserts its CTEs where the marker line is (see
--- pipeline.py); they may read "moved", and must not update documents again (a row
+-- store.py); they may read "moved", and must not update documents again (a row
 -- cannot be updated twice in one statement): a row's language, category and severity
 -- come in with it here, and with %(new_analyses)s each document moved gets the id of
 -- its new analysis (drawn here, inserted by the analysis step's CTE).
@@ -90,8 +83,6 @@ WITH input AS (
       -- Primary-key lookups: joined on the input alone, the planner (its statistics
       -- lagging behind a busy table) scanned every document in the state.
       AND d.id = ANY(%(ids)s::bigint[])
-      AND (NOT %(needs_blob)s
-           OR EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = d.id))
     RETURNING d.id, i.to_state, i.detail, i.analysis_id
 ), event AS (
     INSERT INTO document_events (document_id, from_state, to_state, step, detail)
@@ -111,7 +102,11 @@ WITH input AS (
 SELECT m.id FROM moved m LEFT JOIN enqueued e ON true
 
 -- name: step_input
-SELECT d.id, d.state::text, d.url FROM documents d WHERE d.id = ANY(%(ids)s)
+-- The fetch step's input: state, URL, and whether the content is stored (given at
+-- intake, or fetched before).
+SELECT d.id, d.state::text, d.url,
+       EXISTS (SELECT 1 FROM document_blobs b WHERE b.document_id = d.id)
+FROM documents d WHERE d.id = ANY(%(ids)s)
 
 -- name: sizes
 SELECT id, coalesce(size_bytes, 0) FROM documents WHERE id = ANY(%(ids)s)

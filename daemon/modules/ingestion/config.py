@@ -1,0 +1,36 @@
+"""The pipeline's configuration: typed, parsed and built once by whoever wires the
+process (today ``daemon.worker.handlers.pipeline_config``); this module reads no
+settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from daemon.modules.analysis import Taxonomy
+    from daemon.modules.analysis.factory import AnalyzerSet
+    from daemon.modules.cases import RoutingRules
+    from daemon.modules.ingestion.fetch import FetchPolicy
+    from daemon.shared.cpu_threads import CpuThreads
+
+
+@attrs.frozen(kw_only=True)
+class PipelineConfig:
+    """Everything the steps need: the process's analyzers and CPU threads (hashing,
+    extraction and normalization run there, off the event loop), the parsed taxonomy and
+    routing rules, the fetch policy, and the limits."""
+
+    analyzers: AnalyzerSet
+    cpu: CpuThreads
+    taxonomy: Taxonomy
+    routing: RoutingRules
+    fetch: FetchPolicy
+    chunk_chars: int
+    max_chunks: int
+    max_attempts: int
+    retention: timedelta
+    fetch_concurrency: int = 10  # URL downloads at once in the process

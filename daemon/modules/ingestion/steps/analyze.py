@@ -1,0 +1,127 @@
+"""The analyze step: each document's chunks go to the analyzer its job asks for (the
+configured one, or another provider or model for a reanalysis), all of the batch at
+once; the analysis is written with the advance in one statement (the ``write_analyses``
+CTE: a new analysis run, made the document's current one, its category and severity on
+the document's row).
+
+Outcomes other than an analysis, per document: ``AnalyzerUnavailable`` (the model
+server is away: the job is rescheduled), ``AnalysisFailed`` (its output stayed invalid:
+retried), ``PermanentFailure`` (a malformed or impossible analyzer choice in the job).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import attrs
+import trio
+
+from daemon.modules.analysis import AnalysisRequest
+from daemon.modules.ingestion.states import step_named
+from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, StepWork, split
+from daemon.modules.ingestion.store import analysis_row
+from daemon.queue import PermanentFailure
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from daemon.modules.analysis import Analyzer
+    from daemon.modules.analysis.factory import AnalyzerSet
+    from daemon.modules.ingestion.states import Step
+    from daemon.modules.ingestion.steps.contract import JobOptions
+    from daemon.modules.ingestion.store import IngestionStore
+
+
+@attrs.frozen(kw_only=True)
+class AnalyzeInput:
+    """The analyzer to ask and what to ask it."""
+
+    analyzer: Analyzer
+    request: AnalysisRequest
+
+
+@attrs.frozen
+class AnalyzeStep(StepWork[AnalyzeInput, "Move[None]", None]):
+    step: ClassVar[Step] = step_named("analyze")
+    writes: ClassVar[str | None] = "write_analyses"
+    new_analyses: ClassVar[bool] = True
+
+    store: IngestionStore
+    analyzers: AnalyzerSet
+
+    async def read(self, documents: Mapping[int, JobOptions]) -> Read[AnalyzeInput]:
+        settled: dict[int, Settled] = {}
+        analyzers: dict[int, Analyzer] = {}
+        for document_id, options in documents.items():
+            try:
+                analyzers[document_id] = self._analyzer_for(options.get("analyzer"))
+            except PermanentFailure as exc:
+                settled[document_id] = exc
+        if not analyzers:
+            return Read(settled=settled)
+        found = await self.store.read_inputs(
+            self.step,
+            "analysis_input",
+            list(analyzers),
+            needs=4,
+            error="the document's normalized text is missing",
+        )
+        rows, missing = split(found)
+        settled.update(missing)
+        inputs: dict[int, AnalyzeInput] = {}
+        for document_id, row in rows.items():
+            _state, title, language, metadata, chunks, truncated = row
+            inputs[document_id] = AnalyzeInput(
+                analyzer=analyzers[document_id],
+                request=AnalysisRequest(
+                    title=title or "",
+                    chunks=list(chunks),
+                    language=language,
+                    truncated=bool(truncated),
+                    metadata=dict(metadata or {}),
+                ),
+            )
+        return Read(groups=[Group(inputs=inputs)] if inputs else [], settled=settled)
+
+    def _analyzer_for(self, choice: object) -> Analyzer:
+        """The analyzer a job asks for (none: the configured one).
+
+        Raises:
+            PermanentFailure: a malformed or impossible choice (retrying cannot help).
+        """
+        if choice is None:
+            return self.analyzers.default
+        if not isinstance(choice, dict) or not all(
+            isinstance(choice.get(k), str | None) for k in ("provider", "model")
+        ):
+            raise PermanentFailure(f"invalid analyzer choice in the job: {choice!r}")
+        try:
+            return self.analyzers.get(choice.get("provider"), choice.get("model"))
+        except ValueError as exc:
+            raise PermanentFailure(f"analyzer choice: {exc}") from None
+
+    async def compute(self, inputs: Mapping[int, AnalyzeInput]) -> dict[int, Move[None] | Settled]:
+        outputs: dict[int, Move[None] | Settled] = {}
+
+        async def analyze_one(document_id: int, value: AnalyzeInput) -> None:
+            try:
+                outcome = await value.analyzer.analyze(value.request)
+            except Exception as exc:  # this document's outcome, not the batch's
+                outputs[document_id] = exc
+                return
+            analysis = outcome.analysis
+            outputs[document_id] = Move(
+                to_state=self.step.to_state,
+                detail={
+                    "provider": outcome.provider,
+                    "category": analysis.category,
+                    "severity": analysis.severity.value,
+                },
+                columns={"category": analysis.category, "severity": analysis.severity.value},
+                row=analysis_row(outcome, truncated=value.request.truncated),
+            )
+
+        async with trio.open_nursery() as nursery:
+            for document_id, value in inputs.items():
+                nursery.start_soon(analyze_one, document_id, value)
+        return outputs
