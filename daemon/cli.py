@@ -86,11 +86,14 @@ def _config_check(components: Components) -> int:
 async def _one_shot(components: Components, args: argparse.Namespace) -> int:
     """Run a command's handler with a pool on the configured (or embedded) database.
 
-    The schema is brought up to date first unless the command says otherwise, so a
-    command run before the first ``serve`` finds its tables.
+    The schema and the built-in schedules are brought up to date first unless the command
+    says otherwise, so a command run before the first ``serve`` finds its tables (and
+    ``triaged schedules`` the schedules this version declares).
     """
+    from daemon.queue import sync_declared_schedules
     from daemon.shared.db import migrate
     from daemon.shared.db.database import database_url
+    from daemon.worker.housekeeping import declared_schedules
     from daemon.shared.db.pool import open_pool
 
     settings = components.settings
@@ -113,6 +116,7 @@ async def _one_shot(components: Components, args: argparse.Namespace) -> int:
         ):
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)
+                await sync_declared_schedules(pool, declared_schedules())
             status = await args.handler(args, pool)
             return status
     except DaemonError as exc:

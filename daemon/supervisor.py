@@ -12,7 +12,8 @@
             └── scheduler     schedules that enqueue jobs
 
 Start: database (embedded when no URL) -> pool -> wait until the database answers ->
-migrations (advisory lock) -> first admin (bootstrap variables or initial password file,
+migrations (advisory lock) -> declared schedules synced (a process with a scheduler)
+-> first admin (bootstrap variables or initial password file,
 only when there is no user)
 -> http -> poller -> scheduler -> ``READY=1``.
 
@@ -48,7 +49,7 @@ from daemon.api.server import HttpService
 from daemon.modules.analysis import AnalyzerSet
 from daemon.modules.auth import bootstrap_admin, initial_admin
 from daemon.modules.ingestion import IntakeWriter, note_configured_url
-from daemon.queue import QueueMetrics
+from daemon.queue import QueueMetrics, sync_declared_schedules
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
@@ -57,6 +58,7 @@ from daemon.shared.health import HealthState
 from daemon.shared.metrics import Metric, Registry
 from daemon.shared.systemd_notify import Notifier
 from daemon.worker.groups import poller_group, scheduler_group
+from daemon.worker.housekeeping import declared_schedules
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -226,6 +228,9 @@ class Supervisor:
         )
         await _wait_for_database(pool, settings.startup_timeout_seconds)
         applied = await migrate.apply(pool)
+        if "scheduler" in self.role.value:
+            # The modules' periodic work, as declared in this version of the code.
+            await sync_declared_schedules(pool, declared_schedules())
         policy = self.components.auth
         password = settings.bootstrap_admin_password
         try:
@@ -301,7 +306,7 @@ class Supervisor:
             "poller": lambda: poller_group(
                 components, bookkeeping, url, self.queue_metrics, pool, analyzers
             ),
-            "scheduler": lambda: scheduler_group(components, bookkeeping, self.queue_metrics, pool),
+            "scheduler": lambda: scheduler_group(components, bookkeeping, self.queue_metrics),
         }
         return [factories[name]() for name in self.role.value]
 

@@ -1,8 +1,9 @@
-"""The poller and scheduler groups of the supervisor, built from the settings.
+"""The poller and scheduler groups of the supervisor, built from the components.
 
 * poller: the queue worker (fetchers, runners, completer, heartbeat, listener);
-* scheduler: services that only enqueue or tidy up: queue maintenance (lease rescue,
-  retention), cron schedules, and the modules' housekeeping (expired sessions, ...).
+* scheduler: the cron scheduler, which enqueues the jobs of schedules (the modules'
+  periodic work among them: see :mod:`daemon.worker.housekeeping`), and the queue's own
+  maintenance (lease rescue, retention of finished jobs).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import trio
 from daemon.queue import Maintenance, QueueMetrics, QueueWorker
 from daemon.queue.scheduler import CronScheduler
 from daemon.worker.handlers import build_registry
-from daemon.worker.housekeeping import Housekeeping
+from daemon.worker.housekeeping import register_housekeeping
 
 if TYPE_CHECKING:
     from daemon.composition import Components
@@ -35,16 +36,14 @@ def poller_group(
     """The queue worker: its bookkeeping on ``pool``, the handlers on ``main_pool``."""
     options = dataclasses.replace(components.worker, conninfo=conninfo)
     registry = build_registry(components, main_pool, analyzers)
+    register_housekeeping(registry, main_pool, components)
     return QueueWorker(pool, registry, options, metrics)
 
 
-def scheduler_group(
-    components: Components, pool: Pool, metrics: QueueMetrics, main_pool: Pool
-) -> ServiceSet:
+def scheduler_group(components: Components, pool: Pool, metrics: QueueMetrics) -> ServiceSet:
     maintenance = Maintenance(pool, components.maintenance, metrics)
     cron = CronScheduler(pool, components.scheduler)
-    housekeeping = Housekeeping(main_pool, components.auth, components.settings.ingest_max_attempts)
-    return ServiceSet("scheduler", [maintenance, cron, housekeeping])
+    return ServiceSet("scheduler", [maintenance, cron])
 
 
 class ServiceSet:

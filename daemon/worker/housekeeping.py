@@ -1,70 +1,53 @@
-"""Periodic clean-ups of the business modules, run by the scheduler group.
+"""The modules' periodic work: their declared schedules and the handlers of their jobs.
 
-Each pass calls the modules' own pruning functions; a failing pass is logged and tried
-again at the next interval (they are idempotent, and several processes may run them).
+A module declares its schedules (``SCHEDULES`` in its ``schedules`` module, exported by
+its face); this adapter gathers them for the sync at start (:func:`declared_schedules`)
+and registers, for each one's queue, a handler that calls the module's function
+(:func:`register_housekeeping`). A slot's job is an ordinary job: leases, retries with
+backoff, drain and metrics apply, and the cron scheduler fires each slot once however
+many processes run. Every handler is idempotent, so a retried or late slot does no harm;
+each queue runs one job at a time per process.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-import trio
-
-from daemon.modules.auth import AuthPolicy, prune
-from daemon.modules.ingestion import prune_idempotency_keys, requeue_stranded
-from daemon.shared.errors import DatabaseError
+from daemon.modules import auth, ingestion
 
 if TYPE_CHECKING:
+    from daemon.composition import Components
+    from daemon.queue import HandlerRegistry, Job, Schedule
     from daemon.shared.db.pool import Pool
 
-log = logging.getLogger("triaged.housekeeping")
 
-HOUSEKEEPING_INTERVAL_SECONDS = 300.0
-FIRST_PASS_DELAY_SECONDS = 30.0  # not in the middle of start-up
+def declared_schedules() -> tuple[Schedule, ...]:
+    """Every schedule the modules declare (the built-in schedules)."""
+    return (*auth.SCHEDULES, *ingestion.SCHEDULES)
 
 
-class Housekeeping:
-    """A Service: every five minutes, prunes expired sessions, idle login-throttle rows
-    and document Idempotency-Keys older than a day, and gives stranded documents (in a
-    working state with no job for a quarter of an hour) their job back."""
+def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Components) -> None:
+    """Register the handler of every declared schedule's queue (jobs on ``pool``)."""
+    policy = components.auth
+    max_attempts = components.settings.ingest_max_attempts
 
-    name = "housekeeping"
+    async def auth_prune(job: Job) -> dict[str, Any]:
+        pruned = await auth.prune(pool, policy)
+        return {"sessions": pruned.sessions, "throttle_rows": pruned.throttle_rows}
 
-    def __init__(
-        self,
-        pool: Pool,
-        policy: AuthPolicy,
-        max_attempts: int,
-        *,
-        interval: float = HOUSEKEEPING_INTERVAL_SECONDS,
-        first_delay: float = FIRST_PASS_DELAY_SECONDS,
-    ) -> None:
-        self.pool = pool
-        self.policy = policy
-        self.max_attempts = max_attempts
-        self.interval = interval
-        self.first_delay = first_delay
-        self._stop = trio.Event()
-        self.passes = 0
+    async def requeue_stranded(job: Job) -> dict[str, Any]:
+        return {"documents": await ingestion.requeue_stranded(pool, max_attempts=max_attempts)}
 
-    def request_stop(self) -> None:
-        self._stop.set()
+    async def prune_idempotency_keys(job: Job) -> dict[str, Any]:
+        return {"keys": await ingestion.prune_idempotency_keys(pool)}
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        with trio.move_on_after(self.first_delay):
-            await self._stop.wait()
-        while not self._stop.is_set():
-            try:
-                await prune(self.pool, self.policy)
-                await prune_idempotency_keys(self.pool)
-                await requeue_stranded(self.pool, max_attempts=self.max_attempts)
-            except (psycopg.Error, DatabaseError) as exc:
-                log.warning(
-                    "housekeeping pass failed: %s", exc, extra={"action": "housekeeping.failed"}
-                )
-            self.passes += 1
-            with trio.move_on_after(self.interval):
-                await self._stop.wait()
+    handlers = {
+        auth.PRUNE_QUEUE: auth_prune,
+        ingestion.REQUEUE_STRANDED_QUEUE: requeue_stranded,
+        ingestion.PRUNE_IDEMPOTENCY_KEYS_QUEUE: prune_idempotency_keys,
+    }
+    declared = {schedule.queue for schedule in declared_schedules()}
+    if declared != set(handlers):  # a declaration without a handler would pile up jobs
+        raise RuntimeError(f"declared schedule queues without a handler: {declared ^ set(handlers)}")
+    for queue, handler in handlers.items():
+        registry.register(queue, handler, concurrency=1)

@@ -25,6 +25,7 @@ from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, 
 from daemon.modules.auth.housekeeping import Pruned, prune
 from daemon.modules.auth.passwords import check_email, check_password
 from daemon.modules.auth.policy import AuthPolicy, ThrottlePolicy
+from daemon.modules.auth.schedules import PRUNE_QUEUE, SCHEDULES
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
 from daemon.modules.auth.sessions import (
     SESSION_TOKEN_PREFIX,
@@ -56,6 +57,8 @@ __all__ = [
     "LoginResult",
     "Principal",
     "PrincipalKind",
+    "PRUNE_QUEUE",
+    "SCHEDULES",
     "Pruned",
     "Role",
     "ThrottlePolicy",
