@@ -20,6 +20,7 @@ from daemon.queue.admin import (
     resume_queue,
     retry_job,
 )
+from daemon.queue.declared_schedules import SyncReport, sync_declared_schedules
 from daemon.queue.enqueue import enqueue, enqueue_many
 from daemon.queue.jobs import (
     Backoff,
@@ -35,6 +36,13 @@ from daemon.queue.jobs import (
 )
 from daemon.queue.maintenance import Maintenance, MaintenanceOptions
 from daemon.queue.metrics import QueueMetrics
+from daemon.queue.schedule_timing import (
+    InvalidSchedule,
+    Schedule,
+    ScheduleNotFound,
+    ScheduleRecord,
+)
+from daemon.queue.scheduler import CronScheduler, SchedulerOptions
 from daemon.queue.store import QueuePolicy
 from daemon.queue.worker import (
     BatchHandler,
@@ -47,10 +55,12 @@ from daemon.queue.worker import (
 __all__ = [
     "Backoff",
     "BatchHandler",
+    "CronScheduler",
     "Enqueued",
     "Handler",
     "HandlerRegistry",
     "InvalidJobState",
+    "InvalidSchedule",
     "Job",
     "JobNotFound",
     "JobRecord",
@@ -65,6 +75,11 @@ __all__ = [
     "QueueStats",
     "QueueWorker",
     "RetryLater",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleRecord",
+    "SchedulerOptions",
+    "SyncReport",
     "WorkerOptions",
     "cancel_job",
     "configure_queue",
@@ -76,4 +91,5 @@ __all__ = [
     "queue_stats",
     "resume_queue",
     "retry_job",
+    "sync_declared_schedules",
 ]
