@@ -36,6 +36,8 @@ from daemon.queue.jobs import (
 )
 from daemon.queue.maintenance import Maintenance, MaintenanceOptions
 from daemon.queue.metrics import QueueMetrics
+from daemon.queue.poller import QueueWorker, WorkerOptions
+from daemon.queue.registry import BatchHandler, Handler, HandlerRegistry
 from daemon.queue.schedule_timing import (
     InvalidSchedule,
     Schedule,
@@ -44,13 +46,6 @@ from daemon.queue.schedule_timing import (
 )
 from daemon.queue.scheduler import CronScheduler, SchedulerOptions
 from daemon.queue.store import QueuePolicy
-from daemon.queue.worker import (
-    BatchHandler,
-    Handler,
-    HandlerRegistry,
-    QueueWorker,
-    WorkerOptions,
-)
 
 __all__ = [
     "Backoff",
