@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import psycopg
-from psycopg import sql
 
+from daemon.queue import admin_store
 from daemon.queue.jobs import (
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_BACKOFF_MAX_SECONDS,
@@ -38,7 +38,7 @@ from daemon.queue.jobs import (
     JobNotFound,
     JobState,
 )
-from daemon.queue.store import SQL, QueuePolicy
+from daemon.queue.store import QueuePolicy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -171,7 +171,7 @@ async def get_job(conn: TrioConnection, job_id: int) -> JobRecord:
     Raises:
         JobNotFound: no such job (never enqueued, or purged by retention).
     """
-    row = await (await conn.execute(SQL["get_job"], {"id": job_id})).fetchone()
+    row = await admin_store.select_job(conn, job_id)
     if row is None:
         raise JobNotFound(f"job {job_id} not found")
     return JobRecord.from_row(row)
@@ -196,11 +196,10 @@ async def list_jobs(
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
     state_value = None if state is None else JobState(state).value
-    cursor = await conn.execute(
-        SQL["list_jobs"],
-        {"queue": queue, "state": state_value, "before_id": before_id, "limit": limit},
+    rows = await admin_store.select_jobs(
+        conn, queue=queue, state=state_value, before_id=before_id, limit=limit
     )
-    return [JobRecord.from_row(row) for row in await cursor.fetchall()]
+    return [JobRecord.from_row(row) for row in rows]
 
 
 async def cancel_job(conn: TrioConnection, job_id: int) -> JobState:
@@ -214,9 +213,9 @@ async def cancel_job(conn: TrioConnection, job_id: int) -> JobState:
         JobNotFound: no such job.
         InvalidJobState: the job is already finished (completed, cancelled or failed).
     """
-    row = await (await conn.execute(SQL["admin_cancel_job"], {"id": job_id})).fetchone()
-    if row is not None:
-        return JobState(row[0])
+    before = await admin_store.cancel_live_job(conn, job_id)
+    if before is not None:
+        return JobState(before)
     state = await _state_of(conn, job_id)
     raise InvalidJobState(
         f"job {job_id} is {state}: only created, retry or active jobs can be cancelled"
@@ -235,17 +234,16 @@ async def retry_job(conn: TrioConnection, job_id: int) -> None:
             caller's transaction is left aborted).
     """
     try:
-        row = await (await conn.execute(SQL["admin_retry_job"], {"id": job_id})).fetchone()
+        retried = await admin_store.retry_finished_job(conn, job_id)
     except psycopg.errors.UniqueViolation as exc:
         raise InvalidJobState(_dedup_held(job_id)) from exc
-    if row is None:
+    if not retried:
         state = await _state_of(conn, job_id)
         if state in _RETRYABLE:
             raise InvalidJobState(_dedup_held(job_id))
         raise InvalidJobState(
             f"job {job_id} is {state}: only failed or cancelled jobs can be retried"
         )
-    await conn.execute(SQL["notify_queues"], {"queues": [row[1]]})
 
 
 def _dedup_held(job_id: int) -> str:
@@ -253,10 +251,10 @@ def _dedup_held(job_id: int) -> str:
 
 
 async def _state_of(conn: TrioConnection, job_id: int) -> JobState:
-    row = await (await conn.execute(SQL["job_state"], {"id": job_id})).fetchone()
-    if row is None:
+    state = await admin_store.job_state(conn, job_id)
+    if state is None:
         raise JobNotFound(f"job {job_id} not found")
-    return JobState(row[0])
+    return JobState(state)
 
 
 # -- queues ----------------------------------------------------------------------------
@@ -282,7 +280,7 @@ async def pause_queue(conn: TrioConnection, name: str) -> None:
     Raises:
         ValueError: an invalid queue name.
     """
-    await conn.execute(SQL["set_paused"], {"queue": check_queue_name(name), "paused": True})
+    await admin_store.set_paused(conn, check_queue_name(name), True)
 
 
 async def resume_queue(conn: TrioConnection, name: str) -> None:
@@ -291,8 +289,7 @@ async def resume_queue(conn: TrioConnection, name: str) -> None:
     Raises:
         ValueError: an invalid queue name.
     """
-    await conn.execute(SQL["set_paused"], {"queue": check_queue_name(name), "paused": False})
-    await conn.execute(SQL["notify_queues"], {"queues": [name]})
+    await admin_store.set_paused(conn, check_queue_name(name), False)
 
 
 async def configure_queue(
@@ -361,15 +358,7 @@ async def configure_queue(
                 raise ValueError(f"{key} must be a finite number >= 0 or None")
             fields[key] = value
 
-    columns = [sql.Identifier(key) for key in fields]
-    query = sql.SQL(SQL["configure_queue"]).format(
-        columns=sql.SQL("").join(sql.SQL(", {}").format(c) for c in columns),
-        values=sql.SQL("").join(sql.SQL(", {}").format(sql.Placeholder(key)) for key in fields),
-        updates=sql.SQL("").join(sql.SQL(", {} = excluded.{}").format(c, c) for c in columns),
-    )
-    row = await (await conn.execute(query, {"name": name, **fields})).fetchone()
-    assert row is not None  # an upsert always returns its row
-    return QueuePolicy(*row)
+    return QueuePolicy(*await admin_store.upsert_policy(conn, name, fields))
 
 
 async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
@@ -379,7 +368,7 @@ async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
     scrape, not for a hot path).
     """
     stats = []
-    for row in await (await conn.execute(SQL["queue_stats"])).fetchall():
+    for row in await admin_store.queue_stats_rows(conn):
         (
             name,
             configured,

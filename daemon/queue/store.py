@@ -1,4 +1,9 @@
-"""The queue's SQL, as typed functions. The only module that knows the job tables.
+"""The queue's SQL for enqueuers and workers, as typed functions.
+
+The job tables are known only to the queue's stores: this one (enqueue, claim, outcomes,
+leases), :mod:`daemon.queue.admin_store` (operators), :mod:`daemon.queue.maintenance_store`
+(rescue, retention) and :mod:`daemon.queue.schedule_store` (schedules). ``SQL`` (the
+named queries of ``queries.sql``) is loaded here once and used by them only.
 
 Each function takes a connection and runs in whatever transaction the caller holds,
 unless it says otherwise; none commits on the caller's behalf.
@@ -213,6 +218,11 @@ async def _copy_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int
             await copy.write("".join(lines))
     await conn.execute(SQL["notify_queues"], {"queues": queues})
     return list(ids)
+
+
+async def notify_queues(conn: TrioConnection, queues: Sequence[str]) -> None:
+    """Wake the workers of ``queues`` when the transaction commits."""
+    await conn.execute(SQL["notify_queues"], {"queues": sorted(set(queues))})
 
 
 async def claim(
