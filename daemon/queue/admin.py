@@ -33,7 +33,6 @@ from daemon.queue import admin_store
 from daemon.queue.jobs import (
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_BACKOFF_MAX_SECONDS,
-    DEFAULT_MAX_ATTEMPTS,
     InvalidJobState,
     JobNotFound,
     JobState,
@@ -392,7 +391,7 @@ async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
         policy = QueuePolicy(
             paused=paused,
             global_concurrency=cap,
-            max_attempts=DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+            max_attempts=max_attempts,  # the queue's, else the default (from SQL)
             backoff_base_seconds=(
                 DEFAULT_BACKOFF_BASE_SECONDS if backoff_base is None else backoff_base
             ),

@@ -1,10 +1,10 @@
 """The listener: a LISTEN connection that wakes the fetchers when jobs are enqueued.
 
-Enqueues NOTIFY the queue's channel with the queue name as payload (delivered at
-commit). A lost connection is reopened with backoff (0.5 s doubling to 30 s); meanwhile
-the fetchers poll. On every (re)connect all fetchers are woken, since notifications may
-have been missed while away. Off (``WorkerOptions.listen=False``) for poolers that drop
-LISTEN.
+Enqueues NOTIFY the queue's channel (``queue_notify_channel()`` in the database, its one
+definition) with the queue name as payload, delivered at commit. A lost connection is
+reopened with backoff (0.5 s doubling to 30 s); meanwhile the fetchers poll. On every
+(re)connect all fetchers are woken, since notifications may have been missed while away.
+Off (``WorkerOptions.listen=False``) for poolers that drop LISTEN.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 import psycopg
 import trio
+from psycopg import sql
 
-from daemon.queue.store import NOTIFY_CHANNEL
+from daemon.queue.store import notify_channel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +36,7 @@ async def listen_for_jobs(
         try:
             conn = await TrioConnection.connect(conninfo, autocommit=True)
             async with conn:
-                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                await conn.execute(sql.SQL("LISTEN {}").format(await notify_channel(conn)))
                 delay = 0.5
                 wake(None)  # notifications may have been missed while away
                 async for notification in conn.notifies():

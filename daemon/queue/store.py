@@ -16,12 +16,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from daemon.queue.jobs import (
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_BACKOFF_MAX_SECONDS,
-    DEFAULT_MAX_ATTEMPTS,
     Backoff,
     Enqueued,
     Job,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 SQL = load_queries("daemon.queue", "queries.sql")
-NOTIFY_CHANNEL = "triaged_queue"
 
 
 @dataclass(frozen=True)
@@ -184,10 +183,10 @@ async def _copy_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int
         await conn.execute(SQL["prepare_copy_jobs"], {"count": len(specs), "queues": queues})
     ).fetchone()
     assert row is not None
-    ids, now, configured = row
+    ids, now, attempts_of = row
     now_text = now.isoformat()
     queue_text = {q: _copy_text(q) for q in queues}
-    default_attempts = {q: str(configured.get(q, DEFAULT_MAX_ATTEMPTS)) for q in queues}
+    default_attempts = {q: str(attempts_of[q]) for q in queues}
     null = "\\N"
     dumps = json.dumps
     async with conn.cursor().copy(SQL["copy_jobs"]) as copy:
@@ -218,6 +217,13 @@ async def _copy_jobs(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[int
             await copy.write("".join(lines))
     await conn.execute(SQL["notify_queues"], {"queues": queues})
     return list(ids)
+
+
+async def notify_channel(conn: TrioConnection) -> sql.Identifier:
+    """The channel enqueues NOTIFY, as defined once in the database (migration 0007)."""
+    row = await (await conn.execute(SQL["notify_channel"])).fetchone()
+    assert row is not None
+    return sql.Identifier(row[0])
 
 
 async def notify_queues(conn: TrioConnection, queues: Sequence[str]) -> None:
