@@ -1,6 +1,11 @@
 """``triaged schedules``: list cron and interval schedules with their last and next runs,
 and define, enable, disable or delete them.
 
+The list marks the built-in schedules (declared in code, synced at start: see
+:mod:`daemon.queue.declared_schedules`) in a ``BUILT-IN`` column, shown when there is one:
+``yes``, or ``retired`` for one no longer declared (disabled by the sync). An operator's
+``set``, ``enable`` and ``disable`` on a built-in schedule survive restarts.
+
 ::
 
     triaged schedules [--json]
@@ -21,8 +26,13 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.queue.scheduler import delete_schedule, list_schedules, save_schedule, set_enabled
-from daemon.queue.schedules import (
+from daemon.queue.schedule_store import (
+    delete_schedule,
+    list_schedules,
+    save_schedule,
+    set_enabled,
+)
+from daemon.queue.schedule_timing import (
     InvalidSchedule,
     Schedule,
     ScheduleNotFound,
@@ -211,31 +221,40 @@ async def _get(pool: Pool, name: str) -> ScheduleRecord:
 
 
 _COLUMNS = ("NAME", "SCHEDULE", "TIMEZONE", "QUEUE", "ENABLED", "LAST RUN", "NEXT RUN")
+_BUILT_IN = "BUILT-IN"  # a column only when some schedule is declared in code
 
 
 def _table(records: list[ScheduleRecord], now: datetime) -> str:
-    rows = [_COLUMNS]
+    built_in = any(r.declared for r in records)
+    rows: list[tuple[str, ...]] = [(*_COLUMNS, _BUILT_IN) if built_in else _COLUMNS]
     for record in records:
         schedule = record.schedule
         last = "-" if record.last_slot is None else _when(record, record.last_slot)
         if record.last_job_id is not None:
             last += f" (job {record.last_job_id})"
-        rows.append(
-            (
-                schedule.name,
-                schedule.describe(),
-                schedule.timezone,
-                schedule.queue,
-                "yes" if schedule.enabled else "no",
-                last,
-                _when(record, record.next_run(now)),
-            )
+        row: tuple[str, ...] = (
+            schedule.name,
+            schedule.describe(),
+            schedule.timezone,
+            schedule.queue,
+            "yes" if schedule.enabled else "no",
+            last,
+            _when(record, record.next_run(now)),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+        if built_in:
+            row = (*row, _origin(record))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def _origin(record: ScheduleRecord) -> str:
+    if not record.declared:
+        return "no"
+    return "yes" if record.retired_at is None else "retired"
 
 
 def _when(record: ScheduleRecord, moment: datetime | None) -> str:
@@ -263,4 +282,6 @@ def _as_json(record: ScheduleRecord, now: datetime) -> dict[str, Any]:
         "last_fired_at": iso(record.last_fired_at),
         "last_job_id": record.last_job_id,
         "next_run": iso(record.next_run(now)),
+        "built_in": record.declared,
+        "retired_at": iso(record.retired_at),
     }

@@ -20,6 +20,7 @@ from daemon.queue.admin import (
     resume_queue,
     retry_job,
 )
+from daemon.queue.declared_schedules import SyncReport, sync_declared_schedules
 from daemon.queue.enqueue import enqueue, enqueue_many
 from daemon.queue.jobs import (
     Backoff,
@@ -35,22 +36,26 @@ from daemon.queue.jobs import (
 )
 from daemon.queue.maintenance import Maintenance, MaintenanceOptions
 from daemon.queue.metrics import QueueMetrics
-from daemon.queue.store import QueuePolicy
-from daemon.queue.worker import (
-    BatchHandler,
-    Handler,
-    HandlerRegistry,
-    QueueWorker,
-    WorkerOptions,
+from daemon.queue.poller import QueueWorker, WorkerOptions
+from daemon.queue.registry import BatchHandler, Handler, HandlerRegistry
+from daemon.queue.schedule_timing import (
+    InvalidSchedule,
+    Schedule,
+    ScheduleNotFound,
+    ScheduleRecord,
 )
+from daemon.queue.scheduler import CronScheduler, SchedulerOptions
+from daemon.queue.store import QueuePolicy
 
 __all__ = [
     "Backoff",
     "BatchHandler",
+    "CronScheduler",
     "Enqueued",
     "Handler",
     "HandlerRegistry",
     "InvalidJobState",
+    "InvalidSchedule",
     "Job",
     "JobNotFound",
     "JobRecord",
@@ -65,6 +70,11 @@ __all__ = [
     "QueueStats",
     "QueueWorker",
     "RetryLater",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleRecord",
+    "SchedulerOptions",
+    "SyncReport",
     "WorkerOptions",
     "cancel_job",
     "configure_queue",
@@ -76,4 +86,5 @@ __all__ = [
     "queue_stats",
     "resume_queue",
     "retry_job",
+    "sync_declared_schedules",
 ]

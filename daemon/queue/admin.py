@@ -26,24 +26,20 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
 import psycopg
-from psycopg import sql
 
+from daemon.queue import admin_store
+from daemon.queue.admin_records import JobRecord, QueueStats
 from daemon.queue.jobs import (
     DEFAULT_BACKOFF_BASE_SECONDS,
     DEFAULT_BACKOFF_MAX_SECONDS,
-    DEFAULT_MAX_ATTEMPTS,
     InvalidJobState,
     JobNotFound,
     JobState,
 )
-from daemon.queue.store import SQL, QueuePolicy
+from daemon.queue.store import QueuePolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from datetime import datetime
-
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 MAX_LIST_LIMIT = 1000
@@ -59,109 +55,6 @@ UNSET: Literal[_Unset.UNSET] = _Unset.UNSET
 """``configure_queue``'s default for every field: leave it as it is."""
 
 
-@attrs.frozen(kw_only=True)
-class JobRecord:
-    """A job row as operators see it (any state)."""
-
-    id: int
-    queue: str
-    state: JobState
-    payload: dict[str, Any]
-    priority: int
-    run_at: datetime
-    attempts: int  # attempts started (a snoozed or released attempt is given back)
-    max_attempts: int
-    timeout_seconds: float | None  # None: the queue's timeout, if any
-    dedup_key: str | None
-    worker: str | None  # the last worker that claimed it
-    last_error: str | None
-    result: Any  # the handler's return value, once completed
-    dead_letter_of: int | None  # the failed job this one is the dead-letter copy of
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    lease_expires_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> JobRecord:
-        """From a row of the ``get_job`` / ``list_jobs`` queries (same column order)."""
-        (
-            job_id,
-            queue,
-            state,
-            payload,
-            priority,
-            run_at,
-            attempts,
-            max_attempts,
-            timeout,
-            dedup_key,
-            worker,
-            last_error,
-            result,
-            dead_letter_of,
-            created_at,
-            started_at,
-            finished_at,
-            lease_expires_at,
-        ) = row
-        return cls(
-            id=job_id,
-            queue=queue,
-            state=JobState(state),
-            payload=payload,
-            priority=priority,
-            run_at=run_at,
-            attempts=attempts,
-            max_attempts=max_attempts,
-            timeout_seconds=timeout,
-            dedup_key=dedup_key,
-            worker=worker,
-            last_error=last_error,
-            result=result,
-            dead_letter_of=dead_letter_of,
-            created_at=created_at,
-            started_at=started_at,
-            finished_at=finished_at,
-            lease_expires_at=lease_expires_at,
-        )
-
-
-@attrs.frozen(kw_only=True)
-class QueueStats:
-    """One queue: its jobs per state, its backlog's age and its effective policy.
-
-    ``configured`` is False for a queue that has jobs but no policy row; its ``policy``
-    is then the defaults. ``None`` retention means the process's default
-    (``TRIAGED_QUEUE_RETAIN_*``).
-    """
-
-    name: str
-    configured: bool
-    created: int
-    retry: int
-    active: int
-    completed: int
-    cancelled: int
-    failed: int
-    oldest_available_seconds: float | None  # age of the oldest due job waiting; None: none
-    policy: QueuePolicy
-
-    @property
-    def paused(self) -> bool:
-        return self.policy.paused
-
-    @property
-    def total(self) -> int:
-        return (
-            self.created + self.retry + self.active + self.completed + self.cancelled + self.failed
-        )
-
-    def count(self, state: JobState) -> int:
-        count: int = getattr(self, state.value)
-        return count
-
-
 # -- jobs ------------------------------------------------------------------------------
 
 
@@ -171,7 +64,7 @@ async def get_job(conn: TrioConnection, job_id: int) -> JobRecord:
     Raises:
         JobNotFound: no such job (never enqueued, or purged by retention).
     """
-    row = await (await conn.execute(SQL["get_job"], {"id": job_id})).fetchone()
+    row = await admin_store.select_job(conn, job_id)
     if row is None:
         raise JobNotFound(f"job {job_id} not found")
     return JobRecord.from_row(row)
@@ -196,11 +89,10 @@ async def list_jobs(
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
     state_value = None if state is None else JobState(state).value
-    cursor = await conn.execute(
-        SQL["list_jobs"],
-        {"queue": queue, "state": state_value, "before_id": before_id, "limit": limit},
+    rows = await admin_store.select_jobs(
+        conn, queue=queue, state=state_value, before_id=before_id, limit=limit
     )
-    return [JobRecord.from_row(row) for row in await cursor.fetchall()]
+    return [JobRecord.from_row(row) for row in rows]
 
 
 async def cancel_job(conn: TrioConnection, job_id: int) -> JobState:
@@ -214,9 +106,9 @@ async def cancel_job(conn: TrioConnection, job_id: int) -> JobState:
         JobNotFound: no such job.
         InvalidJobState: the job is already finished (completed, cancelled or failed).
     """
-    row = await (await conn.execute(SQL["admin_cancel_job"], {"id": job_id})).fetchone()
-    if row is not None:
-        return JobState(row[0])
+    before = await admin_store.cancel_live_job(conn, job_id)
+    if before is not None:
+        return JobState(before)
     state = await _state_of(conn, job_id)
     raise InvalidJobState(
         f"job {job_id} is {state}: only created, retry or active jobs can be cancelled"
@@ -235,17 +127,16 @@ async def retry_job(conn: TrioConnection, job_id: int) -> None:
             caller's transaction is left aborted).
     """
     try:
-        row = await (await conn.execute(SQL["admin_retry_job"], {"id": job_id})).fetchone()
+        retried = await admin_store.retry_finished_job(conn, job_id)
     except psycopg.errors.UniqueViolation as exc:
         raise InvalidJobState(_dedup_held(job_id)) from exc
-    if row is None:
+    if not retried:
         state = await _state_of(conn, job_id)
         if state in _RETRYABLE:
             raise InvalidJobState(_dedup_held(job_id))
         raise InvalidJobState(
             f"job {job_id} is {state}: only failed or cancelled jobs can be retried"
         )
-    await conn.execute(SQL["notify_queues"], {"queues": [row[1]]})
 
 
 def _dedup_held(job_id: int) -> str:
@@ -253,10 +144,10 @@ def _dedup_held(job_id: int) -> str:
 
 
 async def _state_of(conn: TrioConnection, job_id: int) -> JobState:
-    row = await (await conn.execute(SQL["job_state"], {"id": job_id})).fetchone()
-    if row is None:
+    state = await admin_store.job_state(conn, job_id)
+    if state is None:
         raise JobNotFound(f"job {job_id} not found")
-    return JobState(row[0])
+    return JobState(state)
 
 
 # -- queues ----------------------------------------------------------------------------
@@ -282,7 +173,7 @@ async def pause_queue(conn: TrioConnection, name: str) -> None:
     Raises:
         ValueError: an invalid queue name.
     """
-    await conn.execute(SQL["set_paused"], {"queue": check_queue_name(name), "paused": True})
+    await admin_store.set_paused(conn, check_queue_name(name), True)
 
 
 async def resume_queue(conn: TrioConnection, name: str) -> None:
@@ -291,8 +182,7 @@ async def resume_queue(conn: TrioConnection, name: str) -> None:
     Raises:
         ValueError: an invalid queue name.
     """
-    await conn.execute(SQL["set_paused"], {"queue": check_queue_name(name), "paused": False})
-    await conn.execute(SQL["notify_queues"], {"queues": [name]})
+    await admin_store.set_paused(conn, check_queue_name(name), False)
 
 
 async def configure_queue(
@@ -361,15 +251,7 @@ async def configure_queue(
                 raise ValueError(f"{key} must be a finite number >= 0 or None")
             fields[key] = value
 
-    columns = [sql.Identifier(key) for key in fields]
-    query = sql.SQL(SQL["configure_queue"]).format(
-        columns=sql.SQL("").join(sql.SQL(", {}").format(c) for c in columns),
-        values=sql.SQL("").join(sql.SQL(", {}").format(sql.Placeholder(key)) for key in fields),
-        updates=sql.SQL("").join(sql.SQL(", {} = excluded.{}").format(c, c) for c in columns),
-    )
-    row = await (await conn.execute(query, {"name": name, **fields})).fetchone()
-    assert row is not None  # an upsert always returns its row
-    return QueuePolicy(*row)
+    return QueuePolicy(*await admin_store.upsert_policy(conn, name, fields))
 
 
 async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
@@ -379,7 +261,7 @@ async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
     scrape, not for a hot path).
     """
     stats = []
-    for row in await (await conn.execute(SQL["queue_stats"])).fetchall():
+    for row in await admin_store.queue_stats_rows(conn):
         (
             name,
             configured,
@@ -403,7 +285,7 @@ async def queue_stats(conn: TrioConnection) -> list[QueueStats]:
         policy = QueuePolicy(
             paused=paused,
             global_concurrency=cap,
-            max_attempts=DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts,
+            max_attempts=max_attempts,  # the queue's, else the default (from SQL)
             backoff_base_seconds=(
                 DEFAULT_BACKOFF_BASE_SECONDS if backoff_base is None else backoff_base
             ),

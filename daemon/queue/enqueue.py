@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from daemon.queue import store
+from daemon.queue import enqueue_store
 from daemon.queue.jobs import Backoff, Enqueued, JobSpec, JsonObject, QueueError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ async def enqueue(
         dedup_key=dedup_key,
     )
     for _ in range(_DEDUP_RACE_TRIES):
-        result = await store.insert_job(conn, spec)
+        result = await enqueue_store.insert_job(conn, spec)
         # None: the live job holding the key finished between the conflict and the lookup.
         if result is not None:
             return result
@@ -72,4 +72,4 @@ async def enqueue_many(conn: TrioConnection, specs: Sequence[JobSpec]) -> list[i
     """
     if not specs:
         return []
-    return await store.insert_jobs(conn, specs)
+    return await enqueue_store.insert_jobs(conn, specs)

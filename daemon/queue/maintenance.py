@@ -25,8 +25,7 @@ import psycopg
 import trio
 import trio.lowlevel
 
-from daemon.queue import store
-from daemon.queue.store import SQL
+from daemon.queue import maintenance_store
 from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -49,15 +48,9 @@ class MaintenanceOptions:
 async def rescue_expired(pool: Pool, limit: int = 1000, metrics: QueueMetrics | None = None) -> int:
     """One rescue pass; the number of jobs rescued (0 when another process holds the lock)."""
     async with pool.transaction() as conn:
-        locked = await (await conn.execute(SQL["try_maintenance_lock"])).fetchone()
-        if not locked or not locked[0]:
+        if not await maintenance_store.try_maintenance_lock(conn):
             return 0
-        rows = await (await conn.execute(SQL["rescue_expired"], {"limit": limit})).fetchall()
-        failed = [row[0] for row in rows if row[2] == "failed"]
-        await store.dead_letter(conn, failed)
-        retried = sorted({row[1] for row in rows if row[2] == "retry"})
-        if retried:  # wake the workers of those queues now, not at their next poll
-            await conn.execute(SQL["notify_queues"], {"queues": retried})
+        rows = await maintenance_store.rescue_expired_jobs(conn, limit)
     for job_id, queue, state, attempts in rows:
         if metrics is not None:
             metrics.rescued.inc(queue)
@@ -86,20 +79,18 @@ async def purge_finished(pool: Pool, options: MaintenanceOptions) -> int:
     ):
         while True:
             async with pool.transaction() as conn:
-                locked = await (await conn.execute(SQL["try_maintenance_lock"])).fetchone()
-                if not locked or not locked[0]:
+                if not await maintenance_store.try_maintenance_lock(conn):
                     return total
-                params: dict[str, object] = {
-                    "state": state,
-                    "default_seconds": default_seconds,
-                    "limit": options.purge_batch,
-                }
-                row = await (await conn.execute(SQL["shortest_retention"], params)).fetchone()
-                shortest = float(row[0]) if row and row[0] is not None else default_seconds
-                params["cutoff"] = datetime.now(UTC) - timedelta(seconds=shortest)
-                # Not prepared: a generic plan cannot see the cutoff and may scan the table.
-                cursor = await conn.execute(SQL["purge_finished"], params, prepare=False)
-                deleted = cursor.rowcount
+                shortest = await maintenance_store.shortest_retention(
+                    conn, state=state, default_seconds=default_seconds
+                )
+                deleted = await maintenance_store.purge_finished_batch(
+                    conn,
+                    state=state,
+                    cutoff=datetime.now(UTC) - timedelta(seconds=shortest),
+                    default_seconds=default_seconds,
+                    limit=options.purge_batch,
+                )
             total += deleted
             if deleted < options.purge_batch:
                 break

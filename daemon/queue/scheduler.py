@@ -20,7 +20,8 @@ race finds the slot handled and moves on. Committed, the job exists with its fir
 record; rolled back (an error, a cancellation, a crash), neither does, and the slot is
 still open to every process.
 
-Slot timing and catch-up rules are in :mod:`daemon.queue.schedules`.
+Slot timing and catch-up rules are in :mod:`daemon.queue.schedule_timing`; the
+statements in :mod:`daemon.queue.schedule_store`.
 
 Failures
   A database error aborts the pass: it is logged, the scheduler backs off (0.5 s
@@ -36,223 +37,31 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import psycopg
 import trio
-import trio.lowlevel
-from psycopg.types.json import Jsonb
 
-from daemon.queue.enqueue import enqueue
+from daemon.queue.schedule_store import (
+    FireOutcome,
+    FireResult,
+    fire_slot,
+    list_schedules,
+    prune_fires,
+    skip_missed,
+)
+from daemon.queue.schedule_timing import MIN_CATCH_UP_SECONDS, plan_slots
 from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from daemon.queue.schedule_timing import InvalidSchedule, Schedule, SlotRange
     from daemon.shared.db.pool import Pool
-    from daemon.shared.db.psycopg_trio import TrioConnection
-
-from daemon.queue.schedules import (
-    MIN_CATCH_UP_SECONDS,
-    SLOT_KEY,
-    SQL,
-    InvalidSchedule,
-    Schedule,
-    ScheduleNotFound,
-    ScheduleRecord,
-    SlotRange,
-    plan_slots,
-)
 
 log = logging.getLogger("triaged.queue.schedules")
 _INFO_PERIOD = timedelta(minutes=1)  # fires at most this often are logged at INFO
-
-
-# -- the database ------------------------------------------------------------------------
-
-
-async def save_schedule(conn: TrioConnection, schedule: Schedule) -> bool:
-    """Create or replace the schedule named ``schedule.name``; True when created.
-
-    Declarative: the stored definition becomes exactly ``schedule``. Its slots restart
-    from now (``active_since``) only when the timing changed or it was enabled again.
-    Runs in the caller's transaction.
-    """
-    row = await (
-        await conn.execute(
-            SQL["upsert_schedule"],
-            {
-                "name": schedule.name,
-                "cron": schedule.cron,
-                "interval": schedule.interval,
-                "timezone": schedule.timezone,
-                "queue": schedule.queue,
-                "payload": Jsonb(dict(schedule.payload)),
-                "enabled": schedule.enabled,
-            },
-        )
-    ).fetchone()
-    assert row is not None
-    return bool(row[0])
-
-
-async def set_enabled(conn: TrioConnection, name: str, enabled: bool) -> None:
-    """Enable or disable a schedule (idempotent). Enabling a disabled schedule restarts
-    its slots from now: those missed while disabled never fire. Caller's transaction.
-
-    Raises:
-        ScheduleNotFound: no schedule has that name.
-    """
-    cursor = await conn.execute(SQL["set_enabled"], {"name": name, "enabled": enabled})
-    if await cursor.fetchone() is None:
-        raise ScheduleNotFound(f"no schedule named {name!r}")
-
-
-async def delete_schedule(conn: TrioConnection, name: str) -> None:
-    """Delete a schedule and its fire records; its jobs stay. Caller's transaction.
-
-    Raises:
-        ScheduleNotFound: no schedule has that name.
-    """
-    cursor = await conn.execute(SQL["delete_schedule"], {"name": name})
-    if await cursor.fetchone() is None:
-        raise ScheduleNotFound(f"no schedule named {name!r}")
-
-
-async def list_schedules(
-    conn: TrioConnection,
-    *,
-    enabled_only: bool = False,
-    on_invalid: Callable[[str, InvalidSchedule], None] | None = None,
-) -> list[ScheduleRecord]:
-    """Every schedule (or the enabled ones), by name.
-
-    A stored row that is not a valid definition (written by hand, or a timezone this
-    host does not know) is passed to ``on_invalid`` and left out; without it, raised.
-    """
-    rows = await (
-        await conn.execute(SQL["list_schedules"], {"enabled_only": enabled_only})
-    ).fetchall()
-    records = []
-    for row in rows:
-        try:
-            records.append(_record_from_row(row))
-        except InvalidSchedule as exc:
-            if on_invalid is None:
-                raise
-            on_invalid(row[0], exc)
-    return records
-
-
-def _record_from_row(row: tuple[Any, ...]) -> ScheduleRecord:
-    (
-        name,
-        cron,
-        interval,
-        timezone,
-        queue,
-        payload,
-        enabled,
-        active_since,
-        last_slot,
-        last_fired_at,
-        last_job_id,
-        skipped_through,
-    ) = row
-    schedule = Schedule(
-        name=name,
-        cron=cron,
-        interval=interval,
-        timezone=timezone,
-        queue=queue,
-        payload=payload,
-        enabled=enabled,
-    )
-    return ScheduleRecord(
-        schedule=schedule,
-        active_since=active_since,
-        last_slot=last_slot,
-        last_fired_at=last_fired_at,
-        last_job_id=last_job_id,
-        skipped_through=skipped_through,
-    )
-
-
-class FireOutcome(StrEnum):
-    FIRED = "fired"  # this call enqueued the slot's job
-    HANDLED = "handled"  # the slot (or a later one) was already fired or skipped
-    STALE = "stale"  # deleted, disabled or redefined since the caller read it
-
-
-@attrs.frozen
-class FireResult:
-    outcome: FireOutcome
-    job_id: int | None = None  # FIRED: the job enqueued, and its queue
-    queue: str | None = None
-
-
-async def fire_slot(pool: Pool, name: str, active_since: datetime, slot: datetime) -> FireResult:
-    """Fire one slot of schedule ``name``, at most once across all processes.
-
-    Owns its transaction: the fire record, the job and the schedule's ``last_*`` commit
-    together or not at all (cancelled or failed, the slot stays open to any process).
-    ``active_since`` is the definition the caller computed ``slot`` from: a schedule
-    redefined, disabled or deleted since gives ``STALE`` and fires nothing.
-    """
-    params = {"name": name, "active_since": active_since, "slot": slot}
-    async with pool.transaction() as conn:
-        row = await (await conn.execute(SQL["claim_slot"], params)).fetchone()
-        if row is None:
-            return FireResult(FireOutcome.STALE)
-        enabled, current_since, queue, payload, fired = row
-        if not enabled or current_since != active_since:
-            return FireResult(FireOutcome.STALE)
-        if not fired:
-            return FireResult(FireOutcome.HANDLED)
-        marker = {"name": name, "slot": slot.astimezone(UTC).isoformat()}
-        job = await enqueue(conn, queue, {**payload, SLOT_KEY: marker})
-        await conn.execute(SQL["record_fire"], {**params, "job_id": job.id})
-    return FireResult(FireOutcome.FIRED, job.id, queue)
-
-
-async def skip_missed(
-    pool: Pool, schedule: Schedule, active_since: datetime, cutoff: datetime
-) -> SlotRange | None:
-    """Mark the unfired slots up to ``cutoff`` skipped; the slots this call skipped.
-
-    Owns its transaction, under the schedule's row lock: of several processes, the first
-    skips the range and gets it, the others get None. None too when the schedule was
-    deleted, disabled or redefined since ``active_since``.
-    """
-    async with pool.transaction() as conn:
-        row = await (await conn.execute(SQL["lock_schedule"], {"name": schedule.name})).fetchone()
-        if row is None or not row[0] or row[1] != active_since:
-            return None
-        skipped = schedule.slot_range(row[2], cutoff)
-        if skipped is not None:
-            await conn.execute(SQL["record_skip"], {"name": schedule.name, "through": cutoff})
-    return skipped
-
-
-async def prune_fires(pool: Pool, keep_seconds: float, batch: int = 1000) -> int:
-    """Delete fire records older than ``keep_seconds``, a batch per transaction; the
-    number deleted (0 when another process is pruning)."""
-    total = 0
-    while True:
-        async with pool.transaction() as conn:
-            locked = await (await conn.execute(SQL["try_prune_lock"])).fetchone()
-            if not locked or not locked[0]:
-                return total
-            cursor = await conn.execute(
-                SQL["prune_fires"], {"keep_seconds": keep_seconds, "limit": batch}
-            )
-            deleted = cursor.rowcount
-        total += deleted
-        if deleted < batch:
-            return total
-        await trio.lowlevel.checkpoint()
 
 
 # -- the service -------------------------------------------------------------------------

@@ -10,10 +10,8 @@ from datetime import UTC, datetime, timedelta
 import trio
 
 from daemon.cli import build_parser
-from daemon.queue.scheduler import (
-    CronScheduler,
+from daemon.queue.schedule_store import (
     FireOutcome,
-    SchedulerOptions,
     delete_schedule,
     fire_slot,
     list_schedules,
@@ -21,7 +19,8 @@ from daemon.queue.scheduler import (
     save_schedule,
     set_enabled,
 )
-from daemon.queue.schedules import Schedule
+from daemon.queue.schedule_timing import Schedule
+from daemon.queue.scheduler import CronScheduler, SchedulerOptions
 from daemon.shared.db import open_pool
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.cli import build_parser
 from daemon.queue import Backoff, Job
-from daemon.queue.schedules import (
+from daemon.queue.schedule_timing import (
     MIN_CATCH_UP_SECONDS,
     InvalidSchedule,
     Schedule,

@@ -1,4 +1,7 @@
-"""Schema migrations: numbered ``.sql`` files in :mod:`daemon.migrations`.
+"""Schema migrations: numbered ``.sql`` files in :mod:`daemon.migrations` and in the
+packages that ship their own schema (the job queue: :mod:`daemon.queue.migrations`).
+
+The packages share one version sequence; a version used twice is refused.
 
 Contract:
 - ``apply`` is safe to run from many processes at once: it holds a session-level
@@ -33,6 +36,8 @@ log = logging.getLogger("triaged.migrate")
 
 SQL = load_queries("daemon.shared.db", "migrate.sql")
 MIGRATIONS_PACKAGE = "daemon.migrations"
+# Every package holding migrations, by name (read as resources, not imported as code).
+MIGRATIONS_PACKAGES = (MIGRATIONS_PACKAGE, "daemon.queue.migrations")
 # Any fixed 64-bit number, the same for every triaged process on this database.
 ADVISORY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"triaged.migrations").digest()[:8], "big", signed=True
@@ -56,14 +61,17 @@ class MigrationStatus:
     applied_at: datetime | None
 
 
-def discover(package: str = MIGRATIONS_PACKAGE) -> list[Migration]:
-    """The migrations shipped in ``package``, in version order.
+def discover(packages: str | tuple[str, ...] = MIGRATIONS_PACKAGES) -> list[Migration]:
+    """The migrations shipped in ``packages``, in version order.
 
     Raises:
         MigrationError: a ``.sql`` file is misnamed, or two files share a version.
     """
+    if isinstance(packages, str):
+        packages = (packages,)
     found: dict[int, Migration] = {}
-    for entry in resources.files(package).iterdir():
+    entries = [e for package in packages for e in resources.files(package).iterdir()]
+    for entry in entries:
         if not entry.name.endswith(".sql"):
             continue
         match = _FILENAME.match(entry.name)

@@ -6,7 +6,8 @@ yields; they are a pure function of the definition (:meth:`Schedule.next_slots`)
 every process computes the same ones.
 
 The firing itself (one transaction per slot, once across processes) is in
-:mod:`daemon.queue.scheduler`.
+:mod:`daemon.queue.scheduler`, the statements in
+:mod:`daemon.queue.schedule_store`.
 
 Timing
   * Cron: 5 fields (minute hour day month weekday) or 6 (second first), read by cronsim,
@@ -48,12 +49,9 @@ import attrs
 from cronsim import CronSim, CronSimError
 
 from daemon.queue.jobs import JsonObject, QueueError
-from daemon.shared.db.queries import load_queries
 
 if TYPE_CHECKING:
     from daemon.queue.jobs import Job
-
-SQL = load_queries("daemon.queue", "schedules.sql")
 
 MIN_INTERVAL_SECONDS = 1.0
 MIN_CATCH_UP_SECONDS = 10.0
@@ -214,6 +212,8 @@ class ScheduleRecord:
     last_fired_at: datetime | None = None
     last_job_id: int | None = None
     skipped_through: datetime | None = None
+    declared: bool = False  # built in: declared in code, synced at start
+    retired_at: datetime | None = None  # declared once, no longer: disabled then
 
     @property
     def handled_until(self) -> datetime:

@@ -1,5 +1,5 @@
--- Queries of the cron/interval scheduler (daemon/queue/schedules.py). Every one is
--- parameterized. A slot fires in one transaction: claim_slot (row lock + fire row),
+-- Queries of the cron/interval scheduler (daemon/queue/schedule_store.py, the only
+-- module running them). Every one is parameterized. A slot fires in one transaction: claim_slot (row lock + fire row),
 -- the job's INSERT, record_fire.
 
 -- name: upsert_schedule
@@ -39,7 +39,7 @@ DELETE FROM schedules WHERE name = %(name)s RETURNING name
 
 -- name: list_schedules
 SELECT name, cron, interval_seconds, timezone, queue, payload, enabled, active_since,
-       last_slot, last_fired_at, last_job_id, skipped_through
+       last_slot, last_fired_at, last_job_id, skipped_through, declared, retired_at
 FROM schedules
 WHERE enabled OR NOT %(enabled_only)s
 ORDER BY name
@@ -95,3 +95,61 @@ DELETE FROM schedule_fires WHERE (schedule, slot) IN (
     WHERE fired_at < now() - make_interval(secs => %(keep_seconds)s)
     LIMIT %(limit)s
 )
+
+-- name: lock_declared_sync
+-- Serializes the syncs of declared schedules (processes starting together) until the
+-- transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended('triaged.queue.declared_schedules', 0))
+
+-- name: declared_rows
+-- The rows a sync may touch: those declared before, and any row holding a name the code
+-- declares now (an operator's, which the sync then leaves alone). Locked until commit.
+SELECT name, declared, cron, interval_seconds, timezone, queue, payload,
+       declared_cron, declared_interval_seconds, declared_timezone, retired_at
+FROM schedules
+WHERE declared OR name = ANY(%(names)s::text[])
+ORDER BY name
+FOR UPDATE
+
+-- name: insert_declared
+INSERT INTO schedules (name, cron, interval_seconds, timezone, queue, payload, enabled,
+                       declared, declared_cron, declared_interval_seconds, declared_timezone)
+VALUES (%(name)s, %(cron)s, %(interval)s, %(timezone)s, %(queue)s, %(payload)s, %(enabled)s,
+        true, %(cron)s, %(interval)s, %(timezone)s)
+
+-- name: update_declared
+-- The code's queue and payload; the timing the caller decided (the code's, or the
+-- operator's kept); the code's timing recorded as the last declared. A retired schedule
+-- declared again gets back the enabled flag it had when retired (or keeps an operator's
+-- enabling since). Slots restart from now when the timing changes or it is re-enabled.
+UPDATE schedules AS s
+SET queue = %(queue)s,
+    payload = %(payload)s,
+    cron = %(cron)s,
+    interval_seconds = %(interval)s,
+    timezone = %(timezone)s,
+    declared_cron = %(declared_cron)s,
+    declared_interval_seconds = %(declared_interval)s,
+    declared_timezone = %(declared_timezone)s,
+    enabled = CASE WHEN s.retired_at IS NULL THEN s.enabled
+                   ELSE s.enabled OR coalesce(s.enabled_when_retired, false) END,
+    active_since = CASE
+        WHEN (s.cron, s.interval_seconds, s.timezone)
+             IS DISTINCT FROM (%(cron)s::text, %(interval)s::double precision, %(timezone)s::text)
+          OR (s.retired_at IS NOT NULL AND NOT s.enabled AND coalesce(s.enabled_when_retired, false))
+        THEN now() ELSE s.active_since END,
+    retired_at = NULL,
+    enabled_when_retired = NULL,
+    updated_at = now()
+WHERE name = %(name)s AND declared
+
+-- name: retire_declared
+-- Disables declared schedules the code no longer declares, once (an operator may enable
+-- one again; a later sync leaves it so). Returns those retired by this statement.
+UPDATE schedules
+SET enabled = false,
+    enabled_when_retired = enabled,
+    retired_at = now(),
+    updated_at = now()
+WHERE declared AND retired_at IS NULL AND name = ANY(%(names)s::text[])
+RETURNING name
