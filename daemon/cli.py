@@ -93,8 +93,8 @@ async def _one_shot(components: Components, args: argparse.Namespace) -> int:
     from daemon.queue import sync_declared_schedules
     from daemon.shared.db import migrate
     from daemon.shared.db.database import database_url
-    from daemon.worker.housekeeping import declared_schedules
     from daemon.shared.db.pool import open_pool
+    from daemon.worker.housekeeping import declared_schedules
 
     settings = components.settings
     # The validated settings and the components built from them, for the handlers.

@@ -36,8 +36,7 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
-from daemon.queue import MaintenanceOptions, WorkerOptions
-from daemon.queue.scheduler import SchedulerOptions
+from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
 

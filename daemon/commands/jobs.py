@@ -29,8 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from daemon.queue import admin
-from daemon.queue.jobs import JobState, QueueError
+from daemon.queue import (
+    MAX_LIST_LIMIT,
+    JobState,
+    QueueError,
+    cancel_job,
+    check_queue_name,
+    configure_queue,
+    get_job,
+    list_jobs,
+    pause_queue,
+    queue_stats,
+    resume_queue,
+    retry_job,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -57,7 +69,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--limit",
         type=_limit,
         default=50,
-        help=f"at most this many (1 to {admin.MAX_LIST_LIMIT}; default 50)",
+        help=f"at most this many (1 to {MAX_LIST_LIMIT}; default 50)",
     )
     listing.add_argument(
         "--before-id",
@@ -181,14 +193,14 @@ def _positive_int(text: str) -> int:
 
 def _limit(text: str) -> int:
     value = _int(text)
-    if not 1 <= value <= admin.MAX_LIST_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {admin.MAX_LIST_LIMIT}")
+    if not 1 <= value <= MAX_LIST_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIST_LIMIT}")
     return value
 
 
 def _queue_name(text: str) -> str:
     try:
-        return admin.check_queue_name(text)
+        return check_queue_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -220,11 +232,11 @@ def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 async def _jobs_list(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.connection() as conn:
-        jobs = await admin.list_jobs(
+        jobs = await list_jobs(
             conn, queue=args.queue, state=args.state, before_id=args.before_id, limit=args.limit
         )
         more = len(jobs) == args.limit and bool(
-            await admin.list_jobs(
+            await list_jobs(
                 conn, queue=args.queue, state=args.state, before_id=jobs[-1].id, limit=1
             )
         )
@@ -260,7 +272,7 @@ async def _jobs_list(args: argparse.Namespace, pool: Pool) -> int:
 async def _jobs_show(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.connection() as conn:
         try:
-            job = await admin.get_job(conn, args.id)
+            job = await get_job(conn, args.id)
         except QueueError as exc:
             return _failed(exc)
     if args.json:
@@ -279,7 +291,7 @@ async def _jobs_show(args: argparse.Namespace, pool: Pool) -> int:
 async def _jobs_retry(args: argparse.Namespace, pool: Pool) -> int:
     try:
         async with pool.transaction() as conn:
-            await admin.retry_job(conn, args.id)
+            await retry_job(conn, args.id)
     except QueueError as exc:
         return _failed(exc)
     print(f"job {args.id} will run again (state created, attempts reset)")
@@ -289,7 +301,7 @@ async def _jobs_retry(args: argparse.Namespace, pool: Pool) -> int:
 async def _jobs_cancel(args: argparse.Namespace, pool: Pool) -> int:
     try:
         async with pool.transaction() as conn:
-            before = await admin.cancel_job(conn, args.id)
+            before = await cancel_job(conn, args.id)
     except QueueError as exc:
         return _failed(exc)
     note = (
@@ -301,7 +313,7 @@ async def _jobs_cancel(args: argparse.Namespace, pool: Pool) -> int:
 
 async def _queues_stats(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.connection() as conn:
-        stats = await admin.queue_stats(conn)
+        stats = await queue_stats(conn)
     if args.json:
         _print_json([_jsonable(s) for s in stats])
         return EXIT_OK
@@ -346,14 +358,14 @@ async def _queues_stats(args: argparse.Namespace, pool: Pool) -> int:
 
 async def _queues_pause(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.transaction() as conn:
-        await admin.pause_queue(conn, args.queue)
+        await pause_queue(conn, args.queue)
     print(f"queue {args.queue} paused (running jobs go on)")
     return EXIT_OK
 
 
 async def _queues_resume(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.transaction() as conn:
-        await admin.resume_queue(conn, args.queue)
+        await resume_queue(conn, args.queue)
     print(f"queue {args.queue} resumed")
     return EXIT_OK
 
@@ -380,7 +392,7 @@ async def _queues_set(args: argparse.Namespace, pool: Pool) -> int:
     }
     try:
         async with pool.transaction() as conn:
-            policy = await admin.configure_queue(conn, args.queue, **given)
+            policy = await configure_queue(conn, args.queue, **given)
     except ValueError as exc:
         print(f"triaged: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,13 +26,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.queue.schedule_store import (
-    delete_schedule,
-    list_schedules,
-    save_schedule,
-    set_enabled,
-)
-from daemon.queue.schedule_timing import (
+from daemon.queue import (
     InvalidSchedule,
     Schedule,
     ScheduleNotFound,
@@ -40,8 +34,12 @@ from daemon.queue.schedule_timing import (
     check_cron,
     check_name,
     check_payload,
+    delete_schedule,
+    list_schedules,
     parse_duration,
     parse_timezone,
+    save_schedule,
+    set_enabled,
 )
 
 if TYPE_CHECKING:

@@ -9,9 +9,11 @@ guarantees. The public face::
 from __future__ import annotations
 
 from daemon.queue.admin import (
+    MAX_LIST_LIMIT,
     JobRecord,
     QueueStats,
     cancel_job,
+    check_queue_name,
     configure_queue,
     get_job,
     list_jobs,
@@ -38,16 +40,28 @@ from daemon.queue.maintenance import Maintenance, MaintenanceOptions
 from daemon.queue.metrics import QueueMetrics
 from daemon.queue.poller import QueueWorker, WorkerOptions
 from daemon.queue.registry import BatchHandler, Handler, HandlerRegistry
+from daemon.queue.schedule_store import (
+    delete_schedule,
+    list_schedules,
+    save_schedule,
+    set_enabled,
+)
 from daemon.queue.schedule_timing import (
     InvalidSchedule,
     Schedule,
     ScheduleNotFound,
     ScheduleRecord,
+    check_cron,
+    check_name,
+    check_payload,
+    parse_duration,
+    parse_timezone,
 )
 from daemon.queue.scheduler import CronScheduler, SchedulerOptions
 from daemon.queue.store import QueuePolicy
 
 __all__ = [
+    "MAX_LIST_LIMIT",
     "Backoff",
     "BatchHandler",
     "CronScheduler",
@@ -77,14 +91,24 @@ __all__ = [
     "SyncReport",
     "WorkerOptions",
     "cancel_job",
+    "check_cron",
+    "check_name",
+    "check_payload",
+    "check_queue_name",
     "configure_queue",
+    "delete_schedule",
     "enqueue",
     "enqueue_many",
     "get_job",
     "list_jobs",
+    "list_schedules",
+    "parse_duration",
+    "parse_timezone",
     "pause_queue",
     "queue_stats",
     "resume_queue",
     "retry_job",
+    "save_schedule",
+    "set_enabled",
     "sync_declared_schedules",
 ]

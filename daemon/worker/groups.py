@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from daemon.queue import Maintenance, QueueMetrics, QueueWorker
-from daemon.queue.scheduler import CronScheduler
+from daemon.queue import CronScheduler, Maintenance, QueueMetrics, QueueWorker
 from daemon.worker.handlers import build_registry
 from daemon.worker.housekeeping import register_housekeeping
 

@@ -48,6 +48,8 @@ def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Com
     }
     declared = {schedule.queue for schedule in declared_schedules()}
     if declared != set(handlers):  # a declaration without a handler would pile up jobs
-        raise RuntimeError(f"declared schedule queues without a handler: {declared ^ set(handlers)}")
+        raise RuntimeError(
+            f"declared schedule queues without a handler: {declared ^ set(handlers)}"
+        )
     for queue, handler in handlers.items():
         registry.register(queue, handler, concurrency=1)

@@ -86,9 +86,32 @@ def boundary_violations(files: dict[Path, str]) -> list[str]:
                 and target_package != own
                 and target != target_package
                 and _is_submodule(target)
+                and not _face_exports(target)
             ):
                 problems.append(f"{where}: imports {target}: use the face {target_package} instead")
     return sorted(set(problems))
+
+
+def _face_exports(name: str) -> bool:
+    """Whether ``name`` (``package.attr``) is bound by the package's ``__init__`` (a
+    function named like a submodule, such as ``daemon.queue.enqueue``, is the face's)."""
+    package, _, attribute = name.rpartition(".")
+    init = ROOT / Path(*package.split(".")) / "__init__.py"
+    if not init.is_file():
+        return False
+    tree = ast.parse(init.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            bound = {alias.asname or alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound = {node.name}
+        elif isinstance(node, ast.Assign):
+            bound = {t.id for t in node.targets if isinstance(t, ast.Name)}
+        else:
+            continue
+        if attribute in bound:
+            return True
+    return False
 
 
 def _is_submodule(name: str) -> bool:

@@ -25,8 +25,8 @@ from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, 
 from daemon.modules.auth.housekeeping import Pruned, prune
 from daemon.modules.auth.passwords import check_email, check_password
 from daemon.modules.auth.policy import AuthPolicy, ThrottlePolicy
-from daemon.modules.auth.schedules import PRUNE_QUEUE, SCHEDULES
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
+from daemon.modules.auth.schedules import PRUNE_QUEUE, SCHEDULES
 from daemon.modules.auth.sessions import (
     SESSION_TOKEN_PREFIX,
     LoginResult,
@@ -50,6 +50,8 @@ from daemon.modules.auth.users import (
 __all__ = [
     "API_KEY_PREFIX",
     "INITIAL_ADMIN_EMAIL",
+    "PRUNE_QUEUE",
+    "SCHEDULES",
     "SESSION_TOKEN_PREFIX",
     "ApiKey",
     "AuthPolicy",
@@ -57,8 +59,6 @@ __all__ = [
     "LoginResult",
     "Principal",
     "PrincipalKind",
-    "PRUNE_QUEUE",
-    "SCHEDULES",
     "Pruned",
     "Role",
     "ThrottlePolicy",

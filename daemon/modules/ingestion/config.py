@@ -11,8 +11,7 @@ import attrs
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from daemon.modules.analysis import Taxonomy
-    from daemon.modules.analysis.factory import AnalyzerSet
+    from daemon.modules.analysis import AnalyzerSet, Taxonomy
     from daemon.modules.cases import RoutingRules
     from daemon.modules.ingestion.fetch import FetchPolicy
     from daemon.shared.cpu_threads import CpuThreads

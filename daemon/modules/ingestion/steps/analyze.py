@@ -25,8 +25,7 @@ from daemon.queue import PermanentFailure
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from daemon.modules.analysis import Analyzer
-    from daemon.modules.analysis.factory import AnalyzerSet
+    from daemon.modules.analysis import Analyzer, AnalyzerSet
     from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore

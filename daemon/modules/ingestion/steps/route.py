@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from daemon.modules.analysis import Taxonomy
-    from daemon.modules.cases import RoutingRules
-    from daemon.modules.cases.routing import RoutingDecision
+    from daemon.modules.cases import RoutingDecision, RoutingRules
     from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
