@@ -9,6 +9,7 @@ schedule ever fired twice.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from collections import Counter
@@ -32,21 +33,27 @@ PER_MINUTE = "housekeeping.requeue_stranded"
 
 
 async def test_a_fresh_database_lists_the_built_in_schedules(database_url):
-    result = await trio.run_process(
-        [sys.executable, "-m", "daemon", "schedules"],
-        env=base_env(TRIAGED_DATABASE_URL=database_url),
-        cwd=ROOT,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    out = result.stdout.decode()
-    assert result.returncode == 0, result.stderr.decode()
-    lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    async def schedules(*options: str) -> str:
+        result = await trio.run_process(
+            [sys.executable, "-m", "daemon", "schedules", *options],
+            env=base_env(TRIAGED_DATABASE_URL=database_url),
+            cwd=ROOT,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        return result.stdout.decode()
+
+    listed = {s["name"]: s for s in json.loads(await schedules("--json"))}
+    assert sorted(listed) == sorted(BUILT_IN)
     for name in BUILT_IN:
-        assert name in lines, out
-        assert "built-in" in lines[name], out
-    assert "* * * * *" in lines[PER_MINUTE], out
+        assert listed[name]["built_in"] is True and listed[name]["enabled"] is True
+        assert listed[name]["next_run"] is not None and listed[name]["last_slot"] is None
+    assert listed[PER_MINUTE]["cron"] == "* * * * *"
+    table = await schedules()
+    assert "BUILT-IN" in table.splitlines()[0]
+    assert all(any(line.startswith(name) for line in table.splitlines()) for name in BUILT_IN)
 
 
 async def test_three_workers_run_each_per_minute_slot_exactly_once(start_triaged, database_url):
