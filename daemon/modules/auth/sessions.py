@@ -83,91 +83,101 @@ async def login(
 ) -> LoginResult:
     """Check the credentials and open a session.
 
-    Steps: count the attempt for the account and the address before anything else, or
-    refuse at once if either is blocked (:func:`throttle.begin_attempt`); verify the
-    password off the event loop (no database connection held meanwhile); then, in one
-    transaction, either open the session, forgive the attempt, upgrade the hash if its
-    parameters are outdated and audit ``auth.login``, or audit ``auth.login_failed``.
+    Steps: reserve the attempt for the account and the address before anything else
+    (:func:`throttle.attempt`: refused at once if either is blocked; waits while other
+    attempts in flight could still block it); verify the password off the event loop (no
+    database connection held meanwhile); then, in one transaction, either open the
+    session, settle the attempt as a success (the account's earlier failures are
+    forgotten), upgrade the hash if its parameters are outdated and audit ``auth.login``,
+    or count the failure and audit ``auth.login_failed``. A correct password is never
+    counted as a failure; a cancelled login (client gone) releases its reservation and
+    counts nothing: its outcome was never told to anyone.
 
     Raises:
         LoginThrottled: blocked; ``retry_after`` says for how many seconds. The password
-            is not checked.
+            is not checked. Also (retry after 1 s) when the attempts in flight were not
+            decided within ``throttle.WAIT_SECONDS``.
         InvalidCredentials: unknown email, wrong password or disabled user (the same
             message for all three).
     """
     email = email.strip()
     context = AuditContext(actor=Actor.anonymous(), client_addr=client_addr, request_id=request_id)
-    attempt = await throttle.begin_attempt(
+    async with throttle.attempt(
         pool, email, address=client_addr, policy=policy, context=context
-    )
-    row = None
-    if len(email) <= 320:
-        async with pool.connection() as conn:
-            await conn.set_autocommit(True)
-            row = await (await conn.execute(SQL["get_login_user"], {"email": email})).fetchone()
-    stored_hash = None if row is None else str(row[8])
-    # Longer than any password the policy accepts: cannot match, but costs the same.
-    valid = await verify_password(stored_hash, password[: PASSWORD_MAX_LENGTH + 1], policy)
-    user = None if row is None else User.from_row(row)
+    ) as attempt:
+        row = None
+        if len(email) <= 320:
+            async with pool.connection() as conn:
+                await conn.set_autocommit(True)
+                row = await (await conn.execute(SQL["get_login_user"], {"email": email})).fetchone()
+        stored_hash = None if row is None else str(row[8])
+        # Longer than any password the policy accepts: cannot match, but costs the same.
+        valid = await verify_password(stored_hash, password[: PASSWORD_MAX_LENGTH + 1], policy)
+        user = None if row is None else User.from_row(row)
 
-    if user is None or not valid or not user.active:
-        reason = "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
+        if user is None or not valid or not user.active:
+            reason = (
+                "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
+            )
+            async with pool.transaction() as conn:
+                failure = await throttle.fail(conn, attempt, policy)
+                await record(
+                    conn,
+                    context,
+                    "auth.login_failed",
+                    target_type="user" if user else "account",
+                    target_id=user.id if user else attempt.account,
+                    details={
+                        # What was typed, only if it looks like an email: a password pasted
+                        # into the email field must not land in the append-only log.
+                        "email": attempt.account if looks_like_email(email) else "(not an email)",
+                        "reason": reason,
+                        "failures": failure.failures,
+                    }
+                    | (
+                        {"blocked_seconds": retry_after(failure.blocked_seconds)}
+                        if failure.blocked_seconds
+                        else {}
+                    ),
+                )
+            raise InvalidCredentials()
+
+        assert stored_hash is not None
+        new_hash = (
+            await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
+        )
+        token = new_session_token()
         async with pool.transaction() as conn:
+            await throttle.succeed(conn, attempt)
+            session = await (
+                await conn.execute(
+                    SQL["insert_session"],
+                    {
+                        "user_id": user.id,
+                        "token_hash": token_hash(token),
+                        "ttl": policy.session_ttl_seconds,
+                        "client_addr": client_addr,
+                    },
+                )
+            ).fetchone()
+            assert session is not None
+            if new_hash is not None:
+                await conn.execute(
+                    SQL["upgrade_password_hash"],
+                    {"id": user.id, "old_hash": stored_hash, "new_hash": new_hash},
+                )
             await record(
                 conn,
-                context,
-                "auth.login_failed",
-                target_type="user" if user else "account",
-                target_id=user.id if user else attempt.account,
-                details={
-                    # What was typed, only if it looks like an email: a password pasted
-                    # into the email field must not land in the append-only log.
-                    "email": attempt.account if looks_like_email(email) else "(not an email)",
-                    "reason": reason,
-                    "failures": attempt.failures,
-                }
-                | (
-                    {"blocked_seconds": retry_after(attempt.blocked_seconds)}
-                    if attempt.blocked_seconds
-                    else {}
+                AuditContext(
+                    actor=Actor(type=ActorType.USER, id=user.id),
+                    client_addr=client_addr,
+                    request_id=request_id,
                 ),
+                "auth.login",
+                target_type="session",
+                target_id=session[0],
+                details={"rehashed": True} if new_hash is not None else None,
             )
-        raise InvalidCredentials()
-
-    assert stored_hash is not None
-    new_hash = await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
-    token = new_session_token()
-    async with pool.transaction() as conn:
-        await throttle.forgive(conn, attempt)
-        session = await (
-            await conn.execute(
-                SQL["insert_session"],
-                {
-                    "user_id": user.id,
-                    "token_hash": token_hash(token),
-                    "ttl": policy.session_ttl_seconds,
-                    "client_addr": client_addr,
-                },
-            )
-        ).fetchone()
-        assert session is not None
-        if new_hash is not None:
-            await conn.execute(
-                SQL["upgrade_password_hash"],
-                {"id": user.id, "old_hash": stored_hash, "new_hash": new_hash},
-            )
-        await record(
-            conn,
-            AuditContext(
-                actor=Actor(type=ActorType.USER, id=user.id),
-                client_addr=client_addr,
-                request_id=request_id,
-            ),
-            "auth.login",
-            target_type="session",
-            target_id=session[0],
-            details={"rehashed": True} if new_hash is not None else None,
-        )
     return LoginResult(token=token, expires_at=session[1], user=user, session_id=session[0])
 
 
@@ -262,13 +272,19 @@ async def change_own_password(
         row = await (await conn.execute(SQL["get_password_hash"], {"id": principal.id})).fetchone()
     if row is None:
         raise Unauthenticated()
-    attempt = await throttle.begin_attempt(
+    async with throttle.attempt(
         pool, principal.name, address=context.client_addr, policy=policy, context=context
-    )
-    if not await verify_password(str(row[0]), current_password[: PASSWORD_MAX_LENGTH + 1], policy):
+    ) as attempt:
+        right = await verify_password(
+            str(row[0]), current_password[: PASSWORD_MAX_LENGTH + 1], policy
+        )
+        async with pool.transaction() as conn:
+            if right:
+                await throttle.succeed(conn, attempt)
+            else:
+                await throttle.fail(conn, attempt, policy)
+    if not right:
         raise InvalidAccountData("current_password", "current_password: wrong password")
-    async with pool.transaction() as conn:
-        await throttle.forgive(conn, attempt)
     return await set_password(
         pool,
         principal.id,
