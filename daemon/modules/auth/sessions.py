@@ -34,7 +34,7 @@ from daemon.modules.auth.passwords import (
 )
 from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS, PASSWORD_MAX_LENGTH, retry_after
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
-from daemon.modules.auth.users import SQL, User, set_password
+from daemon.modules.auth.users import SQL, User, normalize_login_email, set_password
 from daemon.shared.errors import (
     InvalidAccountData,
     InvalidCredentials,
@@ -99,8 +99,11 @@ async def login(
             decided within ``throttle.WAIT_SECONDS``.
         InvalidCredentials: unknown email, wrong password or disabled user (the same
             message for all three).
+        InvalidAccountData: (field ``email``) it contains a control or invisible
+            character (:func:`normalize_login_email`): no account has one. Nothing is
+            counted.
     """
-    email = email.strip()
+    email = normalize_login_email(email)
     context = AuditContext(actor=Actor.anonymous(), client_addr=client_addr, request_id=request_id)
     async with throttle.attempt(
         pool, email, address=client_addr, policy=policy, context=context
