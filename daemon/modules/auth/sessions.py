@@ -108,79 +108,95 @@ async def login(
     async with throttle.attempt(
         pool, email, address=client_addr, policy=policy, context=context
     ) as attempt:
-        row = None
-        if len(email) <= 320:
-            async with pool.connection() as conn:
-                await conn.set_autocommit(True)
-                row = await (await conn.execute(SQL["get_login_user"], {"email": email})).fetchone()
-        stored_hash = None if row is None else str(row[8])
-        # Longer than any password the policy accepts: cannot match, but costs the same.
-        valid = await verify_password(stored_hash, password[: PASSWORD_MAX_LENGTH + 1], policy)
-        user = None if row is None else User.from_row(row)
-
-        if user is None or not valid or not user.active:
-            reason = (
-                "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
-            )
-            async with pool.transaction() as conn:
-                failure = await throttle.fail(conn, attempt, policy)
-                await record(
-                    conn,
-                    context,
-                    "auth.login_failed",
-                    target_type="user" if user else "account",
-                    target_id=user.id if user else attempt.account,
-                    details={
-                        # What was typed, only if it looks like an email: a password pasted
-                        # into the email field must not land in the append-only log.
-                        "email": attempt.account if looks_like_email(email) else "(not an email)",
-                        "reason": reason,
-                        "failures": failure.failures,
-                    }
-                    | (
-                        {"blocked_seconds": retry_after(failure.blocked_seconds)}
-                        if failure.blocked_seconds
-                        else {}
-                    ),
-                )
-            raise InvalidCredentials()
-
-        assert stored_hash is not None
-        new_hash = (
-            await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
+        result = await _check_and_open(
+            pool, attempt, email, password, policy=policy, context=context
         )
-        token = new_session_token()
+    if result is None:
+        raise InvalidCredentials()
+    return result
+
+
+async def _check_and_open(
+    pool: Pool,
+    attempt: throttle.Attempt,
+    email: str,
+    password: str,
+    *,
+    policy: AuthPolicy,
+    context: AuditContext,
+) -> LoginResult | None:
+    """:func:`login` within its reserved attempt: the session opened, or None (the
+    failure counted and audited)."""
+    client_addr, request_id = context.client_addr, context.request_id
+    row = None
+    if len(email) <= 320:
+        async with pool.connection() as conn:
+            await conn.set_autocommit(True)
+            row = await (await conn.execute(SQL["get_login_user"], {"email": email})).fetchone()
+    stored_hash = None if row is None else str(row[8])
+    # Longer than any password the policy accepts: cannot match, but costs the same.
+    valid = await verify_password(stored_hash, password[: PASSWORD_MAX_LENGTH + 1], policy)
+    user = None if row is None else User.from_row(row)
+
+    if user is None or not valid or not user.active:
+        reason = "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
         async with pool.transaction() as conn:
-            await throttle.succeed(conn, attempt)
-            session = await (
-                await conn.execute(
-                    SQL["insert_session"],
-                    {
-                        "user_id": user.id,
-                        "token_hash": token_hash(token),
-                        "ttl": policy.session_ttl_seconds,
-                        "client_addr": client_addr,
-                    },
-                )
-            ).fetchone()
-            assert session is not None
-            if new_hash is not None:
-                await conn.execute(
-                    SQL["upgrade_password_hash"],
-                    {"id": user.id, "old_hash": stored_hash, "new_hash": new_hash},
-                )
+            failure = await throttle.fail(conn, attempt, policy)
             await record(
                 conn,
-                AuditContext(
-                    actor=Actor(type=ActorType.USER, id=user.id),
-                    client_addr=client_addr,
-                    request_id=request_id,
+                context,
+                "auth.login_failed",
+                target_type="user" if user else "account",
+                target_id=user.id if user else attempt.account,
+                details={
+                    # What was typed, only if it looks like an email: a password pasted
+                    # into the email field must not land in the append-only log.
+                    "email": attempt.account if looks_like_email(email) else "(not an email)",
+                    "reason": reason,
+                    "failures": failure.failures,
+                }
+                | (
+                    {"blocked_seconds": retry_after(failure.blocked_seconds)}
+                    if failure.blocked_seconds
+                    else {}
                 ),
-                "auth.login",
-                target_type="session",
-                target_id=session[0],
-                details={"rehashed": True} if new_hash is not None else None,
             )
+        return None
+
+    assert stored_hash is not None
+    new_hash = await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
+    token = new_session_token()
+    async with pool.transaction() as conn:
+        await throttle.succeed(conn, attempt)
+        session = await (
+            await conn.execute(
+                SQL["insert_session"],
+                {
+                    "user_id": user.id,
+                    "token_hash": token_hash(token),
+                    "ttl": policy.session_ttl_seconds,
+                    "client_addr": client_addr,
+                },
+            )
+        ).fetchone()
+        assert session is not None
+        if new_hash is not None:
+            await conn.execute(
+                SQL["upgrade_password_hash"],
+                {"id": user.id, "old_hash": stored_hash, "new_hash": new_hash},
+            )
+        await record(
+            conn,
+            AuditContext(
+                actor=Actor(type=ActorType.USER, id=user.id),
+                client_addr=client_addr,
+                request_id=request_id,
+            ),
+            "auth.login",
+            target_type="session",
+            target_id=session[0],
+            details={"rehashed": True} if new_hash is not None else None,
+        )
     return LoginResult(token=token, expires_at=session[1], user=user, session_id=session[0])
 
 

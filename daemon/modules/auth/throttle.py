@@ -95,9 +95,11 @@ async def attempt(
     pool: Pool, email: str, *, address: str | None, policy: AuthPolicy, context: AuditContext
 ) -> AsyncIterator[Attempt]:
     """Reserve an attempt (:func:`begin_attempt`) for the block's password check; the block
-    settles it with :func:`fail` or :func:`succeed`. On leaving the block unsettled (an
-    error, a cancellation) the reservation is released, shielded from cancellation: an
-    attempt whose outcome was never known is no failure.
+    settles it with :func:`fail` or :func:`succeed` in a transaction that commits within
+    the block. On leaving the block unsettled, or by an exception (an error, a
+    cancellation, a settling transaction that did not commit), the reservation is
+    released (idempotent), shielded from cancellation: an attempt whose outcome was never
+    known is no failure. Raise the caller's own refusals after the block.
 
     Raises:
         LoginThrottled: see :func:`begin_attempt`.
@@ -105,9 +107,11 @@ async def attempt(
     reserved = await begin_attempt(pool, email, address=address, policy=policy, context=context)
     try:
         yield reserved
-    finally:
-        if not reserved.settled:
-            await _release(pool, [r[2] for r in reserved.reservations])
+    except BaseException:
+        await _release(pool, [r[2] for r in reserved.reservations])
+        raise
+    if not reserved.settled:
+        await _release(pool, [r[2] for r in reserved.reservations])
 
 
 async def begin_attempt(
