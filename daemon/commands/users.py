@@ -35,6 +35,7 @@ from daemon.modules.auth import (
     create_user,
     get_user_by_email,
     list_users,
+    normalize_login_email,
     set_password,
     update_user,
 )
@@ -79,18 +80,28 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     reset = actions.add_parser(
         "set-password", help="set a user's password (revokes their sessions)"
     )
-    reset.add_argument("--email", required=True, type=_email)
+    reset.add_argument("--email", required=True, type=_existing_email)
     reset.add_argument("--password-stdin", action="store_true", required=True)
     reset.set_defaults(handler=_set_password)
 
     disable = actions.add_parser("disable", help="disable a user (revokes their sessions)")
-    disable.add_argument("--email", required=True, type=_email)
+    disable.add_argument("--email", required=True, type=_existing_email)
     disable.set_defaults(handler=_disable)
 
 
 def _email(text: str) -> str:
+    """A new account's email: normalised, look-alikes refused (``check_email``)."""
     try:
         return check_email(text)
+    except InvalidAccountData as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _existing_email(text: str) -> str:
+    """An email to look an account up by: normalised, control and invisible characters
+    refused, but not the rules of new addresses (an older account may break them)."""
+    try:
+        return normalize_login_email(text)
     except InvalidAccountData as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
 

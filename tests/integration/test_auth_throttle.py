@@ -165,9 +165,12 @@ async def test_a_concurrent_burst_gets_no_more_checks_than_the_policy_allows(poo
     async with trio.open_nursery() as nursery:
         for n in range(40):
             nursery.start_soon(one, PASSWORD if n == 39 else f"guess number {n}")
-    checked = outcomes.count("invalid") + outcomes.count("ok")
-    assert checked <= 5, outcomes
-    assert outcomes.count("throttled") >= 35
+    # Five wrong passwords checked at most. The right one is no failure: when it is checked
+    # within the burst it forgets the account's failures, as any successful login does,
+    # and one more guess may be checked (not refused: the waiting attempts wait for it).
+    assert outcomes.count("invalid") <= 5, outcomes
+    assert outcomes.count("invalid") + outcomes.count("ok") <= 6, outcomes
+    assert outcomes.count("throttled") >= 34
     if "ok" not in outcomes:  # the right password came after the lock: refused
         with pytest.raises(LoginThrottled):
             await attempt(pool, rules, email="burst@example.org", password=PASSWORD)

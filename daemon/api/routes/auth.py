@@ -45,7 +45,9 @@ async def login_route() -> Response:
 
     Unknown email, wrong password and disabled user get the same 401 in the same time.
     Repeated failures are throttled per account and per client address: 429 with
-    ``Retry-After``.
+    ``Retry-After`` (correct logins arriving together are never refused for each other).
+    The email is found in any case or Unicode spelling; one with control or invisible
+    characters gets 422.
     """
     body = await json_body(LoginBody)
     context = current_context()

@@ -80,7 +80,9 @@ class UserListQuery(QueryModel):
 @blueprint.post("")
 @requires(Role.ADMIN, body=UserCreateBody)
 async def create() -> Response:
-    """Create a user; 409 if the email (in any case) is taken."""
+    """Create a user; 409 if the email (in any case or Unicode spelling) is taken; 422 if
+    it has control or invisible characters or mixes Latin with Cyrillic or Greek letters
+    in a part."""
     body = await json_body(UserCreateBody)
     context = current_context()
     user = await create_user(

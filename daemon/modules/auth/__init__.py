@@ -23,7 +23,7 @@ from daemon.modules.auth.api_keys import (
 )
 from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, initial_admin
 from daemon.modules.auth.housekeeping import Pruned, prune
-from daemon.modules.auth.passwords import check_email, check_password
+from daemon.modules.auth.passwords import check_password
 from daemon.modules.auth.policy import AuthPolicy, ThrottlePolicy
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
 from daemon.modules.auth.schedules import PRUNE_QUEUE, SCHEDULES
@@ -37,11 +37,14 @@ from daemon.modules.auth.sessions import (
 )
 from daemon.modules.auth.users import (
     User,
+    check_email,
     create_user,
     delete_user,
     get_user,
     get_user_by_email,
     list_users,
+    normalize_email,
+    normalize_login_email,
     parse_role,
     set_password,
     update_user,
@@ -79,6 +82,8 @@ __all__ = [
     "list_users",
     "login",
     "logout",
+    "normalize_email",
+    "normalize_login_email",
     "parse_role",
     "prune",
     "revoke_api_key",

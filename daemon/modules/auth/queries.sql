@@ -153,24 +153,54 @@ SELECT id, name, role::text, expires_at FROM found
 
 -- Login throttling ----------------------------------------------------------------------
 
--- name: throttle_attempt
--- Count one attempt in advance (it is a failure until proven otherwise), unless the key
--- is blocked. The upsert takes the row lock, so concurrent attempts for one key queue
--- here one after the other and each sees the count and block of the one before: a burst
--- cannot outrun the throttle. Account keys are compared lowercased by PostgreSQL, as
--- the user lookup compares emails.
+-- name: throttle_lock
+-- The key as counted (account keys lowercased by PostgreSQL, as the user lookup compares
+-- emails), locked for the rest of the transaction: the attempts of one key are decided
+-- one after the other, and each sees the reservations of the ones before it.
+SELECT keyed.key
+FROM (SELECT CASE WHEN %(scope)s = 'account' THEN lower(%(key)s) ELSE %(key)s END AS key)
+     AS keyed,
+     LATERAL pg_advisory_xact_lock(hashtextextended('login_throttle:' || %(scope)s || ':'
+                                                    || keyed.key, 0)) AS locked
+
+-- name: throttle_state
+-- Recent failures (0 once the window passed), the seconds the key is still blocked, the
+-- attempts in flight (reservations younger than %(in_flight)s seconds), and the failures
+-- as stored (what a success of this attempt forgives).
+SELECT coalesce((SELECT CASE WHEN t.last_failure_at < now() - make_interval(secs => %(window)s)
+                             THEN 0 ELSE t.failures END
+                 FROM login_throttle t WHERE t.scope = %(scope)s AND t.key = %(key)s), 0),
+       coalesce((SELECT greatest(extract(epoch FROM t.blocked_until - now()), 0)::float8
+                 FROM login_throttle t WHERE t.scope = %(scope)s AND t.key = %(key)s), 0),
+       (SELECT count(*) FROM login_attempts a
+        WHERE a.scope = %(scope)s AND a.key = %(key)s
+          AND a.started_at > now() - make_interval(secs => %(in_flight)s)),
+       coalesce((SELECT t.failures FROM login_throttle t
+                 WHERE t.scope = %(scope)s AND t.key = %(key)s), 0)
+
+-- name: throttle_reserve
+INSERT INTO login_attempts (scope, key) VALUES (%(scope)s, %(key)s)
+RETURNING id
+
+-- name: throttle_release
+-- Idempotent: the reservation may be gone already.
+DELETE FROM login_attempts WHERE id = ANY(%(ids)s)
+
+-- name: throttle_fail
+-- The attempt failed: count it (afresh if the last failure left the window) and drop its
+-- reservation, in one statement: whoever reads the key sees one or the other.
+WITH released AS (
+    DELETE FROM login_attempts WHERE id = %(id)s
+)
 INSERT INTO login_throttle AS t (scope, key, failures, last_failure_at)
-VALUES (%(scope)s,
-        CASE WHEN %(scope)s = 'account' THEN lower(%(key)s) ELSE %(key)s END,
-        1, now())
+VALUES (%(scope)s, %(key)s, 1, now())
 ON CONFLICT (scope, key) DO UPDATE
 SET failures = CASE
-        WHEN t.blocked_until > now() THEN t.failures
         WHEN t.last_failure_at < now() - make_interval(secs => %(window)s) THEN 1
         ELSE t.failures + 1
     END,
-    last_failure_at = CASE WHEN t.blocked_until > now() THEN t.last_failure_at ELSE now() END
-RETURNING failures, greatest(extract(epoch FROM blocked_until - now()), 0)::float8, key
+    last_failure_at = now()
+RETURNING failures
 
 -- name: throttle_block
 UPDATE login_throttle
@@ -178,15 +208,15 @@ SET blocked_until = greatest(blocked_until, now() + make_interval(secs => %(seco
 WHERE scope = %(scope)s AND key = %(key)s
 
 -- name: throttle_forgive_account
-DELETE FROM login_throttle WHERE scope = 'account' AND key = %(key)s
-
--- name: throttle_forgive_address
--- A successful attempt was counted in advance: take it back (the row goes at zero).
-WITH decremented AS (
-    UPDATE login_throttle SET failures = failures - 1
-    WHERE scope = 'address' AND key = %(key)s AND failures > 1
+-- The right password: forget the account's failures counted before the attempt began
+-- (%(before)s); failures of attempts that ran alongside it stay, with the block they set
+-- (no block was in force when it began, or it would have been refused).
+WITH forgiven AS (
+    UPDATE login_throttle SET failures = failures - %(before)s
+    WHERE scope = 'account' AND key = %(key)s AND failures > %(before)s
 )
-DELETE FROM login_throttle WHERE scope = 'address' AND key = %(key)s AND failures <= 1
+DELETE FROM login_throttle
+WHERE scope = 'account' AND key = %(key)s AND failures <= %(before)s
 
 -- name: throttle_recently_audited
 -- Refusals of one blocked key are audited at most once a minute (the log is append-only:
@@ -210,7 +240,13 @@ WHERE id IN (
 )
 
 -- name: prune_login_throttle
--- Counters that would start afresh anyway (idle past the window) and block nobody.
+-- Counters that would start afresh anyway (idle past the window) and block nobody; and
+-- reservations of attempts whose process died (they stopped counting long before: an hour
+-- is far beyond throttle.IN_FLIGHT_SECONDS).
+WITH dead_reservations AS (
+    DELETE FROM login_attempts
+    WHERE started_at < now() - make_interval(secs => greatest(%(window)s, 3600))
+)
 DELETE FROM login_throttle
 WHERE last_failure_at < now() - make_interval(secs => %(window)s)
   AND (blocked_until IS NULL OR blocked_until < now())

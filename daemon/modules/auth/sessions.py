@@ -34,7 +34,7 @@ from daemon.modules.auth.passwords import (
 )
 from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS, PASSWORD_MAX_LENGTH, retry_after
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
-from daemon.modules.auth.users import SQL, User, set_password
+from daemon.modules.auth.users import SQL, User, normalize_login_email, set_password
 from daemon.shared.errors import (
     InvalidAccountData,
     InvalidCredentials,
@@ -83,23 +83,51 @@ async def login(
 ) -> LoginResult:
     """Check the credentials and open a session.
 
-    Steps: count the attempt for the account and the address before anything else, or
-    refuse at once if either is blocked (:func:`throttle.begin_attempt`); verify the
-    password off the event loop (no database connection held meanwhile); then, in one
-    transaction, either open the session, forgive the attempt, upgrade the hash if its
-    parameters are outdated and audit ``auth.login``, or audit ``auth.login_failed``.
+    Steps: reserve the attempt for the account and the address before anything else
+    (:func:`throttle.attempt`: refused at once if either is blocked; waits while other
+    attempts in flight could still block it); verify the password off the event loop (no
+    database connection held meanwhile); then, in one transaction, either open the
+    session, settle the attempt as a success (the account's earlier failures are
+    forgotten), upgrade the hash if its parameters are outdated and audit ``auth.login``,
+    or count the failure and audit ``auth.login_failed``. A correct password is never
+    counted as a failure; a cancelled login (client gone) releases its reservation and
+    counts nothing: its outcome was never told to anyone.
 
     Raises:
         LoginThrottled: blocked; ``retry_after`` says for how many seconds. The password
-            is not checked.
+            is not checked. Also (retry after 1 s) when the attempts in flight were not
+            decided within ``throttle.WAIT_SECONDS``.
         InvalidCredentials: unknown email, wrong password or disabled user (the same
             message for all three).
+        InvalidAccountData: (field ``email``) it contains a control or invisible
+            character (:func:`normalize_login_email`): no account has one. Nothing is
+            counted.
     """
-    email = email.strip()
+    email = normalize_login_email(email)
     context = AuditContext(actor=Actor.anonymous(), client_addr=client_addr, request_id=request_id)
-    attempt = await throttle.begin_attempt(
+    async with throttle.attempt(
         pool, email, address=client_addr, policy=policy, context=context
-    )
+    ) as attempt:
+        result = await _check_and_open(
+            pool, attempt, email, password, policy=policy, context=context
+        )
+    if result is None:
+        raise InvalidCredentials()
+    return result
+
+
+async def _check_and_open(
+    pool: Pool,
+    attempt: throttle.Attempt,
+    email: str,
+    password: str,
+    *,
+    policy: AuthPolicy,
+    context: AuditContext,
+) -> LoginResult | None:
+    """:func:`login` within its reserved attempt: the session opened, or None (the
+    failure counted and audited)."""
+    client_addr, request_id = context.client_addr, context.request_id
     row = None
     if len(email) <= 320:
         async with pool.connection() as conn:
@@ -113,6 +141,7 @@ async def login(
     if user is None or not valid or not user.active:
         reason = "unknown_email" if user is None else "wrong_password" if not valid else "disabled"
         async with pool.transaction() as conn:
+            failure = await throttle.fail(conn, attempt, policy)
             await record(
                 conn,
                 context,
@@ -124,21 +153,21 @@ async def login(
                     # into the email field must not land in the append-only log.
                     "email": attempt.account if looks_like_email(email) else "(not an email)",
                     "reason": reason,
-                    "failures": attempt.failures,
+                    "failures": failure.failures,
                 }
                 | (
-                    {"blocked_seconds": retry_after(attempt.blocked_seconds)}
-                    if attempt.blocked_seconds
+                    {"blocked_seconds": retry_after(failure.blocked_seconds)}
+                    if failure.blocked_seconds
                     else {}
                 ),
             )
-        raise InvalidCredentials()
+        return None
 
     assert stored_hash is not None
     new_hash = await hash_password(password, policy) if needs_rehash(stored_hash, policy) else None
     token = new_session_token()
     async with pool.transaction() as conn:
-        await throttle.forgive(conn, attempt)
+        await throttle.succeed(conn, attempt)
         session = await (
             await conn.execute(
                 SQL["insert_session"],
@@ -262,13 +291,19 @@ async def change_own_password(
         row = await (await conn.execute(SQL["get_password_hash"], {"id": principal.id})).fetchone()
     if row is None:
         raise Unauthenticated()
-    attempt = await throttle.begin_attempt(
+    async with throttle.attempt(
         pool, principal.name, address=context.client_addr, policy=policy, context=context
-    )
-    if not await verify_password(str(row[0]), current_password[: PASSWORD_MAX_LENGTH + 1], policy):
+    ) as attempt:
+        right = await verify_password(
+            str(row[0]), current_password[: PASSWORD_MAX_LENGTH + 1], policy
+        )
+        async with pool.transaction() as conn:
+            if right:
+                await throttle.succeed(conn, attempt)
+            else:
+                await throttle.fail(conn, attempt, policy)
+    if not right:
         raise InvalidAccountData("current_password", "current_password: wrong password")
-    async with pool.transaction() as conn:
-        await throttle.forgive(conn, attempt)
     return await set_password(
         pool,
         principal.id,
