@@ -1,4 +1,4 @@
-"""Passwords: the policy, email normalisation, and argon2id hashing off the event loop.
+"""Passwords: the policy, and argon2id hashing off the event loop.
 
 Hashing and verifying run on the process's low-priority CPU threads (the policy's
 ``cpu``, a :class:`daemon.shared.cpu_threads.CpuThreads` sized once by the composition
@@ -11,7 +11,6 @@ made with the same parameters, so both take the same time.
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,38 +19,12 @@ import trio
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from daemon.modules.auth.policy import PASSWORD_MAX_LENGTH, AuthPolicy
-from daemon.shared.errors import InvalidAccountData, WeakPassword
+from daemon.shared.errors import WeakPassword
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 T = TypeVar("T")
-
-EMAIL_MAX_LENGTH = 254
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def normalize_email(email: str) -> str:
-    """The email as stored: surrounding whitespace removed (case is kept; comparisons
-    ignore it)."""
-    return email.strip()
-
-
-def looks_like_email(text: str) -> bool:
-    """Whether ``text`` has the shape of an email address (nothing more is checked)."""
-    return len(text) <= EMAIL_MAX_LENGTH and _EMAIL.match(text.strip()) is not None
-
-
-def check_email(email: str) -> str:
-    """The normalised email.
-
-    Raises:
-        InvalidAccountData: (field ``email``) it does not look like an email address.
-    """
-    email = normalize_email(email)
-    if len(email) > EMAIL_MAX_LENGTH or not _EMAIL.match(email):
-        raise InvalidAccountData("email", "email: not a valid email address")
-    return email
 
 
 def check_password(password: str, *, email: str, policy: AuthPolicy) -> None:

@@ -28,13 +28,18 @@ from daemon.modules.auth.api_keys import authenticate_api_key, looks_like_api_ke
 from daemon.modules.auth.passwords import (
     check_password,
     hash_password,
-    looks_like_email,
     needs_rehash,
     verify_password,
 )
 from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS, PASSWORD_MAX_LENGTH, retry_after
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
-from daemon.modules.auth.users import SQL, User, normalize_login_email, set_password
+from daemon.modules.auth.users import (
+    SQL,
+    User,
+    looks_like_email,
+    normalize_login_email,
+    set_password,
+)
 from daemon.shared.errors import (
     InvalidAccountData,
     InvalidCredentials,

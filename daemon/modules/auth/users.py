@@ -108,6 +108,11 @@ def normalize_email(email: str) -> str:
     return unicodedata.normalize("NFKC", email.strip()).strip()
 
 
+def looks_like_email(text: str) -> bool:
+    """Whether ``text`` has the shape of an email address (nothing more is checked)."""
+    return len(text) <= EMAIL_MAX_LENGTH and _EMAIL_SHAPE.match(text.strip()) is not None
+
+
 def normalize_login_email(email: str) -> str:
     """An email typed to look an account up (login, the CLI): :func:`normalize_email`,
     refusing only characters no address may contain (:func:`check_email`'s first rule).

@@ -38,7 +38,7 @@ BEGIN
         RETURNING users.id, t.old_email, t.email
     )
     INSERT INTO audit_events (actor_type, action, target_type, target_id, request_id, details)
-    SELECT 'system', 'user.email_normalized', 'user', c.id::text, 'migration-0007',
+    SELECT 'system', 'user.email_normalized', 'user', c.id::text, 'migration-0009',
            jsonb_build_object('email', jsonb_build_array(c.old_email, c.email))
     FROM changed c;
 END
