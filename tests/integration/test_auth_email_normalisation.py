@@ -9,6 +9,7 @@ import argparse
 import pytest
 
 from daemon.commands.users import add_parsers
+from daemon.composition import auth_policy
 from daemon.modules.audit import AuditContext
 from daemon.modules.auth import (
     AuthPolicy,
@@ -137,11 +138,20 @@ def bootstrap_settings(email: str) -> Settings:
     )
 
 
+async def bootstrap(pool, settings: Settings):
+    """The supervisor's call with what ``settings`` configure."""
+    password = settings.bootstrap_admin_password
+    assert password is not None
+    return await bootstrap_admin(
+        pool, settings.bootstrap_admin_email, password.get_secret_value(), auth_policy(settings)
+    )
+
+
 async def test_the_bootstrap_admin_goes_through_the_same_rules(pool):
     with pytest.raises(InvalidAccountData) as caught:
-        await bootstrap_admin(pool, bootstrap_settings("ro\u200bot@example.org"))
+        await bootstrap(pool, bootstrap_settings("ro\u200bot@example.org"))
     assert caught.value.field == "email" and "U+200B" in caught.value.message
-    admin = await bootstrap_admin(pool, bootstrap_settings(wide("root") + "@example.org"))
+    admin = await bootstrap(pool, bootstrap_settings(wide("root") + "@example.org"))
     assert admin is not None and admin.email == "root@example.org"
 
 

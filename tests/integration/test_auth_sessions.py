@@ -7,9 +7,11 @@ import logging
 import statistics
 import time
 
+import attrs
 import pytest
 import trio
 
+from daemon.composition import compose
 from daemon.modules.audit import Actor, ActorType, AuditContext, AuditFilter, list_events
 from daemon.modules.auth import (
     AuthPolicy,
@@ -23,6 +25,7 @@ from daemon.modules.auth import (
     logout,
     update_user,
 )
+from daemon.shared.config import Settings
 from daemon.shared.errors import (
     InvalidAccountData,
     InvalidCredentials,
@@ -268,7 +271,11 @@ async def test_hashing_does_not_stall_the_event_loop(pool):
     time. (Throttling off: attempts in flight count as failures until they succeed, so 20
     concurrent logins of one account would be throttled.)"""
     no_throttle = ThrottlePolicy(free_failures=1000, lock_failures=1000)
-    policy = AuthPolicy(account_throttle=no_throttle, address_throttle=no_throttle)
+    # The process's policy: hashing on its pool of low-priority CPU threads.
+    policy = attrs.evolve(
+        compose(Settings()).auth, account_throttle=no_throttle, address_throttle=no_throttle
+    )
+    assert policy.cpu is not None
     await make(pool, "gu@example.org", policy=policy)
     lateness: list[float] = []
     done = trio.Event()

@@ -16,8 +16,9 @@ import re
 import pytest
 import trio
 
+from daemon.composition import compose, pipeline_config
 from daemon.modules.auth import Role
-from daemon.modules.ingestion import FetchPolicy, Pipeline, PipelineConfig, fetch_url
+from daemon.modules.ingestion import FetchPolicy, Pipeline, fetch_url
 from daemon.modules.ingestion.address_policy import AddressPolicy, IPAddress
 from daemon.modules.ingestion.egress_policy import EgressPolicy
 from daemon.modules.ingestion.guarded_network import GuardedBackend, note_configured_url
@@ -250,7 +251,7 @@ def test_a_model_server_outside_the_allowlist_is_noted_at_start(caplog):
 
 
 async def run_to_rest(server, document_id: int) -> str:
-    pipeline = Pipeline(server.pool, PipelineConfig.from_settings(server.settings))
+    pipeline = Pipeline(server.pool, pipeline_config(compose(server.settings)))
     with trio.fail_after(60):
         while True:
             async with server.pool.connection() as conn:

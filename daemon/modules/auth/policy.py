@@ -60,8 +60,10 @@ def retry_after(seconds: float) -> int:
 class AuthPolicy:
     """Everything configurable about authentication (defaults: the settings' defaults).
 
-    ``cpu``: the process's CPU threads, where password hashing runs (None: Trio's
-    default threads). Not a rule: it takes no part in equality.
+    ``cpu``: the process's CPU threads, where password hashing runs at low priority (the
+    composition root always sets it; None, in tools and tests: Trio's default threads,
+    at normal priority, as many at once as callers). Not a rule: it takes no part in
+    equality.
     """
 
     session_ttl_seconds: float = DEFAULT_SESSION_TTL_SECONDS
