@@ -1,5 +1,5 @@
 """The pipeline's configuration: typed, parsed and built once by whoever wires the
-process (today ``daemon.worker.handlers.pipeline_config``); this module reads no
+process (``daemon.composition.pipeline_config``); this module reads no
 settings."""
 
 from __future__ import annotations
