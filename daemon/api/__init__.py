@@ -13,6 +13,7 @@ from daemon.api.cors import CorsPolicy
 from daemon.api.edge import Edge
 from daemon.api.errors import register_error_handlers
 from daemon.api.http_metrics import record_request, start_timer
+from daemon.api.path_ids import BigintIdConverter
 from daemon.api.proxies import parse_networks
 from daemon.api.routes import (
     api_keys,
@@ -53,6 +54,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
     """
     app = QuartTrio("triaged", static_folder=None)
     app.request_class = Request  # uploads parsed in memory (see daemon/api/uploads.py)
+    app.url_map.converters["int"] = BigintIdConverter  # before any route is added
     app.config["MAX_CONTENT_LENGTH"] = context.settings.max_request_bytes
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.extensions[_EXTENSION] = context

@@ -40,7 +40,7 @@ from typing import Any
 import trio
 
 from daemon.api.cors import CorsPolicy
-from daemon.api.problems import PROBLEM_JSON
+from daemon.api.problems import PROBLEM_JSON, title_for
 from daemon.api.proxies import Network, client_address
 from daemon.shared.logs import request_id_var
 
@@ -210,7 +210,7 @@ async def _refuse_too_large(send: Any, request_id: str, limit: int) -> None:
     body = json.dumps(
         {
             "type": "about:blank",
-            "title": "Content Too Large",
+            "title": title_for(413),
             "status": 413,
             "detail": f"The request body is larger than the limit of {limit} bytes.",
             "request_id": request_id,
