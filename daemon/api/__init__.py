@@ -8,6 +8,7 @@ from quart_trio import QuartTrio
 
 from daemon.api.access import check_declarations
 from daemon.api.authn import authorize_request
+from daemon.api.body_limits import BodyBudget
 from daemon.api.context import _EXTENSION, ApiContext
 from daemon.api.cors import CorsPolicy
 from daemon.api.edge import Edge
@@ -77,6 +78,8 @@ def create_asgi(app: QuartTrio, context: ApiContext) -> Any:
     return Edge(
         app,
         max_body_bytes=settings.max_request_bytes,
+        body_timeout=settings.http_body_timeout_seconds,
+        body_budget=BodyBudget(max(settings.http_body_bytes_in_flight, settings.max_request_bytes)),
         cors=CorsPolicy.of(settings.cors_allowed_origins),
         trusted_proxies=parse_networks(settings.http_trusted_proxies),
     )
