@@ -9,7 +9,7 @@ import trio
 from pydantic import BaseModel, ValidationError
 from quart import request
 
-from daemon.api.json_input import parse_json
+from daemon.api.json_input import json_text, parse_json
 from daemon.shared.errors import (
     BodyTooLarge,
     UnsupportedMediaType,
@@ -44,16 +44,14 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
         )
     if (request.content_length or 0) > max_bytes:
         raise BodyTooLarge(f"this body may have at most {max_bytes} bytes")
-    chunks = []
-    size = 0
+    raw = bytearray()  # one buffer, grown in place, dropped once decoded
     async for chunk in request.body:
-        size += len(chunk)
-        if size > max_bytes:
+        if len(raw) + len(chunk) > max_bytes:
             raise BodyTooLarge(f"this body may have at most {max_bytes} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    del chunks
-    data: Any = await _parsed(raw)
+        raw += chunk
+    text = json_text(raw)
+    del raw
+    data: Any = await _parsed(text)
     bad = _unstorable_path(data, ())
     if bad is not None:
         raise ValidationFailed(
@@ -75,10 +73,10 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
 _PARSE_IN_THREAD_BYTES = 256 * 1024
 
 
-async def _parsed(raw: bytes) -> Any:
-    if len(raw) < _PARSE_IN_THREAD_BYTES:
-        return parse_json(raw)
-    return await trio.to_thread.run_sync(parse_json, raw)
+async def _parsed(text: str) -> Any:
+    if len(text) < _PARSE_IN_THREAD_BYTES:
+        return parse_json(text)
+    return await trio.to_thread.run_sync(parse_json, text)
 
 
 def field_errors(exc: ValidationError, *, whole: str) -> list[dict[str, str]]:

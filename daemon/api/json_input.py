@@ -71,6 +71,18 @@ def _float(text: str) -> float | _OutOfRange:
     return value if math.isfinite(value) else _OutOfRange(text)
 
 
+def json_text(raw: bytes | bytearray, *, what: str = "the body") -> str:
+    """``raw`` decoded as JSON text (UTF-8, or UTF-16/32 as RFC 8259's detection says).
+
+    Raises:
+        MalformedInput: the bytes are not text in that encoding.
+    """
+    try:
+        return raw.decode(json.detect_encoding(raw))
+    except UnicodeDecodeError as exc:
+        raise MalformedInput(f"{what} is not valid JSON: {exc}") from None
+
+
 def parse_json(raw: bytes | str, *, what: str = "the body", field: str = "") -> Any:
     """``raw`` parsed as JSON within :data:`MAX_JSON_DEPTH` and the number limits.
 
@@ -81,10 +93,7 @@ def parse_json(raw: bytes | str, *, what: str = "the body", field: str = "") -> 
         MalformedInput: not JSON (or not UTF-8/16/32 text), or nested too deep.
         ValidationFailed: a number out of range; ``errors`` names its field.
     """
-    try:
-        text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw))
-    except UnicodeDecodeError as exc:
-        raise MalformedInput(f"{what} is not valid JSON: {exc}") from None
+    text = raw if isinstance(raw, str) else json_text(raw, what=what)
     if json_depth(text) > MAX_JSON_DEPTH:
         raise MalformedInput(
             f"{what} is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects"

@@ -428,7 +428,7 @@ class Settings(BaseSettings):
         "started; slower ones get 408.",
     )
     http_body_bytes_in_flight: int = Field(
-        default=128 * 1024 * 1024,
+        default=192 * 1024 * 1024,
         ge=1024,
         description="Bytes of request bodies held at once by the process (at least one "
         "body of TRIAGED_MAX_REQUEST_BYTES); a body that does not fit gets 503 with "

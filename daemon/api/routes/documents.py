@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import trio
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from quart import Blueprint, Response, request
@@ -19,6 +18,7 @@ from daemon.api.json_input import parse_json
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.routes.cases import case_view
+from daemon.api.uploads import file_bytes
 from daemon.modules.analysis.factory import check_analyzer_choice as analyzer_choice_check
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import (
@@ -163,7 +163,7 @@ async def _from_multipart() -> NewDocument:
             [{"field": "file", "message": "exactly one multipart file part, named file"}]
         )
     upload = uploads[0]
-    data = await trio.to_thread.run_sync(upload.read)
+    data = file_bytes(upload)  # the parsed part's own buffer: no copy
     media_type = upload.mimetype or None
     if upload.mimetype_params.get("charset") and media_type:
         media_type = f"{media_type}; charset={upload.mimetype_params['charset']}"
