@@ -144,7 +144,9 @@ class Edge:
                 preflight_status, headers = self.cors.preflight(origin)
                 await _answer_empty(send_with_headers, preflight_status, headers)
             elif (_declared_length(scope) or 0) > self.max_body_bytes:
-                await _refuse_too_large(send_with_headers, request_id, self.max_body_bytes)
+                limit = self.max_body_bytes
+                detail = f"The request body is larger than the limit of {limit} bytes."
+                await _refuse(send_with_headers, 413, detail, {})
             else:
                 await self._call_app(scope, receive, send_with_headers, lambda: status)
         finally:
@@ -244,11 +246,6 @@ def _declared_length(scope: Scope) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-async def _refuse_too_large(send: Any, request_id: str, limit: int) -> None:
-    detail = f"The request body is larger than the limit of {limit} bytes."
-    await _refuse(send, 413, detail, {})
 
 
 async def _refuse(send: Any, status: int, detail: str, headers: dict[bytes, bytes]) -> None:
