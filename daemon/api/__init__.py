@@ -8,11 +8,13 @@ from quart_trio import QuartTrio
 
 from daemon.api.access import check_declarations
 from daemon.api.authn import authorize_request
+from daemon.api.body_limits import BodyBudget
 from daemon.api.context import _EXTENSION, ApiContext
 from daemon.api.cors import CorsPolicy
 from daemon.api.edge import Edge
 from daemon.api.errors import register_error_handlers
 from daemon.api.http_metrics import record_request, start_timer
+from daemon.api.path_ids import BigintIdConverter
 from daemon.api.proxies import parse_networks
 from daemon.api.routes import (
     api_keys,
@@ -53,6 +55,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
     """
     app = QuartTrio("triaged", static_folder=None)
     app.request_class = Request  # uploads parsed in memory (see daemon/api/uploads.py)
+    app.url_map.converters["int"] = BigintIdConverter  # before any route is added
     app.config["MAX_CONTENT_LENGTH"] = context.settings.max_request_bytes
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.extensions[_EXTENSION] = context
@@ -75,6 +78,8 @@ def create_asgi(app: QuartTrio, context: ApiContext) -> Any:
     return Edge(
         app,
         max_body_bytes=settings.max_request_bytes,
+        body_timeout=settings.http_body_timeout_seconds,
+        body_budget=BodyBudget(max(settings.http_body_bytes_in_flight, settings.max_request_bytes)),
         cors=CorsPolicy.of(settings.cors_allowed_origins),
         trusted_proxies=parse_networks(settings.http_trusted_proxies),
     )

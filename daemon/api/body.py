@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, TypeVar
 
+import trio
 from pydantic import BaseModel, ValidationError
 from quart import request
 
+from daemon.api.json_input import json_text, parse_json
 from daemon.shared.errors import (
     BodyTooLarge,
-    MalformedInput,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -31,8 +31,10 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
     Raises:
         UnsupportedMediaType: the body is not declared as JSON.
         BodyTooLarge: the body is larger than ``max_bytes``.
-        MalformedInput: the body is not valid JSON.
-        ValidationFailed: the JSON does not fit ``model``, or a string holds a NUL
+        MalformedInput: the body is not valid JSON, or is nested deeper than
+            :data:`~daemon.api.json_input.MAX_JSON_DEPTH` levels.
+        ValidationFailed: the JSON does not fit ``model``, holds a number out of range
+            (see :mod:`daemon.api.json_input`), or a string holds a NUL
             character (PostgreSQL text cannot) or a lone surrogate (UTF-8 cannot);
             ``errors`` names each field.
     """
@@ -42,18 +44,14 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
         )
     if (request.content_length or 0) > max_bytes:
         raise BodyTooLarge(f"this body may have at most {max_bytes} bytes")
-    chunks = []
-    size = 0
+    raw = bytearray()  # one buffer, grown in place, dropped once decoded
     async for chunk in request.body:
-        size += len(chunk)
-        if size > max_bytes:
+        if len(raw) + len(chunk) > max_bytes:
             raise BodyTooLarge(f"this body may have at most {max_bytes} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        data: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedInput(f"the body is not valid JSON: {exc}") from None
+        raw += chunk
+    text = json_text(raw)
+    del raw
+    data: Any = await _parsed(text)
     bad = _unstorable_path(data, ())
     if bad is not None:
         raise ValidationFailed(
@@ -69,6 +67,16 @@ async def json_body(model: type[ModelT], *, max_bytes: int = DEFAULT_MAX_JSON_BY
     except ValidationError as exc:
         errors = field_errors(exc, whole="(body)")
         raise ValidationFailed(errors, f"{len(errors)} invalid field(s)") from None
+
+
+# Larger bodies are parsed in a worker thread: the event loop keeps serving meanwhile.
+_PARSE_IN_THREAD_BYTES = 256 * 1024
+
+
+async def _parsed(text: str) -> Any:
+    if len(text) < _PARSE_IN_THREAD_BYTES:
+        return parse_json(text)
+    return await trio.to_thread.run_sync(parse_json, text)
 
 
 def field_errors(exc: ValidationError, *, whole: str) -> list[dict[str, str]]:

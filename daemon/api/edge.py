@@ -16,6 +16,11 @@
 - **Body limit.** A declared ``Content-Length`` above the limit is refused with 413
   before the app runs; bodies without a length are bounded by Quart's
   ``MAX_CONTENT_LENGTH`` as they are read.
+- **Body deadline and budget** (:mod:`daemon.api.body_limits`): a body not whole within
+  the body timeout is cut off with 408; a body that does not fit in the process's budget
+  of body bytes in flight is refused with 503 and ``Retry-After``, before it is read when
+  its length is declared. Both answers close the connection (the rest of the body is
+  never read).
 - **Client address.** Behind trusted proxies, the address from ``X-Forwarded-For``
   replaces the peer in the scope (:mod:`daemon.api.proxies`), so the app, the audit log
   and the login throttle see the real client.
@@ -39,8 +44,9 @@ from typing import Any
 
 import trio
 
+from daemon.api.body_limits import BodyBudget, BodyFault, BodyReader
 from daemon.api.cors import CorsPolicy
-from daemon.api.problems import PROBLEM_JSON
+from daemon.api.problems import PROBLEM_JSON, title_for
 from daemon.api.proxies import Network, client_address
 from daemon.shared.logs import request_id_var
 
@@ -56,6 +62,8 @@ _BASE_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 DEFAULT_CSP = b"default-src 'none'; frame-ancestors 'none'"
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+RETRY_AFTER_SECONDS = 5  # after a 503 for the budget of body bytes in flight
 
 
 class Edge:
@@ -68,9 +76,13 @@ class Edge:
         max_body_bytes: int,
         cors: CorsPolicy | None = None,
         trusted_proxies: tuple[Network, ...] = (),
+        body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+        body_budget: BodyBudget | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.body_budget = body_budget or BodyBudget(max_body_bytes)
         self.cors = cors or CorsPolicy.of(())
         self.trusted_proxies = trusted_proxies
         self._shields: set[trio.CancelScope] = set()
@@ -131,10 +143,12 @@ class Edge:
             if preflight:
                 preflight_status, headers = self.cors.preflight(origin)
                 await _answer_empty(send_with_headers, preflight_status, headers)
-            elif _declared_length(scope) > self.max_body_bytes:
-                await _refuse_too_large(send_with_headers, request_id, self.max_body_bytes)
+            elif (_declared_length(scope) or 0) > self.max_body_bytes:
+                limit = self.max_body_bytes
+                detail = f"The request body is larger than the limit of {limit} bytes."
+                await _refuse(send_with_headers, 413, detail, {})
             else:
-                await self.app(scope, receive, send_with_headers)
+                await self._call_app(scope, receive, send_with_headers, lambda: status)
         finally:
             log.info(
                 "%s %s %s",
@@ -151,6 +165,30 @@ class Edge:
                 },
             )
             request_id_var.reset(token)
+
+    async def _call_app(self, scope: Scope, receive: Any, send: Any, status: Any) -> None:
+        """Run the app with its body under the deadline and the budget; answer 408 or
+        503 for it when the body was cut off before the app answered."""
+        with trio.CancelScope() as app_scope:
+            reader = BodyReader(
+                receive,
+                budget=self.body_budget,
+                deadline=trio.current_time() + self.body_timeout,
+                app_scope=app_scope,
+            )
+            try:
+                if reader.admit(_declared_length(scope)):
+                    await self.app(scope, reader.receive, send)
+            finally:
+                reader.close()
+        if reader.fault is None or status():
+            return
+        if reader.fault is BodyFault.TOO_SLOW:
+            detail = f"The request body did not arrive within {self.body_timeout:g} seconds."
+            await _refuse(send, 408, detail, {})
+        else:
+            detail = "The server is receiving too many request bodies at once; try again."
+            await _refuse(send, 503, detail, {b"retry-after": str(RETRY_AFTER_SECONDS).encode()})
 
     def _with_client(self, scope: Scope) -> Scope:
         if not self.trusted_proxies or not scope.get("client"):
@@ -199,31 +237,37 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _declared_length(scope: Scope) -> int:
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (hypercorn has checked it is a valid one)."""
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
     try:
-        return int(_header(scope, b"content-length") or 0)
+        return int(value)
     except ValueError:
-        return 0
+        return None
 
 
-async def _refuse_too_large(send: Any, request_id: str, limit: int) -> None:
+async def _refuse(send: Any, status: int, detail: str, headers: dict[bytes, bytes]) -> None:
+    """A problem+json answer that closes the connection (the body is left unread)."""
     body = json.dumps(
         {
             "type": "about:blank",
-            "title": "Content Too Large",
-            "status": 413,
-            "detail": f"The request body is larger than the limit of {limit} bytes.",
-            "request_id": request_id,
+            "title": title_for(status),
+            "status": status,
+            "detail": detail,
+            "request_id": request_id_var.get(),
         }
     ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *headers.items(),
             ],
         }
     )

@@ -8,14 +8,13 @@ carries the request id and nothing of the internals; the traceback goes to the l
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import psycopg
 from quart import request
 from werkzeug.exceptions import HTTPException
 
-from daemon.api.problems import problem
+from daemon.api.problems import problem, title_for
 from daemon.shared.errors import (
     ApiKeyNotFound,
     AuthError,
@@ -91,7 +90,7 @@ def register_error_handlers(app: Quart) -> None:
             headers["Allow"] = ", ".join(sorted(error.valid_methods or []))
         return problem(
             status,
-            HTTPStatus(status).phrase,
+            title_for(status),
             _detail_for(status, error),
             request_id=request_id_var.get(),
             headers=headers,
@@ -109,7 +108,7 @@ def register_error_handlers(app: Quart) -> None:
             extensions["errors"] = [{"field": error.field, "message": error.message}]
         return problem(
             status,
-            HTTPStatus(status).phrase,
+            title_for(status),
             error.message if status < 500 else "The service is temporarily unavailable.",
             request_id=request_id_var.get(),
             headers=_headers_for(error, status),
@@ -125,7 +124,7 @@ def register_error_handlers(app: Quart) -> None:
                     extra={"action": "http.data_error"})  # fmt: skip
         return problem(
             422,
-            "Unprocessable Content",
+            title_for(422),
             "A value is out of range or contains a character the database cannot store.",
             request_id=request_id_var.get(),
         )
@@ -135,7 +134,7 @@ def register_error_handlers(app: Quart) -> None:
         log.exception("unhandled error while serving a request", extra={"action": "http.crash"})
         return problem(
             500,
-            "Internal Server Error",
+            title_for(500),
             "The server failed to handle this request; its log has the details.",
             request_id=request_id_var.get(),
         )

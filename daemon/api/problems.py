@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from quart import Response
 
 PROBLEM_JSON = "application/problem+json"
+
+# RFC 9110's names where Python 3.11's ``http.HTTPStatus`` still has the older ones:
+# one title per status on every route, whichever layer answers.
+_RFC_9110_TITLES = {
+    413: "Content Too Large",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def title_for(status: int) -> str:
+    """The problem ``title`` of ``status``: its RFC 9110 reason phrase."""
+    return _RFC_9110_TITLES.get(status) or HTTPStatus(status).phrase
 
 
 def problem(

@@ -1,16 +1,39 @@
-"""Query strings into validated models, with field-level errors like JSON bodies."""
+"""Query strings into validated models, with field-level errors like JSON bodies.
+
+Numbers in a query string are held to one pattern, whatever a route's model declares:
+every integer parameter and every ``cursor`` (all listings page by a bigint id) must be
+1 to 19 ASCII digits with a value that fits a PostgreSQL bigint. Python's ``int()`` and
+pydantic's lax parsing would otherwise take Unicode digits (``"٣"``), signs, spaces,
+underscores and ``"1.0"``, and ``"²"`` made ``int()`` raise.
+"""
 
 from __future__ import annotations
 
-from typing import TypeVar
+import re
+import types
+from functools import cache
+from typing import Annotated, Final, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import request
 
 from daemon.api.body import field_errors
 from daemon.shared.errors import ValidationFailed
 
 QueryT = TypeVar("QueryT", bound="QueryModel")
+
+MAX_BIGINT: Final = 2**63 - 1
+ID_PATTERN: Final = r"^[0-9]{1,19}$"
+"""What an id or cursor looks like in a URL: ASCII digits (at most :data:`MAX_BIGINT`)."""
+_ID = re.compile(r"[0-9]{1,19}")  # with fullmatch: a "$" would allow a final newline
+
+Cursor = Annotated[str, Field(pattern=ID_PATTERN, description="next_cursor of the last page")]
+"""The type to declare a listing's ``cursor`` with (checked here in any case)."""
+
+
+def is_bigint_id(value: str) -> bool:
+    """Whether ``value`` is 1 to 19 ASCII digits with a value that fits a bigint."""
+    return _ID.fullmatch(value) is not None and int(value) <= MAX_BIGINT
 
 
 class QueryModel(BaseModel):
@@ -33,6 +56,8 @@ def query_params(model: type[QueryT]) -> QueryT:
             errors.append({"field": name, "message": "given more than once"})
         elif "\x00" in values[0]:
             errors.append({"field": name, "message": "contains a NUL character"})
+        elif name in _numeric_fields(model) and not is_bigint_id(values[0]):
+            errors.append({"field": name, "message": f"must be ASCII digits, at most {MAX_BIGINT}"})
         data[name] = values[0]
     if not errors:
         try:
@@ -40,3 +65,17 @@ def query_params(model: type[QueryT]) -> QueryT:
         except ValidationError as exc:
             errors = field_errors(exc, whole="(query)")
     raise ValidationFailed(errors, f"{len(errors)} invalid query parameter(s)")
+
+
+@cache
+def _numeric_fields(model: type[QueryModel]) -> frozenset[str]:
+    """The parameters of ``model`` held to :func:`is_bigint_id`: ``cursor`` and every
+    integer field (``int`` or ``int | None``)."""
+    names = {"cursor"}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if get_origin(annotation) in (Union, types.UnionType):
+            annotation = next((a for a in get_args(annotation) if a is not type(None)), None)
+        if annotation is int:
+            names.add(info.alias or name)
+    return frozenset(names)

@@ -37,4 +37,7 @@ def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 
 
 def no_content() -> Response:
-    return Response("", status=204)
+    """A 204: no body, hence no ``Content-Type`` (Quart would default to text/html)."""
+    response = Response(b"", status=204)
+    del response.headers["Content-Type"]
+    return response

@@ -13,6 +13,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from daemon.api import protocol_errors
+
 if TYPE_CHECKING:
     from daemon.shared.config import Settings
 
@@ -34,6 +36,7 @@ class HttpService:
     name = "http"
 
     def __init__(self, asgi_app: Any, settings: Settings) -> None:
+        protocol_errors.install()  # hypercorn's own 400s in problem+json
         self._app = asgi_app
         self._settings = settings
         self._stop = trio.Event()

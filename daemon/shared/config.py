@@ -429,6 +429,21 @@ class Settings(BaseSettings):
         le=36_500,
         description="Completed documents are kept this long (retain_until).",
     )
+    # Limits on request bodies (docs/security.md).
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A request body must have arrived whole this long after the request "
+        "started; slower ones get 408.",
+    )
+    http_body_bytes_in_flight: int = Field(
+        default=192 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of request bodies held at once by the process (at least one "
+        "body of TRIAGED_MAX_REQUEST_BYTES); a body that does not fit gets 503 with "
+        "Retry-After.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -3,11 +3,9 @@ reanalysis, deletion."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-import trio
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from quart import Blueprint, Response, request
@@ -16,9 +14,11 @@ from daemon.api.access import requires
 from daemon.api.authn import audit_context, current_principal
 from daemon.api.body import field_errors, json_body
 from daemon.api.context import current_context
+from daemon.api.json_input import parse_json
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.routes.cases import case_view
+from daemon.api.uploads import file_bytes
 from daemon.modules.analysis import check_analyzer_choice as analyzer_choice_check
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import (
@@ -34,7 +34,7 @@ from daemon.modules.ingestion import (
     receive_document,
     retry_document,
 )
-from daemon.shared.errors import MalformedInput, ValidationFailed
+from daemon.shared.errors import ValidationFailed
 
 blueprint = Blueprint("documents", __name__, url_prefix="/api/v1/documents")
 
@@ -163,16 +163,13 @@ async def _from_multipart() -> NewDocument:
             [{"field": "file", "message": "exactly one multipart file part, named file"}]
         )
     upload = uploads[0]
-    data = await trio.to_thread.run_sync(upload.read)
+    data = file_bytes(upload)  # the parsed part's own buffer: no copy
     media_type = upload.mimetype or None
     if upload.mimetype_params.get("charset") and media_type:
         media_type = f"{media_type}; charset={upload.mimetype_params['charset']}"
     metadata: Any = {}
     if form.get("metadata"):
-        try:
-            metadata = json.loads(form["metadata"])
-        except json.JSONDecodeError as exc:
-            raise MalformedInput(f"metadata is not valid JSON: {exc}") from None
+        metadata = parse_json(form["metadata"], what="metadata", field="metadata")
         if not isinstance(metadata, dict):
             raise ValidationFailed([{"field": "metadata", "message": "must be a JSON object"}])
     fields = {name: form.getlist(name) for name in form}

@@ -8,7 +8,7 @@
 -- The fields come as one JSON array of rows (position "n"), the contents as an array.
 WITH input AS (
     SELECT nextval(pg_get_serial_sequence('documents', 'id')) AS id, i.*,
-           (%(contents)s::bytea[])[i.n + 1] AS content, i.n AS ord
+           (%(contents)b::bytea[])[i.n + 1] AS content, i.n AS ord
     FROM jsonb_to_recordset(%(documents)s::jsonb)
          AS i(n integer, title text, source_id text, external_id text, url text,
               filename text, media_type text, size_bytes bigint, metadata jsonb,
