@@ -47,13 +47,13 @@ import trio
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis import AnalyzerSet
-from daemon.modules.auth import bootstrap_admin, initial_admin
+from daemon.modules.auth import InvalidAccountData, bootstrap_admin, initial_admin
 from daemon.modules.ingestion import IntakeWriter, note_configured_url
 from daemon.queue import QueueMetrics, sync_declared_schedules
 from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
-from daemon.shared.errors import ConfigError, DaemonError, DatabaseError, InvalidAccountData
+from daemon.shared.errors import ConfigError, DaemonError, DatabaseError
 from daemon.shared.health import HealthState
 from daemon.shared.metrics import Metric, Registry
 from daemon.shared.systemd_notify import Notifier

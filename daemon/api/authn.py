@@ -20,8 +20,14 @@ from quart import current_app, g, request
 from daemon.api.access import access_of
 from daemon.api.context import current_context
 from daemon.modules.audit import Actor, AuditContext
-from daemon.modules.auth import Principal, PrincipalKind, authenticate
-from daemon.shared.errors import DatabaseError, PermissionDenied, Unauthenticated
+from daemon.modules.auth import (
+    PermissionDenied,
+    Principal,
+    PrincipalKind,
+    Unauthenticated,
+    authenticate,
+)
+from daemon.shared.errors import DatabaseError
 from daemon.shared.logs import request_id_var
 
 _PRINCIPAL = "principal"

@@ -10,11 +10,7 @@ from pydantic import BaseModel, ValidationError
 from quart import request
 
 from daemon.api.json_input import json_text, parse_json
-from daemon.shared.errors import (
-    BodyTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-)
+from daemon.shared.errors import BodyTooLarge, UnsupportedMediaType, ValidationFailed
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -15,29 +15,33 @@ from quart import request
 from werkzeug.exceptions import HTTPException
 
 from daemon.api.problems import problem, title_for
-from daemon.shared.errors import (
+from daemon.modules.auth import (
     ApiKeyNotFound,
     AuthError,
+    DuplicateEmail,
+    InvalidAccountData,
+    InvalidCredentials,
+    LastAdmin,
+    LoginThrottled,
+    PermissionDenied,
+    Unauthenticated,
+    UserNotFound,
+)
+from daemon.modules.cases import CaseNotFound
+from daemon.modules.ingestion import (
+    DocumentNotFound,
+    DocumentTooLarge,
+    IdempotencyConflict,
+    InvalidTransition,
+)
+from daemon.shared.errors import (
     BodyTooLarge,
-    CaseNotFound,
     DaemonError,
     DatabaseError,
     DocumentError,
-    DocumentNotFound,
-    DocumentTooLarge,
-    DuplicateEmail,
-    IdempotencyConflict,
     InputError,
-    InvalidAccountData,
-    InvalidCredentials,
-    InvalidTransition,
-    LastAdmin,
-    LoginThrottled,
     MalformedInput,
-    PermissionDenied,
-    Unauthenticated,
     UnsupportedMediaType,
-    UserNotFound,
     ValidationFailed,
 )
 from daemon.shared.logs import request_id_var

@@ -29,7 +29,9 @@ import trio
 
 from daemon.modules.audit import AuditContext
 from daemon.modules.auth import (
+    AuthError,
     AuthPolicy,
+    InvalidAccountData,
     Role,
     check_email,
     create_user,
@@ -39,7 +41,6 @@ from daemon.modules.auth import (
     set_password,
     update_user,
 )
-from daemon.shared.errors import AuthError, InvalidAccountData
 
 if TYPE_CHECKING:
     from daemon.modules.auth import User

@@ -41,11 +41,27 @@
     │   ├── InvalidTransition       the document's state does not allow this step or action
     │   ├── IdempotencyConflict     an Idempotency-Key reused with a different request
     │   └── DocumentTooLarge        the document is larger than TRIAGED_MAX_DOCUMENT_BYTES
+    ├── QueueError                  the job queue engine refuses an operation
+    │   ├── JobNotFound             no such job
+    │   ├── InvalidJobState         the job's state does not allow the operation
+    │   ├── InvalidSchedule         a schedule definition is invalid
+    │   └── ScheduleNotFound        no such schedule
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
         ├── BodyTooLarge            the body is larger than the endpoint takes
         └── ValidationFailed        the body parses but its fields are invalid
+
+Where each class is defined: here, the branches several packages share (``DaemonError``,
+``ConfigError``, ``DatabaseError`` and its leaves, ``EmbeddedDatabaseError``,
+``MigrationError``, ``ChecksumMismatch``, ``DocumentError``, ``InputError`` and its
+leaves); everything else in the module that raises it, imported from that module's
+package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
+``IngestionError``'s branch, ``FetchUnavailable`` and the document leaves of
+``DocumentError`` in ``daemon/modules/ingestion/errors.py``; ``AnalysisError``'s branch in
+``daemon/modules/analysis/errors.py``; ``CaseNotFound`` in
+``daemon/modules/cases/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
+``daemon/queue/schedule_timing.py``. A test keeps this tree and the classes in step.
 
 Every ``IngestionError`` is permanent: the same bytes fail the same way on every
 attempt, so the pipeline fails the document at once instead of retrying. Its transient
@@ -143,189 +159,13 @@ class ValidationFailed(InputError):
         self.errors = errors
         super().__init__(message)
 
-
-class AuthError(DaemonError):
-    """Authentication or account management failed."""
-
-
-class InvalidCredentials(AuthError):
-    """Invalid email or password."""
-
-
-class Unauthenticated(AuthError):
-    """Missing, invalid, expired or revoked credentials."""
-
-
-class LoginThrottled(AuthError):
-    """Too many failed logins; try again later."""
-
-    def __init__(self, retry_after: int, message: str | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message or f"too many failed logins; try again in {retry_after} s")
-
-
-class PermissionDenied(AuthError):
-    """Your role does not allow this."""
-
-
-class InvalidAccountData(AuthError):
-    """A field of the user or API key is invalid."""
-
-    def __init__(self, field: str, message: str | None = None) -> None:
-        self.field = field
-        super().__init__(message)
-
-
-class WeakPassword(InvalidAccountData):
-    """The password does not meet the password policy."""
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__("password", message)
-
-
-class UserNotFound(AuthError):
-    """No such user."""
-
-
-class ApiKeyNotFound(AuthError):
-    """No such API key."""
-
-
-class DuplicateEmail(AuthError):
-    """A user with this email already exists."""
-
-
-class LastAdmin(AuthError):
-    """The last active admin cannot be demoted, disabled or deleted."""
-
-
-class IngestionError(DaemonError):
-    """The document's content cannot be ingested."""
-
     # Permanent, as is every leaf: the same bytes fail the same way on every attempt, so
     # the pipeline step fails the document at once (no retries) with this message as the
     # reason. (The docstring stays one line: it is the default message.)
-
-
-class EmptyContent(IngestionError):
-    """The document is empty (0 bytes)."""
-
-
-class UnsupportedContent(IngestionError):
-    """The document's media type is not supported."""
-
-
-class CorruptContent(IngestionError):
-    """The document is corrupt: its content cannot be parsed as its media type."""
-
-
-class EncryptedContent(IngestionError):
-    """The document is encrypted and cannot be read without a password."""
-
-
-class ContentTooLarge(IngestionError):
-    """The fetched document is larger than the size limit."""
-
-    def __init__(self, limit: int, message: str | None = None) -> None:
-        self.limit = limit
-        super().__init__(message or f"the document is larger than {limit} bytes")
-
-
-class FetchRefused(IngestionError):
-    """The document URL is refused."""
 
     # Scheme, userinfo, a blocked address class (SSRF guard) or too many redirects:
     # a policy decision, the same on every attempt.
 
 
-class FetchRejected(IngestionError):
-    """The server refused the document URL."""
-
-    # A 4xx other than 408 and 429 (or a response that is not a document at all): the
-    # URL is wrong or forbidden to us, and asking again will not change that.
-
-    def __init__(self, status: int, message: str | None = None) -> None:
-        self.status = status
-        super().__init__(message or f"the server answered HTTP {status}")
-
-
-class FetchUnavailable(DaemonError):
-    """The document URL cannot be fetched now."""
-
-    # Transient, unlike IngestionError: a timeout, a network or DNS failure, or HTTP 408,
-    # 429 or 5xx. ``retry_after`` is the server's Retry-After in seconds, if it sent one.
-
-    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class AnalysisError(DaemonError):
-    """The document could not be analysed."""
-
-
-class AnalysisFailed(AnalysisError):
-    """The model's answer is not a valid analysis, even after a repair round."""
-
-    # The pipeline retries it like a transient error, spending an attempt (a model's
-    # answers vary); when attempts run out the document fails with the raw output in its
-    # error. ``raw_output`` is the model's last answer as received (for the operator
-    # tuning prompts), ``errors`` what was wrong with it, one readable line each.
-
-    def __init__(self, message: str | None = None, *, raw_output: str, errors: list[str]) -> None:
-        self.raw_output = raw_output
-        self.errors = errors
-        super().__init__(message)
-
-
-class AnalyzerUnavailable(AnalysisError):
-    """The analyzer's model server cannot be used now."""
-
-    # Transient and not the document's fault: the pipeline reschedules the job without
-    # spending an attempt, after ``retry_after`` seconds when known (Retry-After, or the
-    # time until the circuit breaker's next probe). ``reason`` is a short stable word
-    # for logs, metrics and /readyz: "server_error", "timeout", "connection",
-    # "protocol", "misconfigured" (401, 403, 404: the operator must act), "rate_limited"
-    # or "circuit_open".
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        reason: str = "unavailable",
-        retry_after: float | None = None,
-    ) -> None:
-        self.reason = reason
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class AnalyzerRateLimited(AnalyzerUnavailable):
-    """The analyzer's model server asks us to slow down (HTTP 429)."""
-
-    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
-        super().__init__(message, reason="rate_limited", retry_after=retry_after)
-
-
 class DocumentError(DaemonError):
     """The document operation failed."""
-
-
-class DocumentNotFound(DocumentError):
-    """No such document."""
-
-
-class CaseNotFound(DocumentError):
-    """No such case."""
-
-
-class InvalidTransition(DocumentError):
-    """The document's state does not allow this."""
-
-
-class IdempotencyConflict(DocumentError):
-    """This Idempotency-Key was used with a different request."""
-
-
-class DocumentTooLarge(DocumentError):
-    """The document is larger than this server accepts."""

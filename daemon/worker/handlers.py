@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from daemon.composition import pipeline_config
-from daemon.modules.analysis import Provider
+from daemon.modules.analysis import AnalyzerUnavailable, Provider
 from daemon.modules.ingestion import DEAD_LETTER_QUEUE, STEPS, Pipeline
 from daemon.queue import HandlerRegistry, PermanentFailure, RetryLater
-from daemon.shared.errors import AnalyzerUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

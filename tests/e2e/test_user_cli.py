@@ -9,9 +9,8 @@ import sys
 import pytest
 import trio
 
-from daemon.modules.auth import AuthPolicy, authenticate, login
+from daemon.modules.auth import AuthPolicy, InvalidCredentials, Unauthenticated, authenticate, login
 from daemon.shared.db import open_pool
-from daemon.shared.errors import InvalidCredentials, Unauthenticated
 from tests.e2e.process import ROOT, base_env
 
 pytestmark = pytest.mark.e2e

@@ -9,15 +9,17 @@ import pytest
 
 from daemon.modules.audit import Actor, ActorType, AuditContext, AuditFilter, list_events
 from daemon.modules.auth import (
+    ApiKeyNotFound,
+    InvalidAccountData,
     PrincipalKind,
     Role,
+    Unauthenticated,
     authenticate,
     create_api_key,
     get_api_key,
     list_api_keys,
     revoke_api_key,
 )
-from daemon.shared.errors import ApiKeyNotFound, InvalidAccountData, Unauthenticated
 
 ADMIN = AuditContext(actor=Actor(type=ActorType.USER, id=None), request_id="r")
 

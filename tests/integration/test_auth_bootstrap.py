@@ -11,8 +11,11 @@ from daemon.composition import auth_policy
 from daemon.modules.audit import Actor, AuditContext, AuditFilter, list_events
 from daemon.modules.auth import (
     INITIAL_ADMIN_EMAIL,
+    InvalidAccountData,
+    InvalidCredentials,
     Pruned,
     Role,
+    WeakPassword,
     bootstrap_admin,
     create_user,
     initial_admin,
@@ -21,7 +24,6 @@ from daemon.modules.auth import (
     prune,
 )
 from daemon.shared.config import Settings
-from daemon.shared.errors import InvalidAccountData, InvalidCredentials, WeakPassword
 
 SECRET = "bootstrap secret passphrase"
 

@@ -8,9 +8,16 @@ import pytest
 import trio
 
 from daemon.modules.audit import AuditContext, AuditFilter, list_events
-from daemon.modules.auth import AuthPolicy, Role, ThrottlePolicy, create_user, login
+from daemon.modules.auth import (
+    AuthPolicy,
+    InvalidCredentials,
+    LoginThrottled,
+    Role,
+    ThrottlePolicy,
+    create_user,
+    login,
+)
 from daemon.modules.auth import throttle as throttle_module
-from daemon.shared.errors import InvalidCredentials, LoginThrottled
 from tests.integration.api_server import PASSWORD, serve_api
 
 EMAIL = "crowd@example.org"

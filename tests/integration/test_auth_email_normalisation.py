@@ -13,6 +13,9 @@ from daemon.composition import auth_policy
 from daemon.modules.audit import AuditContext
 from daemon.modules.auth import (
     AuthPolicy,
+    DuplicateEmail,
+    InvalidAccountData,
+    LoginThrottled,
     Role,
     ThrottlePolicy,
     bootstrap_admin,
@@ -22,7 +25,6 @@ from daemon.modules.auth import (
 )
 from daemon.shared.config import Settings
 from daemon.shared.db import migrate, open_pool
-from daemon.shared.errors import DuplicateEmail, InvalidAccountData, LoginThrottled
 from tests.integration.api_server import PASSWORD
 
 FAST = AuthPolicy(hash_time_cost=1, hash_memory_kib=8192, hash_parallelism=1)

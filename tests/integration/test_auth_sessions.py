@@ -15,9 +15,13 @@ from daemon.composition import compose
 from daemon.modules.audit import Actor, ActorType, AuditContext, AuditFilter, list_events
 from daemon.modules.auth import (
     AuthPolicy,
+    InvalidAccountData,
+    InvalidCredentials,
+    PermissionDenied,
     PrincipalKind,
     Role,
     ThrottlePolicy,
+    Unauthenticated,
     authenticate,
     change_own_password,
     create_user,
@@ -26,12 +30,6 @@ from daemon.modules.auth import (
     update_user,
 )
 from daemon.shared.config import Settings
-from daemon.shared.errors import (
-    InvalidAccountData,
-    InvalidCredentials,
-    PermissionDenied,
-    Unauthenticated,
-)
 
 FAST = AuthPolicy(hash_time_cost=1, hash_memory_kib=8192, hash_parallelism=1)
 SYSTEM = AuditContext.system()

@@ -7,8 +7,15 @@ import pytest
 import trio
 
 from daemon.modules.audit import AuditContext, AuditFilter, list_events
-from daemon.modules.auth import AuthPolicy, Role, ThrottlePolicy, create_user, login
-from daemon.shared.errors import InvalidCredentials, LoginThrottled
+from daemon.modules.auth import (
+    AuthPolicy,
+    InvalidCredentials,
+    LoginThrottled,
+    Role,
+    ThrottlePolicy,
+    create_user,
+    login,
+)
 
 PASSWORD = "correct horse battery"
 

@@ -8,7 +8,13 @@ import trio
 from daemon.modules.audit import Actor, ActorType, AuditContext, AuditFilter, list_events
 from daemon.modules.auth import (
     AuthPolicy,
+    DuplicateEmail,
+    InvalidAccountData,
+    LastAdmin,
     Role,
+    Unauthenticated,
+    UserNotFound,
+    WeakPassword,
     authenticate,
     create_user,
     delete_user,
@@ -18,14 +24,6 @@ from daemon.modules.auth import (
     login,
     set_password,
     update_user,
-)
-from daemon.shared.errors import (
-    DuplicateEmail,
-    InvalidAccountData,
-    LastAdmin,
-    Unauthenticated,
-    UserNotFound,
-    WeakPassword,
 )
 
 FAST = AuthPolicy(hash_time_cost=1, hash_memory_kib=8192, hash_parallelism=1)

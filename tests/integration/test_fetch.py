@@ -21,18 +21,19 @@ import attrs
 import pytest
 import trio
 
-from daemon.modules.ingestion import FetchPolicy, fetch_url
-from daemon.modules.ingestion.address_policy import AddressPolicy, IPAddress
-from daemon.modules.ingestion.guarded_network import GuardedBackend
-from daemon.shared.errors import (
+from daemon.modules.ingestion import (
     ContentTooLarge,
     CorruptContent,
-    DaemonError,
+    FetchPolicy,
     FetchRefused,
     FetchRejected,
     FetchUnavailable,
     IngestionError,
+    fetch_url,
 )
+from daemon.modules.ingestion.address_policy import AddressPolicy, IPAddress
+from daemon.modules.ingestion.guarded_network import GuardedBackend
+from daemon.shared.errors import DaemonError
 
 LOOPBACK = ("127.0.0.0/8",)
 

@@ -18,12 +18,11 @@ import trio
 
 from daemon.composition import compose, pipeline_config
 from daemon.modules.auth import Role
-from daemon.modules.ingestion import FetchPolicy, Pipeline, fetch_url
+from daemon.modules.ingestion import FetchPolicy, FetchRefused, IngestionError, Pipeline, fetch_url
 from daemon.modules.ingestion.address_policy import AddressPolicy, IPAddress
 from daemon.modules.ingestion.egress_policy import EgressPolicy
 from daemon.modules.ingestion.guarded_network import GuardedBackend, note_configured_url
 from daemon.modules.ingestion.states import DocumentState, step_from
-from daemon.shared.errors import FetchRefused, IngestionError
 from tests.integration.api_server import bearer, serve_api
 from tests.integration.test_fetch import answer, redirect, start_server
 

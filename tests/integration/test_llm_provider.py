@@ -16,19 +16,17 @@ from daemon.modules.analysis import (
     DEFAULT_TAXONOMY,
     MAX_ENTITIES,
     SUMMARY_MAX_CHARS,
+    AnalysisError,
+    AnalysisFailed,
     AnalysisRequest,
     Analyzer,
+    AnalyzerRateLimited,
+    AnalyzerUnavailable,
     Severity,
     parse_analysis,
     parse_taxonomy,
 )
 from daemon.modules.analysis.llm import BreakerState, LlmConfig, OpenAIAnalyzer, OutputMode
-from daemon.shared.errors import (
-    AnalysisError,
-    AnalysisFailed,
-    AnalyzerRateLimited,
-    AnalyzerUnavailable,
-)
 from tests.llm_server import INSTRUCTIONS, Reply, derive_answer, kinds, serve_llm
 
 TAXONOMY = DEFAULT_TAXONOMY

@@ -8,8 +8,8 @@ import unicodedata
 
 import pytest
 
+from daemon.modules.auth import InvalidAccountData
 from daemon.modules.auth.users import check_email, normalize_email, normalize_login_email
-from daemon.shared.errors import InvalidAccountData
 
 
 def wide(text: str) -> str:

@@ -8,14 +8,22 @@ import hashlib
 import pytest
 
 from daemon.composition import auth_policy
-from daemon.modules.auth import AuthPolicy, Principal, PrincipalKind, Role, ThrottlePolicy
+from daemon.modules.auth import (
+    AuthPolicy,
+    InvalidAccountData,
+    PermissionDenied,
+    Principal,
+    PrincipalKind,
+    Role,
+    ThrottlePolicy,
+    WeakPassword,
+)
 from daemon.modules.auth.api_keys import API_KEY_PREFIX, key_hash, looks_like_api_key, new_api_key
 from daemon.modules.auth.passwords import check_password
 from daemon.modules.auth.policy import retry_after
 from daemon.modules.auth.sessions import SESSION_TOKEN_PREFIX, new_session_token, token_hash
 from daemon.modules.auth.users import check_email
 from daemon.shared.config import Settings
-from daemon.shared.errors import InvalidAccountData, PermissionDenied, WeakPassword
 
 POLICY = AuthPolicy()
 

@@ -14,21 +14,19 @@ import trio
 
 from daemon.modules.ingestion import (
     SUPPORTED_MEDIA_TYPES,
+    CorruptContent,
+    EmptyContent,
+    EncryptedContent,
     Extracted,
+    IngestionError,
+    UnsupportedContent,
     canonical_media_type,
     extract_text,
     is_supported_media_type,
 )
 from daemon.modules.ingestion.extraction import pdf_text
 from daemon.modules.ingestion.extraction.result import TextBuffer
-from daemon.shared.errors import (
-    CorruptContent,
-    DaemonError,
-    EmptyContent,
-    EncryptedContent,
-    IngestionError,
-    UnsupportedContent,
-)
+from daemon.shared.errors import DaemonError
 
 
 def make_pdf(pages: list[str]) -> bytes:

@@ -9,10 +9,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daemon.modules.ingestion import AddressClass, AddressPolicy, FetchPolicy, classify_address
+from daemon.modules.ingestion import (
+    AddressClass,
+    AddressPolicy,
+    FetchPolicy,
+    FetchRefused,
+    IngestionError,
+    classify_address,
+)
 from daemon.modules.ingestion.address_policy import METADATA_ADDRESSES, parse_address
 from daemon.modules.ingestion.fetch import checked_url, content_length, parse_retry_after
-from daemon.shared.errors import FetchRefused, IngestionError
 
 ip = ipaddress.ip_address
 

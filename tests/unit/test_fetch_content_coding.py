@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
+from daemon.modules.ingestion import CorruptContent, UnsupportedContent
 from daemon.modules.ingestion.content_coding import BodyDecoder
-from daemon.shared.errors import CorruptContent, UnsupportedContent
 
 TEXT = b"The quick brown fox jumps over the lazy dog. " * 200
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from daemon.modules.ingestion import AddressPolicy, FetchPolicy
+from daemon.modules.ingestion import AddressPolicy, FetchPolicy, FetchRefused, IngestionError
 from daemon.modules.ingestion.egress_policy import (
     EgressPolicy,
     egress_policy,
@@ -18,7 +18,6 @@ from daemon.modules.ingestion.egress_policy import (
 )
 from daemon.modules.ingestion.fetch import checked_url
 from daemon.shared.config import Settings
-from daemon.shared.errors import FetchRefused, IngestionError
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

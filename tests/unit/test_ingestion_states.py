@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from daemon.modules.ingestion import InvalidTransition
 from daemon.modules.ingestion.states import (
     STEPS,
     TERMINAL_STATES,
@@ -19,7 +20,6 @@ from daemon.modules.ingestion.states import (
     step_of_queue,
     transition,
 )
-from daemon.shared.errors import InvalidTransition
 
 S = DocumentState
 

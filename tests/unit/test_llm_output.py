@@ -16,6 +16,7 @@ from daemon.modules.analysis import (
     MAX_ENTITIES,
     SUMMARY_MAX_CHARS,
     Analysis,
+    AnalyzerUnavailable,
     Entity,
     Severity,
     parse_analysis,
@@ -45,7 +46,6 @@ from daemon.modules.analysis.llm.prompt import (
     system_prompt,
     user_message,
 )
-from daemon.shared.errors import AnalyzerUnavailable
 
 TAXONOMY = DEFAULT_TAXONOMY
 GOOD = {

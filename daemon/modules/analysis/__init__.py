@@ -20,6 +20,12 @@ problem; validation of analyses raises ``pydantic.ValidationError``.
 from __future__ import annotations
 
 from daemon.modules.analysis.entities import extract_entities
+from daemon.modules.analysis.errors import (
+    AnalysisError,
+    AnalysisFailed,
+    AnalyzerRateLimited,
+    AnalyzerUnavailable,
+)
 from daemon.modules.analysis.factory import (
     AnalyzerConfig,
     AnalyzerSet,
@@ -64,11 +70,15 @@ __all__ = [
     "OTHER",
     "SUMMARY_MAX_CHARS",
     "Analysis",
+    "AnalysisError",
+    "AnalysisFailed",
     "AnalysisOutcome",
     "AnalysisRequest",
     "Analyzer",
     "AnalyzerConfig",
+    "AnalyzerRateLimited",
     "AnalyzerSet",
+    "AnalyzerUnavailable",
     "Category",
     "Entity",
     "EntityType",

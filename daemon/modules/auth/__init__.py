@@ -22,6 +22,19 @@ from daemon.modules.auth.api_keys import (
     revoke_api_key,
 )
 from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, initial_admin
+from daemon.modules.auth.errors import (
+    ApiKeyNotFound,
+    AuthError,
+    DuplicateEmail,
+    InvalidAccountData,
+    InvalidCredentials,
+    LastAdmin,
+    LoginThrottled,
+    PermissionDenied,
+    Unauthenticated,
+    UserNotFound,
+    WeakPassword,
+)
 from daemon.modules.auth.housekeeping import Pruned, prune
 from daemon.modules.auth.passwords import check_password
 from daemon.modules.auth.policy import AuthPolicy, ThrottlePolicy
@@ -57,15 +70,26 @@ __all__ = [
     "SCHEDULES",
     "SESSION_TOKEN_PREFIX",
     "ApiKey",
+    "ApiKeyNotFound",
+    "AuthError",
     "AuthPolicy",
     "CreatedApiKey",
+    "DuplicateEmail",
+    "InvalidAccountData",
+    "InvalidCredentials",
+    "LastAdmin",
     "LoginResult",
+    "LoginThrottled",
+    "PermissionDenied",
     "Principal",
     "PrincipalKind",
     "Pruned",
     "Role",
     "ThrottlePolicy",
+    "Unauthenticated",
     "User",
+    "UserNotFound",
+    "WeakPassword",
     "authenticate",
     "bootstrap_admin",
     "change_own_password",

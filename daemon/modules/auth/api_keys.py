@@ -17,10 +17,10 @@ import attrs
 import psycopg
 
 from daemon.modules.audit import ActorType, AuditContext, record
+from daemon.modules.auth.errors import ApiKeyNotFound, InvalidAccountData
 from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
 from daemon.modules.auth.users import SQL, parse_role
-from daemon.shared.errors import ApiKeyNotFound, InvalidAccountData
 
 if TYPE_CHECKING:
     from daemon.shared.db.pool import Pool

@@ -18,8 +18,8 @@ import argon2
 import trio
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from daemon.modules.auth.errors import WeakPassword
 from daemon.modules.auth.policy import PASSWORD_MAX_LENGTH, AuthPolicy
-from daemon.shared.errors import WeakPassword
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from daemon.modules.audit import Actor, ActorType
-from daemon.shared.errors import PermissionDenied
+from daemon.modules.auth.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -25,6 +25,13 @@ import attrs
 from daemon.modules.audit import Actor, ActorType, AuditContext, record
 from daemon.modules.auth import throttle
 from daemon.modules.auth.api_keys import authenticate_api_key, looks_like_api_key
+from daemon.modules.auth.errors import (
+    InvalidAccountData,
+    InvalidCredentials,
+    PermissionDenied,
+    Unauthenticated,
+    WeakPassword,
+)
 from daemon.modules.auth.passwords import (
     check_password,
     hash_password,
@@ -39,13 +46,6 @@ from daemon.modules.auth.users import (
     looks_like_email,
     normalize_login_email,
     set_password,
-)
-from daemon.shared.errors import (
-    InvalidAccountData,
-    InvalidCredentials,
-    PermissionDenied,
-    Unauthenticated,
-    WeakPassword,
 )
 
 if TYPE_CHECKING:

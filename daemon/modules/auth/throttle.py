@@ -40,9 +40,9 @@ import attrs
 import trio
 
 from daemon.modules.audit import AuditContext, record
+from daemon.modules.auth.errors import LoginThrottled
 from daemon.modules.auth.policy import retry_after
 from daemon.modules.auth.users import SQL
-from daemon.shared.errors import LoginThrottled
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

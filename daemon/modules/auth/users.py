@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from daemon.modules.audit import AuditContext, record
+from daemon.modules.auth.errors import DuplicateEmail, InvalidAccountData, LastAdmin, UserNotFound
 from daemon.modules.auth.passwords import check_password, hash_password
 from daemon.modules.auth.roles import Role
 from daemon.shared.db.queries import load_queries
-from daemon.shared.errors import DuplicateEmail, InvalidAccountData, LastAdmin, UserNotFound
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -10,6 +10,9 @@ Public face::
 
 from __future__ import annotations
 
+from daemon.modules.cases.errors import (
+    CaseNotFound,
+)
 from daemon.modules.cases.routing import (
     DEFAULT_CASE_CATEGORIES,
     DEFAULT_SLA,
@@ -31,6 +34,7 @@ __all__ = [
     "DEFAULT_CASE_CATEGORIES",
     "DEFAULT_SLA",
     "Case",
+    "CaseNotFound",
     "RoutingDecision",
     "RoutingRules",
     "case_of_document",

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from psycopg.types.json import Jsonb
 
+from daemon.modules.cases.errors import CaseNotFound
 from daemon.shared.db.queries import load_queries
-from daemon.shared.errors import CaseNotFound
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

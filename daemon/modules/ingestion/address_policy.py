@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
-from daemon.shared.errors import FetchRefused
+from daemon.modules.ingestion.errors import FetchRefused
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

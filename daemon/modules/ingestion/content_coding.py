@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 
-from daemon.shared.errors import CorruptContent, UnsupportedContent
+from daemon.modules.ingestion.errors import CorruptContent, UnsupportedContent
 
 _GZIP = zlib.MAX_WBITS | 16
 _ZLIB = zlib.MAX_WBITS

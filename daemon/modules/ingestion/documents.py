@@ -14,6 +14,7 @@ import attrs
 
 from daemon.modules.audit import record
 from daemon.modules.cases import Case, case_of_document
+from daemon.modules.ingestion.errors import DocumentNotFound
 from daemon.modules.ingestion.states import (
     DocumentState,
     reanalyze_target,
@@ -22,7 +23,7 @@ from daemon.modules.ingestion.states import (
 )
 from daemon.modules.ingestion.store import SQL, record_event
 from daemon.queue import enqueue
-from daemon.shared.errors import DocumentNotFound, ValidationFailed
+from daemon.shared.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -63,6 +63,13 @@ from daemon.modules.ingestion.address_policy import (
 )
 from daemon.modules.ingestion.content_coding import BodyDecoder
 from daemon.modules.ingestion.egress_policy import EgressPolicy, egress_policy
+from daemon.modules.ingestion.errors import (
+    ContentTooLarge,
+    CorruptContent,
+    FetchRefused,
+    FetchRejected,
+    FetchUnavailable,
+)
 from daemon.modules.ingestion.extraction.media import parse_media_type
 from daemon.modules.ingestion.guarded_network import (
     GuardedBackend,
@@ -71,18 +78,12 @@ from daemon.modules.ingestion.guarded_network import (
     check_egress_host,
     resolve_host,
 )
-from daemon.shared.errors import (
-    ContentTooLarge,
-    CorruptContent,
-    DaemonError,
-    FetchRefused,
-    FetchRejected,
-    FetchUnavailable,
-)
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Mapping
+
+    from daemon.shared.errors import DaemonError
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_TOTAL_TIMEOUT = 60.0

@@ -49,7 +49,8 @@ import trio
 
 from daemon.modules.ingestion.address_policy import IPAddress
 from daemon.modules.ingestion.egress_policy import host_address
-from daemon.shared.errors import FetchRefused, FetchUnavailable, describe_cause
+from daemon.modules.ingestion.errors import FetchRefused, FetchUnavailable
+from daemon.shared.errors import describe_cause
 
 if TYPE_CHECKING:
     import ssl

@@ -30,18 +30,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from daemon.modules.audit import NewEvent, record_many
+from daemon.modules.ingestion.errors import DocumentTooLarge, IdempotencyConflict
 from daemon.modules.ingestion.extraction import canonical_media_type, is_supported_media_type
 from daemon.modules.ingestion.states import STEPS, DocumentState
 from daemon.modules.ingestion.store import SQL
 from daemon.queue import JobSpec, enqueue_many
 from daemon.shared.db.group_commit import GroupCommit
-from daemon.shared.errors import (
-    DatabaseError,
-    DocumentTooLarge,
-    IdempotencyConflict,
-    UnsupportedMediaType,
-    ValidationFailed,
-)
+from daemon.shared.errors import DatabaseError, UnsupportedMediaType, ValidationFailed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

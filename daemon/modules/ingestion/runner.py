@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
+from daemon.modules.analysis import AnalysisFailed
+from daemon.modules.ingestion.errors import IngestionError
 from daemon.modules.ingestion.states import DocumentState, step_of_queue
 from daemon.modules.ingestion.steps.analyze import AnalyzeStep
 from daemon.modules.ingestion.steps.complete import CompleteStep
@@ -46,7 +48,6 @@ from daemon.modules.ingestion.steps.hash import HashStep
 from daemon.modules.ingestion.steps.normalize import NormalizeStep
 from daemon.modules.ingestion.steps.route import RouteStep
 from daemon.modules.ingestion.store import IngestionStore, advanced
-from daemon.shared.errors import AnalysisFailed, IngestionError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

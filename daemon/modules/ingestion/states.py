@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import attrs
 
-from daemon.shared.errors import InvalidTransition
+from daemon.modules.ingestion.errors import InvalidTransition
 
 
 class DocumentState(StrEnum):

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, LiteralString, cast
 import attrs
 from psycopg.types.json import Jsonb
 
+from daemon.modules.ingestion.errors import IngestionError
 from daemon.modules.ingestion.states import DocumentState, Outcome, next_step, transition
 from daemon.modules.ingestion.steps.contract import SKIPPED, Settled, StepResult
 from daemon.shared.db.queries import load_queries
-from daemon.shared.errors import IngestionError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence

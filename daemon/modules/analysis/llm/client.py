@@ -50,12 +50,8 @@ import httpx
 import trio
 
 from daemon import __version__
-from daemon.shared.errors import (
-    AnalysisFailed,
-    AnalyzerRateLimited,
-    AnalyzerUnavailable,
-    describe_cause,
-)
+from daemon.modules.analysis.errors import AnalysisFailed, AnalyzerRateLimited, AnalyzerUnavailable
+from daemon.shared.errors import describe_cause
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

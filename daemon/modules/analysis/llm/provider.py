@@ -38,6 +38,12 @@ from typing import TYPE_CHECKING, Any, Self
 import attrs
 import trio
 
+from daemon.modules.analysis.errors import (
+    AnalysisError,
+    AnalysisFailed,
+    AnalyzerRateLimited,
+    AnalyzerUnavailable,
+)
 from daemon.modules.analysis.llm.breaker import BreakerState, CircuitBreaker
 from daemon.modules.analysis.llm.client import ChatClient, ChatReply, FormatRejected, OutputMode
 from daemon.modules.analysis.llm.merge import merge_analyses
@@ -56,12 +62,6 @@ from daemon.modules.analysis.llm.stats import LlmStats
 from daemon.modules.analysis.provider import AnalysisOutcome
 from daemon.modules.analysis.schema import Severity, parse_analysis, response_format
 from daemon.modules.analysis.taxonomy import DEFAULT_TAXONOMY, OTHER, Taxonomy
-from daemon.shared.errors import (
-    AnalysisError,
-    AnalysisFailed,
-    AnalyzerRateLimited,
-    AnalyzerUnavailable,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -18,7 +18,7 @@ import re
 import attrs
 import charset_normalizer
 
-from daemon.shared.errors import CorruptContent
+from daemon.modules.ingestion.errors import CorruptContent
 
 _BOMS = (
     # UTF-32 first: its little-endian BOM starts with UTF-16's.

@@ -17,10 +17,10 @@ import io
 import re
 from typing import TYPE_CHECKING
 
+from daemon.modules.ingestion.errors import CorruptContent
 from daemon.modules.ingestion.extraction.charset import decode_text
 from daemon.modules.ingestion.extraction.media import CSV
 from daemon.modules.ingestion.extraction.result import TextBuffer, finish
-from daemon.shared.errors import CorruptContent
 
 if TYPE_CHECKING:
     from daemon.modules.ingestion.extraction.result import Extracted

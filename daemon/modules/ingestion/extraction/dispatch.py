@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from daemon.modules.ingestion.errors import EmptyContent
 from daemon.modules.ingestion.extraction import (
     csv_text,
     html_text,
@@ -37,7 +38,6 @@ from daemon.modules.ingestion.extraction.media import (
     resolve_media_type,
 )
 from daemon.modules.ingestion.extraction.result import DEFAULT_MAX_CHARS
-from daemon.shared.errors import EmptyContent
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from daemon.modules.ingestion.errors import CorruptContent
 from daemon.modules.ingestion.extraction.charset import decode_text
 from daemon.modules.ingestion.extraction.media import JSON
 from daemon.modules.ingestion.extraction.result import TextBuffer, finish
-from daemon.shared.errors import CorruptContent
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -14,8 +14,8 @@ import re
 
 import attrs
 
+from daemon.modules.ingestion.errors import CorruptContent, UnsupportedContent
 from daemon.modules.ingestion.extraction.charset import decode_text
-from daemon.shared.errors import CorruptContent, UnsupportedContent
 
 PLAIN = "text/plain"
 HTML = "text/html"

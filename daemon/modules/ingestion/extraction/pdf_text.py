@@ -23,9 +23,9 @@ import pypdf
 from pypdf import PasswordType
 from pypdf.errors import DependencyError, PdfReadError
 
+from daemon.modules.ingestion.errors import CorruptContent, EncryptedContent, UnsupportedContent
 from daemon.modules.ingestion.extraction.media import PDF
 from daemon.modules.ingestion.extraction.result import TextBuffer, finish
-from daemon.shared.errors import CorruptContent, EncryptedContent, UnsupportedContent
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 import attrs
 import trio
 
+from daemon.modules.ingestion.errors import IngestionError
 from daemon.modules.ingestion.fetch import Fetched, fetch_url
 from daemon.modules.ingestion.states import step_named
 from daemon.modules.ingestion.steps.contract import (
@@ -24,7 +25,6 @@ from daemon.modules.ingestion.steps.contract import (
     split,
 )
 from daemon.modules.ingestion.store import in_state
-from daemon.shared.errors import IngestionError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

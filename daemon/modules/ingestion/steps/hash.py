@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from daemon.modules.ingestion.errors import EmptyContent
 from daemon.modules.ingestion.states import DocumentState, step_named
 from daemon.modules.ingestion.steps.contents import (
     StoredContent,
@@ -19,7 +20,6 @@ from daemon.modules.ingestion.steps.contents import (
 )
 from daemon.modules.ingestion.steps.contract import Move, Read, Settled, StepWork, split
 from daemon.modules.ingestion.store import claim_hashes
-from daemon.shared.errors import EmptyContent
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
