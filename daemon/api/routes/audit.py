@@ -11,6 +11,8 @@ from daemon.api.access import requires
 from daemon.api.context import current_context
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, page
+from daemon.api.schemas.audit import AuditEventView
+from daemon.api.schemas.base import page_of
 from daemon.modules.audit import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
@@ -51,7 +53,7 @@ class AuditQuery(QueryModel):
 
 
 @blueprint.get("")
-@requires(Role.ADMIN, query=AuditQuery)
+@requires(Role.ADMIN, query=AuditQuery, replies={200: page_of(AuditEventView)})
 async def list_() -> Response:
     """Events matching the filters, newest first; pass ``next_cursor`` as ``cursor``."""
     query = query_params(AuditQuery)

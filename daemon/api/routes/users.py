@@ -7,12 +7,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quart import Blueprint, Response
 
-from daemon.api.access import requires
+from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
+from daemon.api.schemas.accounts import UserView
+from daemon.api.schemas.base import page_of
 from daemon.modules.auth import (
     Role,
     User,
@@ -78,7 +80,12 @@ class UserListQuery(QueryModel):
 
 
 @blueprint.post("")
-@requires(Role.ADMIN, body=UserCreateBody)
+@requires(
+    Role.ADMIN,
+    body=UserCreateBody,
+    replies={201: Reply(model=UserView, description="Created", headers=("Location",))},
+    errors=(409,),
+)
 async def create() -> Response:
     """Create a user; 409 if the email (in any case) is taken."""
     body = await json_body(UserCreateBody)
@@ -96,7 +103,7 @@ async def create() -> Response:
 
 
 @blueprint.get("")
-@requires(Role.ADMIN, query=UserListQuery)
+@requires(Role.ADMIN, query=UserListQuery, replies={200: page_of(UserView)})
 async def list_() -> Response:
     """Users by id, filtered by role and active flag; cursor pagination."""
     query = query_params(UserListQuery)
@@ -114,7 +121,7 @@ async def list_() -> Response:
 
 
 @blueprint.get("/<int:user_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={200: UserView})
 async def show(user_id: int) -> Response:
     """One user."""
     async with current_context().db.connection() as conn:
@@ -122,7 +129,7 @@ async def show(user_id: int) -> Response:
 
 
 @blueprint.patch("/<int:user_id>")
-@requires(Role.ADMIN, body=UserUpdateBody)
+@requires(Role.ADMIN, body=UserUpdateBody, replies={200: UserView}, errors=(409,))
 async def update(user_id: int) -> Response:
     """Change a user's name, role, active flag or password, all or nothing.
 
@@ -145,7 +152,7 @@ async def update(user_id: int) -> Response:
 
 
 @blueprint.delete("/<int:user_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={204: None}, errors=(409,))
 async def delete(user_id: int) -> Response:
     """Delete a user and their sessions; the last active admin cannot be deleted (409)."""
     await delete_user(current_context().db, user_id, context=audit_context())
