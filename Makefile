@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean fuzz-api
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ run: $(STAMP)
 ## test: install what the tests need and run them all (unit, integration, end-to-end)
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## fuzz-api: the generated-input contract test (Schemathesis against the real daemon, every role)
+## for a long time: TRIAGED_TEST_FUZZ_SECONDS (default 1800; the suite's own run takes 150)
+fuzz-api: $(STAMP)
+	TRIAGED_TEST_FUZZ_SECONDS="$${TRIAGED_TEST_FUZZ_SECONDS:-1800}" \
+	  $(BIN)/python -m pytest tests/e2e/test_api_fuzz.py -p no:cacheprovider -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench
