@@ -1,4 +1,5 @@
-"""Who may call each route, declared where the route is declared.
+"""Who may call each route and what it reads and answers, declared where the route is
+declared.
 
 Every view function carries exactly one declaration, the decorator right under the
 route's own::
@@ -45,8 +46,9 @@ _ATTRIBUTE = "__triaged_access__"
 class Reply:
     """One answer a route gives when it does its job (``/readyz`` also when it cannot).
 
-    ``model`` is the body's schema (None: no body, as a 204 or a document the schema
-    cannot say more of); ``headers`` are the response headers it always sets.
+    ``model`` is the schema of its ``media_type`` body (None: a body the document does
+    not describe further, as the HTML of ``/docs``); an empty ``media_type`` means no
+    body at all (a 204). ``headers`` are the response headers it always sets.
     """
 
     model: type[BaseModel] | None = None
@@ -140,7 +142,7 @@ def requires(
             body_required=body_required,
             form=form,
             query=query,
-            replies=_replies(replies or {200: Reply()}),
+            replies=_replies({200: Reply()} if replies is None else replies),
             errors=frozenset(errors),
         )
     )
@@ -176,7 +178,7 @@ def public(
         Access(
             role=None,
             body=body,
-            replies=_replies(replies or {200: Reply()}),
+            replies=_replies({200: Reply()} if replies is None else replies),
             errors=frozenset(errors),
             database=database,
         )

@@ -38,6 +38,8 @@ CHECKS = ",".join(
         "response_schema_conformance",
         "negative_data_rejection",
         "ignored_auth",
+        "unsupported_method",
+        "allow_header_conformance",
         "use_after_free",
         "ensure_resource_availability",
     ]

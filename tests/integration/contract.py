@@ -4,9 +4,9 @@ against ``/openapi.json`` (status, content type, required headers, body schema).
 :class:`ContractChecker` is hooked into :meth:`ApiServer.client` (``api_server.py``):
 a response that does not match the document fails the request's test on the spot, with
 the route and the mismatch named. Each checked (route, method, status) is recorded in
-:data:`CHECKED`; ``test_api_contract.py`` fails when a route of the route table was
-never checked. Cheap: the document is built in process (no request), each schema
-compiled once.
+:data:`CHECKED`, each mismatch in :data:`VIOLATIONS`; ``test_api_contract.py`` fails
+when a route of the route table was never checked or any response did not match.
+Cheap: the document is built in process (no request), each schema compiled once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ _CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 # (path template, method, status) of every response checked in this session.
 CHECKED: set[tuple[str, str, int]] = set()
+# Every mismatch of this session, also when the test that met it swallowed the error.
+VIOLATIONS: list[str] = []
 
 
 class ContractViolation(AssertionError):
@@ -45,7 +47,11 @@ class ContractChecker:
     async def __call__(self, response: httpx.Response) -> None:
         """The httpx ``response`` event hook."""
         await response.aread()
-        self.check(response.request.method, response.request.url.path, response)
+        try:
+            self.check(response.request.method, response.request.url.path, response)
+        except ContractViolation as exc:
+            VIOLATIONS.append(str(exc))
+            raise
 
     def check(self, method: str, path: str, response: httpx.Response) -> None:
         """Check ``response`` to ``method path``; raise :class:`ContractViolation`.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 
 from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
+from daemon.api.json_types import JsonDateTime  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.accounts import ApiKeyCreated, ApiKeyView
@@ -46,7 +47,7 @@ class ApiKeyCreateBody(BaseModel):
 
     name: str = Field(max_length=1000)
     role: Role
-    expires_at: AwareDatetime | None = None
+    expires_at: JsonDateTime | None = None
 
 
 class ApiKeyListQuery(QueryModel):

@@ -11,6 +11,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
+from daemon.api.json_types import JsonBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.accounts import UserView
@@ -60,7 +61,7 @@ class UserUpdateBody(BaseModel):
 
     display_name: str | None = Field(default=None, max_length=1000)
     role: Role | None = None
-    active: bool | None = None
+    active: JsonBool | None = None
     password: str | None = Field(default=None, max_length=10_000)
 
     @model_validator(mode="after")
