@@ -282,3 +282,10 @@ async def test_bodies_are_refused_when_the_document_refuses_them(api):
             assert response.json()["errors"][0]["field"] == "expires_at"
         shown = await client.get(f"/api/v1/users/{target.id}")
         assert shown.json()["active"] is True
+        # A query's boolean is true or false, as OpenAPI writes it.
+        for path, name in (("/api/v1/users", "active"), ("/api/v1/api-keys", "include_revoked")):
+            for value in ("1", "yes", "on", "False"):
+                response = await client.get(path, params={name: value})
+                assert response.status_code == 422, (path, value, response.text)
+                assert response.json()["errors"][0]["field"] == name
+            assert (await client.get(path, params={name: "false"})).status_code == 200

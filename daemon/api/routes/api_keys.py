@@ -11,7 +11,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
-from daemon.api.json_types import JsonDateTime  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import JsonDateTime, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.accounts import ApiKeyCreated, ApiKeyView
@@ -51,7 +51,7 @@ class ApiKeyCreateBody(BaseModel):
 
 
 class ApiKeyListQuery(QueryModel):
-    include_revoked: bool = False
+    include_revoked: QueryBool = False
 
 
 @blueprint.post("")

@@ -11,7 +11,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
-from daemon.api.json_types import JsonBool  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import JsonBool, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.accounts import UserView
@@ -73,7 +73,7 @@ class UserUpdateBody(BaseModel):
 
 class UserListQuery(QueryModel):
     role: Role | None = None
-    active: bool | None = None
+    active: QueryBool | None = None
     cursor: int | None = Field(
         default=None, ge=0, le=MAX_ID, description="next_cursor of the last page"
     )
