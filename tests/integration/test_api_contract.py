@@ -274,7 +274,7 @@ async def test_bodies_are_refused_when_the_document_refuses_them(api):
             response = await client.patch(f"/api/v1/users/{target.id}", json={"active": active})
             assert response.status_code == 422, (active, response.text)
             assert response.json()["errors"][0]["field"] == "active"
-        for expires_at in (4102444800, 4102444800.5):
+        for expires_at in (4102444800, 4102444800.5, "4102444800", "2100-01-01"):
             response = await client.post(
                 "/api/v1/api-keys", json={"name": "k", "role": "viewer", "expires_at": expires_at}
             )
@@ -289,3 +289,11 @@ async def test_bodies_are_refused_when_the_document_refuses_them(api):
                 assert response.status_code == 422, (path, value, response.text)
                 assert response.json()["errors"][0]["field"] == name
             assert (await client.get(path, params={name: "false"})).status_code == 200
+        # A query's date-time is an RFC 3339 date-time, not a Unix time.
+        for path, name in (("/api/v1/documents", "until"), ("/api/v1/audit", "since")):
+            for value in ("0.5", "1700000000", "2026-01-01", "2026-01-01T00:00:00"):
+                response = await client.get(path, params={name: value})
+                assert response.status_code == 422, (path, value, response.text)
+                assert response.json()["errors"][0]["field"] == name
+            fine = await client.get(path, params={name: "2026-01-01T00:00:00.5+01:00"})
+            assert fine.status_code == 200, fine.text

@@ -11,7 +11,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
-from daemon.api.field_types import JsonDateTime, QueryBool  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import DateTime, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.accounts import ApiKeyCreated, ApiKeyView
@@ -47,7 +47,7 @@ class ApiKeyCreateBody(BaseModel):
 
     name: str = Field(max_length=1000)
     role: Role
-    expires_at: JsonDateTime | None = None
+    expires_at: DateTime | None = None
 
 
 class ApiKeyListQuery(QueryModel):

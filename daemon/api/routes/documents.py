@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import trio
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from quart import Blueprint, Response, request
 
@@ -16,6 +16,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context, current_principal
 from daemon.api.body import field_errors, json_body
 from daemon.api.context import current_context
+from daemon.api.field_types import DateTime  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.routes.cases import case_view
@@ -90,8 +91,8 @@ class DocumentListQuery(QueryModel):
     source_id: str | None = Field(default=None, max_length=200)
     category: str | None = Field(default=None, max_length=100)
     severity: str | None = Field(default=None, max_length=20)
-    since: AwareDatetime | None = Field(default=None, description="created_at >= since")
-    until: AwareDatetime | None = Field(default=None, description="created_at < until")
+    since: DateTime | None = Field(default=None, description="created_at >= since")
+    until: DateTime | None = Field(default=None, description="created_at < until")
     q: str | None = Field(default=None, min_length=1, max_length=200, description="text search")
     cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$")
     limit: int = Field(default=50, ge=1, le=500)
