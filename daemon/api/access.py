@@ -91,7 +91,7 @@ class Access:
     that also takes uploads. ``replies`` are its answers when it does its job, by status;
     ``errors`` the error statuses it answers besides those every route of its kind
     answers (see :func:`daemon.api.openapi.error_statuses`); ``database`` False for a
-    route that never touches the database (so never answers 503).
+    route that never fails for want of the database (no problem 503).
 
     The OpenAPI document is generated from these declarations, and the contract tests
     check every response against it: a status a route answers without declaring it
