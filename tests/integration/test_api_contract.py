@@ -96,6 +96,8 @@ async def test_every_operation_documents_its_answers(api):
                 assert content, f"{where}: {status} without content"
                 for media, described in content.items():
                     assert described["schema"], f"{where}: {status} {media} without schema"
+                    if media == "application/json" and path != "/openapi.json":
+                        assert "$ref" in described["schema"], f"{where}: {status} has no model"
             for status, answer in responses.items():
                 if status[0] in "45" and (path, status) != ("/readyz", "503"):
                     assert list(answer["content"]) == ["application/problem+json"], where
