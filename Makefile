@@ -10,7 +10,7 @@ DEV_LOCK := requirements-dev.lock
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: run test test-embedded lint format bench clean lock lock-upgrade
+.PHONY: run test test-embedded lint format bench clean lock lock-upgrade fuzz-api
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ EMBEDDED_TESTS := tests/e2e/test_process.py tests/integration/test_migrate.py \
 	tests/integration/test_pipeline.py
 test-embedded: $(STAMP)
 	env -u TRIAGED_TEST_DATABASE_URL $(BIN)/python -m pytest $(EMBEDDED_TESTS)
+
+## fuzz-api: the generated-input contract test (Schemathesis against the real daemon, every role)
+## for a long time: TRIAGED_TEST_FUZZ_SECONDS (default 1800; the suite's own run takes 150)
+fuzz-api: $(STAMP)
+	TRIAGED_TEST_FUZZ_SECONDS="$${TRIAGED_TEST_FUZZ_SECONDS:-1800}" \
+	  $(BIN)/python -m pytest tests/e2e/test_api_fuzz.py -p no:cacheprovider -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench

@@ -24,6 +24,7 @@ from daemon.modules.ingestion import IntakeWriter
 from daemon.shared.config import Settings
 from daemon.shared.db import migrate
 from daemon.shared.health import HealthState
+from tests.integration.contract import ContractChecker
 
 # Cheap argon2 parameters: the tests log in hundreds of times.
 FAST_HASHING = {"auth_hash_time_cost": 1, "auth_hash_memory_kib": 8192, "auth_hash_parallelism": 1}
@@ -46,7 +47,18 @@ class ApiServer:
     app: object
     _users: int = field(default=0)
 
-    def client(self, **kwargs: object) -> httpx.AsyncClient:
+    _checker: ContractChecker | None = field(default=None)
+
+    def client(self, *, check_contract: bool = True, **kwargs: object) -> httpx.AsyncClient:
+        """An HTTP client on this server; each response it receives is checked against
+        the OpenAPI document (``contract.py``) unless ``check_contract`` is False (for a
+        test that sends what no client of the contract would, on purpose)."""
+        if check_contract:
+            if self._checker is None:
+                self._checker = ContractChecker(self.app, self.settings)
+            hooks = dict(kwargs.pop("event_hooks", None) or {})  # type: ignore[call-overload]
+            hooks["response"] = [*hooks.get("response", []), self._checker]
+            kwargs["event_hooks"] = hooks
         return httpx.AsyncClient(base_url=self.url, timeout=30, **kwargs)
 
     async def user(self, role: Role = Role.ANALYST, *, email: str | None = None):

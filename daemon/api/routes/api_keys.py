@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 
-from daemon.api.access import requires
+from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
+from daemon.api.field_types import DateTime, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
+from daemon.api.schemas.accounts import ApiKeyCreated, ApiKeyView
+from daemon.api.schemas.base import page_of
 from daemon.modules.auth import (
     ApiKey,
     Role,
@@ -44,15 +47,19 @@ class ApiKeyCreateBody(BaseModel):
 
     name: str = Field(max_length=1000)
     role: Role
-    expires_at: AwareDatetime | None = None
+    expires_at: DateTime | None = None
 
 
 class ApiKeyListQuery(QueryModel):
-    include_revoked: bool = False
+    include_revoked: QueryBool = False
 
 
 @blueprint.post("")
-@requires(Role.ADMIN, body=ApiKeyCreateBody)
+@requires(
+    Role.ADMIN,
+    body=ApiKeyCreateBody,
+    replies={201: Reply(model=ApiKeyCreated, description="Created", headers=("Location",))},
+)
 async def create() -> Response:
     """Create a key; the answer's ``key`` is the secret, shown this once."""
     body = await json_body(ApiKeyCreateBody)
@@ -68,7 +75,7 @@ async def create() -> Response:
 
 
 @blueprint.get("")
-@requires(Role.ADMIN, query=ApiKeyListQuery)
+@requires(Role.ADMIN, query=ApiKeyListQuery, replies={200: page_of(ApiKeyView)})
 async def list_() -> Response:
     """Every live key (and revoked ones with ``include_revoked=true``); never the secrets."""
     query = query_params(ApiKeyListQuery)
@@ -78,7 +85,7 @@ async def list_() -> Response:
 
 
 @blueprint.get("/<int:key_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={200: ApiKeyView})
 async def show(key_id: int) -> Response:
     """One key (never its secret)."""
     async with current_context().db.connection() as conn:
@@ -86,7 +93,7 @@ async def show(key_id: int) -> Response:
 
 
 @blueprint.delete("/<int:key_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={204: None})
 async def revoke(key_id: int) -> Response:
     """Revoke a key at once; revoking a revoked key is a no-op (204 all the same)."""
     await revoke_api_key(current_context().db, key_id, context=audit_context())

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from quart import Blueprint, Response
 
 from daemon.api.access import requires
 from daemon.api.context import current_context
-from daemon.api.query import QueryModel, query_params
+from daemon.api.field_types import DateTime  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, page
+from daemon.api.schemas.audit import AuditEventView
+from daemon.api.schemas.base import page_of
 from daemon.modules.audit import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
@@ -44,14 +47,14 @@ class AuditQuery(QueryModel):
     actor_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
     target_type: str | None = Field(default=None, max_length=200)
     target_id: str | None = Field(default=None, max_length=200)
-    since: AwareDatetime | None = Field(default=None, description="at >= since")
-    until: AwareDatetime | None = Field(default=None, description="at < until")
-    cursor: str | None = Field(default=None, max_length=40)
+    since: DateTime | None = Field(default=None, description="at >= since")
+    until: DateTime | None = Field(default=None, description="at < until")
+    cursor: Cursor | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
 
 
 @blueprint.get("")
-@requires(Role.ADMIN, query=AuditQuery)
+@requires(Role.ADMIN, query=AuditQuery, replies={200: page_of(AuditEventView)})
 async def list_() -> Response:
     """Events matching the filters, newest first; pass ``next_cursor`` as ``cursor``."""
     query = query_params(AuditQuery)

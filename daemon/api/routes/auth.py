@@ -5,12 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
 
-from daemon.api.access import public_with_body, requires
+from daemon.api.access import public, requires
 from daemon.api.authn import audit_context, bearer_token, current_principal
 from daemon.api.body import json_body
 from daemon.api.context import current_context
 from daemon.api.responses import json_response, no_content
 from daemon.api.routes.users import user_view
+from daemon.api.schemas.accounts import LoginAnswer, Me, PasswordChanged
 from daemon.modules.auth import (
     PrincipalKind,
     Role,
@@ -39,7 +40,7 @@ class PasswordChangeBody(BaseModel):
 
 
 @blueprint.post("/login")
-@public_with_body(LoginBody)
+@public(body=LoginBody, replies={200: LoginAnswer}, errors=(401, 429))
 async def login_route() -> Response:
     """Log in with email and password; returns a bearer token, shown this once.
 
@@ -70,7 +71,7 @@ async def login_route() -> Response:
 
 
 @blueprint.post("/logout")
-@requires(Role.VIEWER, users_only=True)
+@requires(Role.VIEWER, users_only=True, replies={204: None})
 async def logout_route() -> Response:
     """Revoke the session whose token authenticates this request."""
     token = bearer_token(request.headers.get("Authorization"))
@@ -79,7 +80,7 @@ async def logout_route() -> Response:
 
 
 @blueprint.get("/me")
-@requires(Role.VIEWER)
+@requires(Role.VIEWER, replies={200: Me})
 async def me() -> Response:
     """Who is calling: the user of the session, or the API key."""
     principal = current_principal()
@@ -97,7 +98,13 @@ async def me() -> Response:
 
 
 @blueprint.post("/password")
-@requires(Role.VIEWER, users_only=True, body=PasswordChangeBody)
+@requires(
+    Role.VIEWER,
+    users_only=True,
+    body=PasswordChangeBody,
+    replies={200: PasswordChanged},
+    errors=(429,),
+)
 async def change_password() -> Response:
     """Change your own password; every other session of yours is revoked."""
     body = await json_body(PasswordChangeBody)

@@ -12,6 +12,8 @@ from daemon.api.access import requires
 from daemon.api.context import current_context
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, page
+from daemon.api.schemas.base import page_of
+from daemon.api.schemas.cases import CaseView
 from daemon.modules.auth import Role
 from daemon.modules.cases import Case, get_case, list_cases
 
@@ -44,7 +46,7 @@ def case_view(case: Case) -> dict[str, Any]:
 
 
 @blueprint.get("")
-@requires(Role.VIEWER, query=CaseListQuery)
+@requires(Role.VIEWER, query=CaseListQuery, replies={200: page_of(CaseView)})
 async def list_() -> Response:
     """Cases newest first, filtered by status, severity and assignee."""
     query = query_params(CaseListQuery)
@@ -63,7 +65,7 @@ async def list_() -> Response:
 
 
 @blueprint.get("/<int:case_id>")
-@requires(Role.VIEWER)
+@requires(Role.VIEWER, replies={200: CaseView})
 async def show(case_id: int) -> Response:
     """One case."""
     async with current_context().db.connection() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app
 
-from daemon.api.access import public
+from daemon.api.access import Reply, public
 from daemon.api.context import current_context
 from daemon.api.openapi import build_document
 from daemon.api.responses import json_response
@@ -35,14 +35,14 @@ DOCS_CSP = (
 
 
 @blueprint.get("/openapi.json")
-@public
+@public(replies={200: Reply(description="This document")}, database=False)
 async def openapi() -> Response:
     """The OpenAPI 3.1 document of this server."""
     return json_response(build_document(current_app, current_context().settings))
 
 
 @blueprint.get("/docs")
-@public
+@public(replies={200: Reply(media_type="text/html")}, database=False)
 async def docs() -> Response:
     """A readable reference of every operation, generated from the OpenAPI document."""
     document = build_document(current_app, current_context().settings)

@@ -6,18 +6,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from quart import Blueprint, Response, request
 
-from daemon.api.access import requires
+from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context, current_principal
 from daemon.api.body import field_errors, json_body
 from daemon.api.context import current_context
+from daemon.api.field_types import DateTime  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.json_input import parse_json
-from daemon.api.query import QueryModel, query_params
+from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.routes.cases import case_view
+from daemon.api.schemas.base import page_of
+from daemon.api.schemas.documents import DocumentDetails, DocumentReceipt, DocumentView
 from daemon.api.uploads import file_bytes
 from daemon.modules.analysis import check_analyzer_choice as analyzer_choice_check
 from daemon.modules.auth import Role
@@ -42,10 +45,24 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
-class DocumentBody(BaseModel):
-    """A document as JSON: ``content`` (text) or ``url`` (fetched by the pipeline)."""
+# "Exactly one of content or url" (check_new_document), in JSON Schema.
+_CONTENT_OR_URL = [
+    {
+        "required": ["content"],
+        "properties": {"content": {"type": "string"}, "url": {"type": "null"}},
+    },
+    {"required": ["url"], "properties": {"url": {"type": "string"}, "content": {"type": "null"}}},
+]
 
-    model_config = ConfigDict(extra="forbid")
+
+class DocumentBody(BaseModel):
+    """A document as JSON: ``content`` (text) or ``url`` (fetched by the pipeline).
+
+    Exactly one of the two (a multipart upload gives a ``file`` instead): the intake
+    refuses neither or both with a 422; the schema says so too.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": _CONTENT_OR_URL})
 
     title: str = Field(default="", max_length=1000)
     content: str | None = None
@@ -58,15 +75,26 @@ class DocumentBody(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class UploadFields(BaseModel):
+    """The form fields beside a multipart upload (``metadata`` is checked apart)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(default="", max_length=1000)
+    source_id: str | None = Field(default=None, max_length=200)
+    external_id: str | None = Field(default=None, max_length=500)
+    metadata: str | None = None
+
+
 class DocumentListQuery(QueryModel):
     state: DocumentState | None = None
     source_id: str | None = Field(default=None, max_length=200)
     category: str | None = Field(default=None, max_length=100)
     severity: str | None = Field(default=None, max_length=20)
-    since: AwareDatetime | None = Field(default=None, description="created_at >= since")
-    until: AwareDatetime | None = Field(default=None, description="created_at < until")
+    since: DateTime | None = Field(default=None, description="created_at >= since")
+    until: DateTime | None = Field(default=None, description="created_at < until")
     q: str | None = Field(default=None, min_length=1, max_length=200, description="text search")
-    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$")
+    cursor: Cursor | None = None
     limit: int = Field(default=50, ge=1, le=500)
 
 
@@ -109,7 +137,12 @@ def analysis_view(record: AnalysisRecord) -> dict[str, Any]:
 
 
 @blueprint.post("")
-@requires(Role.ANALYST, body=DocumentBody)
+@requires(
+    Role.ANALYST,
+    body=DocumentBody,
+    form=UploadFields,
+    replies={202: Reply(model=DocumentReceipt, description="Accepted", headers=("Location",))},
+)
 async def create() -> Response:
     """Submit a document: JSON (``content`` or ``url``) or a multipart upload (``file``).
 
@@ -196,19 +229,8 @@ async def _from_multipart() -> NewDocument:
     )
 
 
-class UploadFields(BaseModel):
-    """The form fields beside a multipart upload (``metadata`` is checked apart)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(default="", max_length=1000)
-    source_id: str | None = Field(default=None, max_length=200)
-    external_id: str | None = Field(default=None, max_length=500)
-    metadata: str | None = None
-
-
 @blueprint.get("")
-@requires(Role.VIEWER, query=DocumentListQuery)
+@requires(Role.VIEWER, query=DocumentListQuery, replies={200: page_of(DocumentView)})
 async def list_() -> Response:
     """Documents newest first, filtered; pass ``next_cursor`` as ``cursor``."""
     query = query_params(DocumentListQuery)
@@ -227,7 +249,7 @@ async def list_() -> Response:
 
 
 @blueprint.get("/<int:document_id>")
-@requires(Role.VIEWER)
+@requires(Role.VIEWER, replies={200: DocumentDetails})
 async def show(document_id: int) -> Response:
     """One document with its state history, its current analysis (and earlier runs) and
     its case."""
@@ -253,7 +275,7 @@ async def show(document_id: int) -> Response:
 
 
 @blueprint.post("/<int:document_id>/retry")
-@requires(Role.ANALYST)
+@requires(Role.ANALYST, replies={202: DocumentView}, errors=(409,))
 async def retry(document_id: int) -> Response:
     """Restart a failed document at the step it failed in (409 if it is not failed)."""
     settings = current_context().settings
@@ -276,7 +298,13 @@ class ReanalyzeBody(BaseModel):
 
 
 @blueprint.post("/<int:document_id>/reanalyze")
-@requires(Role.ANALYST, body=ReanalyzeBody)
+@requires(
+    Role.ANALYST,
+    body=ReanalyzeBody,
+    body_required=False,
+    replies={202: DocumentView},
+    errors=(409,),
+)
 async def reanalyze(document_id: int) -> Response:
     """Run analysis and routing again (409 before the document has normalized text).
 
@@ -306,7 +334,7 @@ async def reanalyze(document_id: int) -> Response:
 
 
 @blueprint.delete("/<int:document_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={204: None})
 async def delete(document_id: int) -> Response:
     """Delete a document with everything derived from it."""
     await delete_document(current_context().db, document_id, context=audit_context())

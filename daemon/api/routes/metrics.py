@@ -8,7 +8,7 @@ import psycopg
 import trio
 from quart import Blueprint, Response
 
-from daemon.api.access import requires
+from daemon.api.access import Reply, requires
 from daemon.api.context import current_context
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import document_counts
@@ -31,7 +31,11 @@ def _public(settings: Settings) -> bool:
 
 
 @blueprint.get("/metrics")
-@requires(Role.VIEWER, public_when=_public)
+@requires(
+    Role.VIEWER,
+    public_when=_public,
+    replies={200: Reply(media_type="text/plain", description="Prometheus text format 0.0.4")},
+)
 async def metrics() -> Response:
     """Counters and histograms of this process; queue depths and backlog age from the
     database (shared by every process: scrape one, or aggregate with ``max``)."""

@@ -7,12 +7,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quart import Blueprint, Response
 
-from daemon.api.access import requires
+from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
+from daemon.api.field_types import JsonBool, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
+from daemon.api.schemas.accounts import UserView
+from daemon.api.schemas.base import page_of
 from daemon.modules.auth import (
     Role,
     User,
@@ -58,7 +61,7 @@ class UserUpdateBody(BaseModel):
 
     display_name: str | None = Field(default=None, max_length=1000)
     role: Role | None = None
-    active: bool | None = None
+    active: JsonBool | None = None
     password: str | None = Field(default=None, max_length=10_000)
 
     @model_validator(mode="after")
@@ -70,7 +73,7 @@ class UserUpdateBody(BaseModel):
 
 class UserListQuery(QueryModel):
     role: Role | None = None
-    active: bool | None = None
+    active: QueryBool | None = None
     cursor: int | None = Field(
         default=None, ge=0, le=MAX_ID, description="next_cursor of the last page"
     )
@@ -78,7 +81,12 @@ class UserListQuery(QueryModel):
 
 
 @blueprint.post("")
-@requires(Role.ADMIN, body=UserCreateBody)
+@requires(
+    Role.ADMIN,
+    body=UserCreateBody,
+    replies={201: Reply(model=UserView, description="Created", headers=("Location",))},
+    errors=(409,),
+)
 async def create() -> Response:
     """Create a user; 409 if the email (in any case or Unicode spelling) is taken; 422 if
     it has control or invisible characters or mixes Latin with Cyrillic or Greek letters
@@ -98,7 +106,7 @@ async def create() -> Response:
 
 
 @blueprint.get("")
-@requires(Role.ADMIN, query=UserListQuery)
+@requires(Role.ADMIN, query=UserListQuery, replies={200: page_of(UserView)})
 async def list_() -> Response:
     """Users by id, filtered by role and active flag; cursor pagination."""
     query = query_params(UserListQuery)
@@ -116,7 +124,7 @@ async def list_() -> Response:
 
 
 @blueprint.get("/<int:user_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={200: UserView})
 async def show(user_id: int) -> Response:
     """One user."""
     async with current_context().db.connection() as conn:
@@ -124,7 +132,7 @@ async def show(user_id: int) -> Response:
 
 
 @blueprint.patch("/<int:user_id>")
-@requires(Role.ADMIN, body=UserUpdateBody)
+@requires(Role.ADMIN, body=UserUpdateBody, replies={200: UserView}, errors=(409,))
 async def update(user_id: int) -> Response:
     """Change a user's name, role, active flag or password, all or nothing.
 
@@ -147,7 +155,7 @@ async def update(user_id: int) -> Response:
 
 
 @blueprint.delete("/<int:user_id>")
-@requires(Role.ADMIN)
+@requires(Role.ADMIN, replies={204: None}, errors=(409,))
 async def delete(user_id: int) -> Response:
     """Delete a user and their sessions; the last active admin cannot be deleted (409)."""
     await delete_user(current_context().db, user_id, context=audit_context())
