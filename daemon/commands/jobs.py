@@ -232,14 +232,12 @@ def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 async def _jobs_list(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.connection() as conn:
-        jobs = await list_jobs(
-            conn, queue=args.queue, state=args.state, before_id=args.before_id, limit=args.limit
+        before = None if args.before_id is None else str(args.before_id)
+        page = await list_jobs(
+            conn, queue=args.queue, state=args.state, cursor=before, limit=args.limit
         )
-        more = len(jobs) == args.limit and bool(
-            await list_jobs(
-                conn, queue=args.queue, state=args.state, before_id=jobs[-1].id, limit=1
-            )
-        )
+    jobs = page.items
+    more = page.next_cursor is not None
     if args.json:
         _print_json([_jsonable(job) for job in jobs])
         return EXIT_OK

@@ -162,10 +162,11 @@ async def _create(args: argparse.Namespace, pool: Pool) -> int:
 async def _list(args: argparse.Namespace, pool: Pool) -> int:
     users: list[User] = []
     async with pool.connection() as conn:
+        cursor: str | None = None
         while True:
-            page = await list_users(conn, after_id=users[-1].id if users else None, limit=1000)
-            users.extend(page)
-            if len(page) < 1000:
+            page = await list_users(conn, cursor=cursor, limit=1000)
+            users.extend(page.items)
+            if (cursor := page.next_cursor) is None:
                 break
     if args.json:
         print(

@@ -38,6 +38,7 @@ from daemon.queue.jobs import (
     JobState,
 )
 from daemon.queue.store import QueuePolicy
+from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -75,24 +76,27 @@ async def list_jobs(
     *,
     queue: str | None = None,
     state: JobState | str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> list[JobRecord]:
-    """Jobs, newest (highest id) first, optionally of one queue and/or state.
-
-    Cursor pagination: pass the smallest id of a page as ``before_id`` to get the next
-    one; a page shorter than ``limit`` is the last.
+) -> Page[JobRecord]:
+    """A page of jobs, newest (highest id) first, optionally of one queue and/or state;
+    ``cursor`` is the previous page's ``next_cursor``.
 
     Raises:
         ValueError: ``state`` is not a job state, or ``limit`` is not in 1..1000.
+        ValidationFailed: a malformed cursor.
     """
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
     state_value = None if state is None else JobState(state).value
     rows = await admin_store.select_jobs(
-        conn, queue=queue, state=state_value, before_id=before_id, limit=limit
+        conn,
+        queue=queue,
+        state=state_value,
+        before_id=decode_cursor(cursor),
+        limit=fetch_limit(limit),
     )
-    return [JobRecord.from_row(row) for row in rows]
+    return page_of([JobRecord.from_row(row) for row in rows], limit, key=lambda j: j.id)
 
 
 async def cancel_job(conn: TrioConnection, job_id: int) -> JobState:

@@ -15,7 +15,7 @@ from tests.integration.api_server import PASSWORD, bearer, serve_api
 async def events(pool, **filters):
     async with pool.connection() as conn:
         page = await list_events(conn, filters=AuditFilter(**filters), limit=500)
-    return page.events
+    return page.items
 
 
 async def test_login_me_logout(api):

@@ -80,7 +80,7 @@ async def _login_addresses(api, forwarded: str) -> list[str | None]:
         assert response.status_code == 200
     async with api.pool.connection() as conn:
         page = await list_events(conn, filters=AuditFilter(action="auth.login"))
-    return [e.client_addr for e in page.events]
+    return [e.client_addr for e in page.items]
 
 
 async def test_forwarded_for_is_ignored_without_trusted_proxies(api):

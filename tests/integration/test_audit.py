@@ -28,7 +28,7 @@ async def test_record_and_read_back(pool):
             conn, ALICE, "user.created", target_type="user", target_id=8, details={"role": "viewer"}
         )
     async with pool.connection() as conn:
-        (event,) = (await list_events(conn)).events
+        (event,) = (await list_events(conn)).items
     assert event.id == event_id
     assert (event.actor, event.action, event.target_type, event.target_id) == (
         Actor(type=ActorType.USER, id=7), "user.created", "user", "8",
@@ -47,7 +47,7 @@ async def test_events_share_the_fate_of_their_transaction(pool):
             await record(conn, ALICE, "user.deleted", target_type="user", target_id=1)
             raise RuntimeError("the change failed")
     async with pool.connection() as conn:
-        assert (await list_events(conn)).events == []
+        assert (await list_events(conn)).items == []
 
 
 async def test_the_table_is_append_only(pool):
@@ -62,7 +62,7 @@ async def test_the_table_is_append_only(pool):
             async with pool.transaction() as conn:
                 await conn.execute(statement)
     async with pool.connection() as conn:
-        assert len((await list_events(conn)).events) == 1
+        assert len((await list_events(conn)).items) == 1
     import daemon.modules.audit as audit
 
     assert not [name for name in audit.__all__ if "delete" in name or "update" in name]
@@ -88,7 +88,7 @@ async def test_filters_and_cursor_pagination(pool):
             page = await list_events(
                 conn, filters=AuditFilter(action="user.updated"), cursor=cursor, limit=3
             )
-            seen += [e.target_id for e in page.events]
+            seen += [e.target_id for e in page.items]
             cursor = page.next_cursor
             if cursor is None:
                 break
@@ -99,7 +99,7 @@ async def test_filters_and_cursor_pagination(pool):
         async def ids(**filters):
             return [
                 (e.action, e.target_id)
-                for e in (await list_events(conn, filters=AuditFilter(**filters))).events
+                for e in (await list_events(conn, filters=AuditFilter(**filters))).items
             ]
 
         assert await ids(actor_type=ActorType.API_KEY) == [("api_key.revoked", "3")]

@@ -56,7 +56,7 @@ async def test_create_authenticate_list_revoke(pool):
         page = await list_events(conn, filters=AuditFilter(action_prefix="api_key."))
     with pytest.raises(ApiKeyNotFound):
         await revoke_api_key(pool, 999, context=ADMIN)
-    assert [(e.action, e.details) for e in page.events] == [
+    assert [(e.action, e.details) for e in page.items] == [
         ("api_key.revoked", {"name": "ingest", "prefix": key.prefix}),
         ("api_key.created", {"name": "ingest", "prefix": key.prefix, "role": "analyst"}),
     ]

@@ -68,8 +68,8 @@ async def test_creates_the_admin_once_even_when_processes_race(pool, caplog):
     assert len(created) == 1 and created[0].role is Role.ADMIN and created[0].active
     assert await _bootstrap(pool, settings()) is None
     async with pool.connection() as conn:
-        assert await list_users(conn) == created
-        (event,) = (await list_events(conn, filters=AuditFilter(action="user.created"))).events
+        assert (await list_users(conn)).items == created
+        (event,) = (await list_events(conn, filters=AuditFilter(action="user.created"))).items
     assert event.actor == Actor.system() and event.details["via"] == "bootstrap"
     policy = auth_policy(settings())
     await login(pool, "root@example.org", SECRET, policy=policy, client_addr=None, request_id=None)
@@ -79,11 +79,11 @@ async def test_creates_the_admin_once_even_when_processes_race(pool, caplog):
 async def test_nothing_happens_without_settings_or_with_users(pool):
     assert await _bootstrap(pool, Settings()) is None
     async with pool.connection() as conn:
-        assert await list_users(conn) == []
+        assert (await list_users(conn)).items == []
     await _bootstrap(pool, settings(bootstrap_admin_email="first@example.org"))
     assert await _bootstrap(pool, settings(bootstrap_admin_email="second@example.org")) is None
     async with pool.connection() as conn:
-        assert [u.email for u in await list_users(conn)] == ["first@example.org"]
+        assert [u.email for u in (await list_users(conn)).items] == ["first@example.org"]
 
 
 async def test_bad_bootstrap_settings_are_clear_errors(pool):

@@ -55,7 +55,7 @@ async def in_flight(pool) -> int:
 async def audited(pool, action: str) -> int:
     async with pool.connection() as conn:
         page = await list_events(conn, filters=AuditFilter(action=action), limit=500)
-    return len(page.events)
+    return len(page.items)
 
 
 async def concurrently(pool, policy, passwords, addr="203.0.113.7") -> list[str]:

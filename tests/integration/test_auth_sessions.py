@@ -48,7 +48,7 @@ async def do_login(pool, email, password=PASSWORD, policy=FAST, addr="192.0.2.1"
 
 async def events(pool, **filters):
     async with pool.connection() as conn:
-        return (await list_events(conn, filters=AuditFilter(**filters), limit=500)).events
+        return (await list_events(conn, filters=AuditFilter(**filters), limit=500)).items
 
 
 async def test_login_authenticate_logout(pool):

@@ -100,15 +100,15 @@ async def test_twenty_wrong_passwords_lock_the_account(pool):
         rows = await (await conn.execute("SELECT scope, key FROM login_throttle")).fetchall()
         page = await list_events(conn, filters=AuditFilter(action_prefix="auth."), limit=500)
     assert ("account", "vic@example.org") not in rows
-    actions = [e.action for e in reversed(page.events)]
+    actions = [e.action for e in reversed(page.items)]
     assert actions.count("auth.login_failed") == 5 + 4 + 1 + 1
     # 20 refusals, all within a minute: one event (refusals are audited once a minute per
     # blocked key, so a flood of blocked attempts cannot fill the append-only log).
     assert actions.count("auth.login_throttled") == 1
     assert actions[-1] == "auth.login"
-    throttled = next(e for e in page.events if e.action == "auth.login_throttled")
+    throttled = next(e for e in page.items if e.action == "auth.login_throttled")
     assert throttled.target_type == "account" and throttled.target_id == "vic@example.org"
-    locked = next(e for e in page.events if e.details.get("blocked_seconds") == 900)
+    locked = next(e for e in page.items if e.details.get("blocked_seconds") == 900)
     assert locked.details["failures"] == 10 and locked.details["reason"] == "wrong_password"
 
 

@@ -41,7 +41,7 @@ async def make(pool, email, role=Role.ADMIN, **kwargs):
 async def events(pool, **filters):
     async with pool.connection() as conn:
         page = await list_events(conn, filters=AuditFilter(**filters), limit=500)
-    return page.events
+    return page.items
 
 
 async def test_create_get_list(pool):
@@ -57,9 +57,12 @@ async def test_create_get_list(pool):
     async with pool.connection() as conn:
         assert await get_user(conn, alice.id) == alice
         assert await get_user_by_email(conn, "ALICE@example.ORG") == alice
-        assert await list_users(conn) == [alice, bob]
-        assert await list_users(conn, role=Role.VIEWER) == [bob]
-        assert await list_users(conn, after_id=alice.id, limit=1) == [bob]
+        assert (await list_users(conn)).items == [alice, bob]
+        assert (await list_users(conn, role=Role.VIEWER)).items == [bob]
+        first = await list_users(conn, limit=1)
+        assert first.items == [alice] and first.next_cursor == str(alice.id)
+        last = await list_users(conn, cursor=first.next_cursor, limit=1)
+        assert last.items == [bob] and last.next_cursor is None
         with pytest.raises(UserNotFound):
             await get_user(conn, 999)
         with pytest.raises(UserNotFound):
@@ -97,7 +100,7 @@ async def test_invalid_input_is_refused_before_any_write(pool):
             context=SYSTEM,
         )
     async with pool.connection() as conn:
-        assert await list_users(conn) == []
+        assert (await list_users(conn)).items == []
 
 
 async def test_update_is_audited_and_idempotent(pool):
@@ -183,7 +186,7 @@ async def test_last_active_admin_cannot_be_demoted_disabled_or_deleted(pool):
     await update_user(pool, admin.id, role=Role.VIEWER, context=ADMIN_CTX)
     await delete_user(pool, admin.id, context=ADMIN_CTX)
     async with pool.connection() as conn:
-        assert [u.email for u in await list_users(conn)] == [
+        assert [u.email for u in (await list_users(conn)).items] == [
             "viewer@example.org",
             "other@example.org",
         ]

@@ -94,24 +94,25 @@ async def test_list_jobs_filters_and_pages_by_id(pool):
         b_ids = await enqueue_many(conn, [JobSpec(queue="b") for _ in range(3)])
     await _set_state(pool, a_ids[2], "failed", finished_ago=0)
     async with pool.connection() as conn:
-        everything = await list_jobs(conn, limit=1000)
+        everything = (await list_jobs(conn, limit=1000)).items
         assert [j.id for j in everything] == sorted(a_ids + b_ids, reverse=True)
 
-        pages, before = [], None
+        pages, cursor = [], None
         for _ in range(20):  # a cursor that never ends fails instead of looping forever
-            page = await list_jobs(conn, queue="a", limit=3, before_id=before)
-            pages.append([j.id for j in page])
-            if len(page) < 3:
+            page = await list_jobs(conn, queue="a", limit=3, cursor=cursor)
+            pages.append([j.id for j in page.items])
+            if (cursor := page.next_cursor) is None:
                 break
-            before = page[-1].id
         else:
             raise AssertionError(f"pagination did not end after 20 pages: {pages}")
         assert pages == [a_ids[6:3:-1], a_ids[3:0:-1], a_ids[0:1]]
 
-        failed = await list_jobs(conn, state="failed")
+        failed = (await list_jobs(conn, state="failed")).items
         assert [(j.id, j.state) for j in failed] == [(a_ids[2], JobState.FAILED)]
-        assert await list_jobs(conn, queue="b", state=JobState.FAILED) == []
-        assert [j.id for j in await list_jobs(conn, queue="b", state="created")] == b_ids[::-1]
+        assert (await list_jobs(conn, queue="b", state=JobState.FAILED)).items == []
+        assert [j.id for j in (await list_jobs(conn, queue="b", state="created")).items] == b_ids[
+            ::-1
+        ]
         with pytest.raises(ValueError, match="limit"):
             await list_jobs(conn, limit=0)
         with pytest.raises(ValueError, match="limit"):
@@ -440,7 +441,7 @@ async def test_jobs_that_exhaust_their_attempts_are_copied_to_the_dead_letter_qu
         await _wait_state(pool, fine.id, JobState.COMPLETED)
         worker.request_stop()
     async with pool.connection() as conn:
-        dead = await list_jobs(conn, queue="send.dead")
+        dead = (await list_jobs(conn, queue="send.dead")).items
     assert len(dead) == 1
     copy = dead[0]
     assert copy.dead_letter_of == doomed.id
@@ -489,7 +490,7 @@ async def test_purge_deletes_only_finished_jobs_past_retention_with_queue_overri
     )  # several batches per state
     deleted = await purge_finished(pool, options)
     async with pool.connection() as conn:
-        left = {j.id for j in await list_jobs(conn, limit=100)}
+        left = {j.id for j in (await list_jobs(conn, limit=100)).items}
     assert left == {job_id for job_id, (_, _, keep) in cases.items() if keep}
     assert deleted == sum(1 for _, _, keep in cases.values() if not keep)
     assert await purge_finished(pool, options) == 0

@@ -70,4 +70,4 @@ async def list_() -> Response:
     )
     async with current_context().db.connection() as conn:
         result = await list_events(conn, filters=filters, cursor=query.cursor, limit=query.limit)
-    return json_response(page([event_view(e) for e in result.events], result.next_cursor))
+    return json_response(page([event_view(e) for e in result.items], result.next_cursor))

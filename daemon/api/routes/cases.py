@@ -56,12 +56,10 @@ async def list_() -> Response:
             status=query.status,
             severity=query.severity,
             assignee=query.assignee,
-            before_id=query.cursor,
-            limit=query.limit + 1,
+            cursor=None if query.cursor is None else str(query.cursor),
+            limit=query.limit,
         )
-    more = len(cases) > query.limit
-    cases = cases[: query.limit]
-    return json_response(page([case_view(c) for c in cases], str(cases[-1].id) if more else None))
+    return json_response(page([case_view(c) for c in cases.items], cases.next_cursor))
 
 
 @blueprint.get("/<int:case_id>")

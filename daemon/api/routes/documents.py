@@ -245,7 +245,7 @@ async def list_() -> Response:
     )
     async with current_context().db.connection() as conn:
         result = await list_documents(conn, filters=filters, cursor=query.cursor, limit=query.limit)
-    return json_response(page([document_view(d) for d in result.documents], result.next_cursor))
+    return json_response(page([document_view(d) for d in result.items], result.next_cursor))
 
 
 @blueprint.get("/<int:document_id>")

@@ -115,12 +115,10 @@ async def list_() -> Response:
             conn,
             role=query.role,
             active=query.active,
-            after_id=query.cursor,
-            limit=query.limit + 1,
+            cursor=None if query.cursor is None else str(query.cursor),
+            limit=query.limit,
         )
-    more = len(users) > query.limit
-    users = users[: query.limit]
-    return json_response(page([user_view(u) for u in users], str(users[-1].id) if more else None))
+    return json_response(page([user_view(u) for u in users.items], users.next_cursor))
 
 
 @blueprint.get("/<int:user_id>")

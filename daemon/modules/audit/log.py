@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import ValidationFailed
+from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -116,10 +117,7 @@ class AuditFilter:
     until: datetime | None = None  # at < until
 
 
-@attrs.frozen(kw_only=True)
-class AuditPage:
-    events: list[AuditEvent]
-    next_cursor: str | None  # None: this is the last page
+AuditPage = Page[AuditEvent]  # a page of events; ``items`` newest first
 
 
 async def record(
@@ -211,7 +209,7 @@ async def list_events(
         await conn.execute(
             SQL["list_events"],
             {
-                "before_id": _decode_cursor(cursor),
+                "before_id": decode_cursor(cursor),
                 "action": filters.action,
                 "action_prefix": filters.action_prefix,
                 "actor_type": None if filters.actor_type is None else filters.actor_type.value,
@@ -220,18 +218,8 @@ async def list_events(
                 "target_id": filters.target_id,
                 "since": filters.since,
                 "until": filters.until,
-                "limit": limit + 1,
+                "limit": fetch_limit(limit),
             },
         )
     ).fetchall()
-    events = [AuditEvent.from_row(row) for row in rows[:limit]]
-    next_cursor = str(events[-1].id) if len(rows) > limit else None
-    return AuditPage(events=events, next_cursor=next_cursor)
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise ValidationFailed([{"field": "cursor", "message": "not a cursor of this listing"}])
-    return int(cursor)
+    return page_of([AuditEvent.from_row(row) for row in rows], limit, key=lambda e: e.id)

@@ -37,6 +37,7 @@ from daemon.modules.auth.errors import DuplicateEmail, InvalidAccountData, LastA
 from daemon.modules.auth.passwords import check_password, hash_password
 from daemon.modules.auth.roles import Role
 from daemon.shared.db.queries import load_queries
+from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -325,10 +326,16 @@ async def list_users(
     *,
     role: Role | None = None,
     active: bool | None = None,
-    after_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 100,
-) -> list[User]:
-    """Users by id (keyset pagination: pass the last id seen as ``after_id``)."""
+) -> Page[User]:
+    """A page of users by id, oldest first; ``cursor`` is the previous page's
+    ``next_cursor``. Read-only; runs in the caller's transaction.
+
+    Raises:
+        InvalidAccountData: ``limit`` outside 1..MAX_LIST_LIMIT.
+        ValidationFailed: a malformed cursor.
+    """
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise InvalidAccountData("limit", f"limit: must be between 1 and {MAX_LIST_LIMIT}")
     rows = await (
@@ -337,12 +344,12 @@ async def list_users(
             {
                 "role": None if role is None else role.value,
                 "active": active,
-                "after_id": after_id,
-                "limit": limit,
+                "after_id": decode_cursor(cursor),
+                "limit": fetch_limit(limit),
             },
         )
     ).fetchall()
-    return [User.from_row(row) for row in rows]
+    return page_of([User.from_row(row) for row in rows], limit, key=lambda u: u.id)
 
 
 async def update_user(

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from daemon.modules.cases.errors import CaseNotFound
 from daemon.shared.db.queries import load_queries
+from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -105,10 +106,15 @@ async def list_cases(
     status: str | None = None,
     severity: str | None = None,
     assignee: str | None = None,
-    before_id: int | None = None,
+    cursor: str | None = None,
     limit: int = 50,
-) -> list[Case]:
-    """Cases newest first (keyset pagination: pass the last id seen as ``before_id``)."""
+) -> Page[Case]:
+    """A page of cases, newest first; ``cursor`` is the previous page's ``next_cursor``.
+    Read-only; runs in the caller's transaction.
+
+    Raises:
+        ValidationFailed: a malformed cursor.
+    """
     rows = await (
         await conn.execute(
             SQL["list_cases"],
@@ -116,10 +122,10 @@ async def list_cases(
                 "status": status,
                 "severity": severity,
                 "assignee": assignee,
-                "before_id": before_id,
-                "limit": limit,
+                "before_id": decode_cursor(cursor),
+                "limit": fetch_limit(limit),
             },
             prepare=False,
         )
     ).fetchall()
-    return [Case.from_row(row) for row in rows]
+    return page_of([Case.from_row(row) for row in rows], limit, key=lambda c: c.id)

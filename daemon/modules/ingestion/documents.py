@@ -24,6 +24,7 @@ from daemon.modules.ingestion.states import (
 from daemon.modules.ingestion.store import SQL, record_event
 from daemon.queue import enqueue
 from daemon.shared.errors import ValidationFailed
+from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -127,10 +128,7 @@ class DocumentFilter:
     text: str | None = None  # in the title or the normalized text, ignoring case
 
 
-@attrs.frozen(kw_only=True)
-class DocumentPage:
-    documents: list[Document]
-    next_cursor: str | None
+DocumentPage = Page[Document]  # a page of documents; ``items`` newest first
 
 
 async def get_document(conn: TrioConnection, document_id: int) -> Document:
@@ -177,8 +175,7 @@ async def list_documents(
         raise ValidationFailed(
             [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
         )
-    if cursor is not None and (not cursor.isdigit() or len(cursor) > 19):
-        raise ValidationFailed([{"field": "cursor", "message": "not a cursor of this listing"}])
+    before_id = decode_cursor(cursor)
     filters = filters or DocumentFilter()
     pattern = None
     if filters.text:
@@ -194,16 +191,14 @@ async def list_documents(
                 "severity": filters.severity,
                 "since": filters.since,
                 "until": filters.until,
-                "before_id": None if cursor is None else int(cursor),
+                "before_id": before_id,
                 "pattern": pattern,
-                "limit": limit + 1,
+                "limit": fetch_limit(limit),
             },
             prepare=False,  # a generic plan cannot use the filters' indexes
         )
     ).fetchall()
-    documents = [Document.from_row(row) for row in rows[:limit]]
-    next_cursor = str(documents[-1].id) if len(rows) > limit else None
-    return DocumentPage(documents=documents, next_cursor=next_cursor)
+    return page_of([Document.from_row(row) for row in rows], limit, key=lambda d: d.id)
 
 
 async def retry_document(
