@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 
 from daemon.modules.auth import InvalidAccountData
-from daemon.modules.auth.users import check_email, normalize_email, normalize_login_email
+from daemon.modules.auth.emails import check_email, normalize_email, normalize_login_email
 
 
 def wide(text: str) -> str:

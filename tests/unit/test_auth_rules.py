@@ -19,10 +19,10 @@ from daemon.modules.auth import (
     WeakPassword,
 )
 from daemon.modules.auth.api_keys import API_KEY_PREFIX, key_hash, looks_like_api_key, new_api_key
+from daemon.modules.auth.emails import check_email
 from daemon.modules.auth.passwords import check_password
 from daemon.modules.auth.policy import retry_after
 from daemon.modules.auth.sessions import SESSION_TOKEN_PREFIX, new_session_token, token_hash
-from daemon.modules.auth.users import check_email
 from daemon.shared.config import Settings
 
 POLICY = AuthPolicy()

@@ -22,6 +22,7 @@ from daemon.modules.auth.api_keys import (
     revoke_api_key,
 )
 from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, initial_admin
+from daemon.modules.auth.emails import check_email, normalize_email, normalize_login_email
 from daemon.modules.auth.errors import (
     ApiKeyNotFound,
     AuthError,
@@ -50,14 +51,11 @@ from daemon.modules.auth.sessions import (
 )
 from daemon.modules.auth.users import (
     User,
-    check_email,
     create_user,
     delete_user,
     get_user,
     get_user_by_email,
     list_users,
-    normalize_email,
-    normalize_login_email,
     parse_role,
     set_password,
     update_user,

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon.modules.audit import AuditContext
+from daemon.modules.auth.emails import check_email
 from daemon.modules.auth.passwords import check_password, hash_password
 from daemon.modules.auth.roles import Role
-from daemon.modules.auth.users import ADMIN_LOCK_KEY, SQL, User, check_email, insert_user
+from daemon.modules.auth.users import ADMIN_LOCK_KEY, SQL, User, insert_user
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -25,6 +25,7 @@ import attrs
 from daemon.modules.audit import Actor, ActorType, AuditContext, record
 from daemon.modules.auth import throttle
 from daemon.modules.auth.api_keys import authenticate_api_key, looks_like_api_key
+from daemon.modules.auth.emails import looks_like_email, normalize_login_email
 from daemon.modules.auth.errors import (
     InvalidAccountData,
     InvalidCredentials,
@@ -40,13 +41,7 @@ from daemon.modules.auth.passwords import (
 )
 from daemon.modules.auth.policy import LAST_USED_TOUCH_SECONDS, PASSWORD_MAX_LENGTH, retry_after
 from daemon.modules.auth.roles import Principal, PrincipalKind, Role
-from daemon.modules.auth.users import (
-    SQL,
-    User,
-    looks_like_email,
-    normalize_login_email,
-    set_password,
-)
+from daemon.modules.auth.users import SQL, User, set_password
 
 if TYPE_CHECKING:
     from datetime import datetime
