@@ -86,9 +86,11 @@ def _config_check(components: Components) -> int:
 async def _one_shot(components: Components, args: argparse.Namespace) -> int:
     """Run a command's handler with a pool on the configured (or embedded) database.
 
-    The schema and the built-in schedules are brought up to date first unless the command
-    says otherwise, so a command run before the first ``serve`` finds its tables (and
-    ``triaged schedules`` the schedules this version declares).
+    The schema is brought up to date first unless the command says otherwise, so a
+    command run before the first ``serve`` finds its tables; a command about schedules
+    (``sync_schedules``) also syncs the built-in schedules this version declares. Other
+    commands write nothing else: an older binary's ``triaged user ...`` must not retire
+    the schedules a newer version declared.
     """
     from daemon.queue import sync_declared_schedules
     from daemon.shared.db import migrate
@@ -116,6 +118,7 @@ async def _one_shot(components: Components, args: argparse.Namespace) -> int:
         ):
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)
+            if getattr(args, "sync_schedules", False):
                 await sync_declared_schedules(pool, declared_schedules())
             status = await args.handler(args, pool)
             return status

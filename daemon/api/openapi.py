@@ -23,6 +23,7 @@ from daemon.api.access import access_of
 from daemon.api.problems import PROBLEM_JSON
 from daemon.api.schemas.problem import Problem
 from daemon.modules.auth import Role
+from daemon.shared.pagination import MAX_ID  # every id of the API is a bigint
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from daemon.shared.config import Settings
 
 _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
-MAX_ID = 2**63 - 1  # bigint: every id of the API
+
 _PARAM_TYPES = {
     "int": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
     None: {"type": "string"},

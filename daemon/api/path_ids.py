@@ -3,7 +3,7 @@
 Werkzeug's own converter matches ``\\d+``, which in Python means any Unicode decimal
 digit: ``/users/%EF%BC%91`` (a fullwidth one) was user 1, and a number past a bigint
 reached PostgreSQL. This one matches exactly 1 to 19 ASCII digits of a value up to
-:data:`~daemon.api.query.MAX_BIGINT`, in its regular expression (a converter refusing a
+:data:`~daemon.shared.pagination.MAX_ID`, in its regular expression (a converter refusing a
 value later makes werkzeug answer 405 instead of 404); anything else is not a route
 (404), the same answer as an id that does not exist.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from werkzeug.routing import IntegerConverter
 
-from daemon.api.query import MAX_BIGINT
+from daemon.shared.pagination import MAX_ID as MAX_BIGINT
 
 
 def digits_at_most(limit: int) -> str:

@@ -9,7 +9,6 @@ underscores and ``"1.0"``, and ``"²"`` made ``int()`` raise.
 
 from __future__ import annotations
 
-import re
 import types
 from functools import cache
 from typing import Annotated, Final, TypeVar, Union, get_args, get_origin
@@ -19,21 +18,17 @@ from quart import request
 
 from daemon.api.body import field_errors
 from daemon.shared.errors import ValidationFailed
+from daemon.shared.pagination import MAX_ID as MAX_BIGINT
+from daemon.shared.pagination import is_id as is_bigint_id
 
 QueryT = TypeVar("QueryT", bound="QueryModel")
 
-MAX_BIGINT: Final = 2**63 - 1
 ID_PATTERN: Final = r"^[0-9]{1,19}$"
-"""What an id or cursor looks like in a URL: ASCII digits (at most :data:`MAX_BIGINT`)."""
-_ID = re.compile(r"[0-9]{1,19}")  # with fullmatch: a "$" would allow a final newline
+"""What an id or cursor looks like in a URL: ASCII digits (at most :data:`MAX_BIGINT`;
+the rule itself is :func:`daemon.shared.pagination.is_id`)."""
 
 Cursor = Annotated[str, Field(pattern=ID_PATTERN, description="next_cursor of the last page")]
 """The type to declare a listing's ``cursor`` with (checked here in any case)."""
-
-
-def is_bigint_id(value: str) -> bool:
-    """Whether ``value`` is 1 to 19 ASCII digits with a value that fits a bigint."""
-    return _ID.fullmatch(value) is not None and int(value) <= MAX_BIGINT
 
 
 class QueryModel(BaseModel):

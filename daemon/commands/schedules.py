@@ -60,7 +60,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Without an action: list the schedules with their last and next runs.",
     )
     schedules.add_argument("--json", action="store_true", help="print JSON, not a table")
-    schedules.set_defaults(handler=_list)
+    # The built-in schedules this version declares are synced first (see daemon.cli), so
+    # a fresh database lists them and `set`/`enable`/`disable` find them.
+    schedules.set_defaults(handler=_list, sync_schedules=True)
     actions = schedules.add_subparsers(dest="schedules_action", metavar="ACTION")
 
     define = actions.add_parser(

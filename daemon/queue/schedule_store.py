@@ -49,15 +49,7 @@ async def save_schedule(conn: TrioConnection, schedule: Schedule) -> bool:
     row = await (
         await conn.execute(
             SQL["upsert_schedule"],
-            {
-                "name": schedule.name,
-                "cron": schedule.cron,
-                "interval": schedule.interval,
-                "timezone": schedule.timezone,
-                "queue": schedule.queue,
-                "payload": Jsonb(dict(schedule.payload)),
-                "enabled": schedule.enabled,
-            },
+            _definition(schedule),
         )
     ).fetchone()
     assert row is not None
@@ -274,15 +266,7 @@ async def insert_declared(conn: TrioConnection, schedule: Schedule) -> None:
     """Insert a newly declared schedule (its timing recorded as the declared one)."""
     await conn.execute(
         SQL["insert_declared"],
-        {
-            "name": schedule.name,
-            "cron": schedule.cron,
-            "interval": schedule.interval,
-            "timezone": schedule.timezone,
-            "queue": schedule.queue,
-            "payload": Jsonb(dict(schedule.payload)),
-            "enabled": schedule.enabled,
-        },
+        _definition(schedule),
     )
 
 
@@ -316,3 +300,16 @@ async def retire_declared(conn: TrioConnection, names: Sequence[str]) -> list[st
         return []
     cursor = await conn.execute(SQL["retire_declared"], {"names": list(names)})
     return [row[0] for row in await cursor.fetchall()]
+
+
+def _definition(schedule: Schedule) -> dict[str, Any]:
+    """The parameters of a statement that stores ``schedule``'s whole definition."""
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "interval": schedule.interval,
+        "timezone": schedule.timezone,
+        "queue": schedule.queue,
+        "payload": Jsonb(dict(schedule.payload)),
+        "enabled": schedule.enabled,
+    }

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_CURSOR = 2**63 - 1  # ids are bigints
-_DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_ID = 2**63 - 1  # ids are bigints
+_DIGITS = re.compile(r"[0-9]{1,19}")  # with fullmatch: a "$" would allow a final newline
 
 
 @attrs.frozen(kw_only=True)
@@ -49,6 +49,13 @@ def page_of(rows: Sequence[T], limit: int, *, key: Callable[[T], int]) -> Page[T
     return Page(items=items, next_cursor=str(key(items[-1])) if more and items else None)
 
 
+def is_id(text: str) -> bool:
+    """Whether ``text`` is an id as written in a URL or a cursor: 1 to 19 ASCII digits
+    of a value that fits a bigint (``int()`` would also take other Unicode digits, signs,
+    spaces and underscores)."""
+    return _DIGITS.fullmatch(text) is not None and int(text) <= MAX_ID
+
+
 def decode_cursor(cursor: str | None, *, field: str = "cursor") -> int | None:
     """The id a cursor names (None: the first page).
 
@@ -57,6 +64,6 @@ def decode_cursor(cursor: str | None, *, field: str = "cursor") -> int | None:
     """
     if cursor is None:
         return None
-    if not _DIGITS.fullmatch(cursor) or int(cursor) > MAX_CURSOR:
+    if not is_id(cursor):
         raise ValidationFailed([{"field": field, "message": "not a cursor of this list"}])
     return int(cursor)

@@ -10,7 +10,7 @@ from quart import Blueprint, Response
 
 from daemon.api.access import requires
 from daemon.api.context import current_context
-from daemon.api.query import QueryModel, query_params
+from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, page
 from daemon.api.schemas.base import page_of
 from daemon.api.schemas.cases import CaseView
@@ -24,7 +24,7 @@ class CaseListQuery(QueryModel):
     status: str | None = Field(default=None, pattern="^(open|acknowledged|resolved|closed)$")
     severity: str | None = Field(default=None, pattern="^(low|medium|high|critical)$")
     assignee: str | None = Field(default=None, max_length=200)
-    cursor: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    cursor: Cursor | None = None
     limit: int = Field(default=50, ge=1, le=500)
 
 
@@ -56,7 +56,7 @@ async def list_() -> Response:
             status=query.status,
             severity=query.severity,
             assignee=query.assignee,
-            cursor=None if query.cursor is None else str(query.cursor),
+            cursor=query.cursor,
             limit=query.limit,
         )
     return json_response(page([case_view(c) for c in cases.items], cases.next_cursor))

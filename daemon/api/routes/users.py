@@ -12,7 +12,7 @@ from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
 from daemon.api.field_types import JsonBool, QueryBool  # noqa: TC001 (pydantic reads it at run time)
-from daemon.api.query import QueryModel, query_params
+from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.accounts import UserView
 from daemon.api.schemas.base import page_of
@@ -27,8 +27,6 @@ from daemon.modules.auth import (
 )
 
 blueprint = Blueprint("users", __name__, url_prefix="/api/v1/users")
-
-MAX_ID = 2**63 - 1  # bigint
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -74,9 +72,7 @@ class UserUpdateBody(BaseModel):
 class UserListQuery(QueryModel):
     role: Role | None = None
     active: QueryBool | None = None
-    cursor: int | None = Field(
-        default=None, ge=0, le=MAX_ID, description="next_cursor of the last page"
-    )
+    cursor: Cursor | None = None
     limit: int = Field(default=100, ge=1, le=500)
 
 
@@ -115,7 +111,7 @@ async def list_() -> Response:
             conn,
             role=query.role,
             active=query.active,
-            cursor=None if query.cursor is None else str(query.cursor),
+            cursor=query.cursor,
             limit=query.limit,
         )
     return json_response(page([user_view(u) for u in users.items], users.next_cursor))
