@@ -1,0 +1,242 @@
+"""Watched directories: which files are there, which are done being written, reading one
+safely, and moving it aside once its document is committed.
+
+Blocking filesystem code, meant to run in a worker thread (``trio.to_thread.run_sync``);
+the rules it applies are pure functions (:func:`is_settled`, :func:`name_selected`,
+:func:`item_identity`) tested without a directory.
+
+* **Roots.** A directory source's path must resolve (symlinks followed) to a place under
+  one of the allowed roots (:func:`check_directory`, at configuration time and again at
+  every poll). A symlink inside the directory is followed only when its target resolves
+  under the same root; one that leaves it is skipped.
+* **Settle.** A file is taken once its modification time is at least ``settle_seconds``
+  old: a writer still appending keeps moving its mtime, so its file waits for a later
+  poll. Reading re-checks it: the open file's size and mtime must equal what the scan saw,
+  before and after reading (:func:`read_file`); otherwise it waits too.
+* **Identity.** A file is ``name|size|mtime_ns`` (:func:`item_identity`): committed
+  with its document as the source's item, so a poll retried after a crash between the
+  commit and the move sees the file as already recorded and only moves it. A file
+  changed in place (``keep`` mode) has a new identity and becomes a new document.
+* **Processed.** In ``move`` mode a committed file is renamed into ``processed/`` beside
+  it (never overwriting: a name taken there gets a numbered suffix); the scan never looks
+  into ``processed/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+PROCESSED_DIRECTORY = "processed"
+
+
+class DirectoryRefused(Exception):
+    """The path is not a directory under an allowed root (``str(exc)`` says why)."""
+
+
+@attrs.frozen(kw_only=True)
+class FileState:
+    """A regular file of a watched directory as one scan saw it."""
+
+    name: str
+    size: int
+    mtime_ns: int
+
+
+def item_identity(file: FileState) -> str:
+    """The file's item identity: its name, size and modification time (nanoseconds)."""
+    return f"{file.name}|{file.size}|{file.mtime_ns}"
+
+
+def is_settled(file: FileState, *, now_ns: int, settle_seconds: float) -> bool:
+    """Whether the file has not been written for ``settle_seconds`` (a modification time
+    in the future, a clock skew, is not settled)."""
+    return now_ns - file.mtime_ns >= int(settle_seconds * 1_000_000_000)
+
+
+def name_selected(name: str, *, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether a file name is taken: it matches one ``include`` glob (none given: all
+    names) and no ``exclude`` glob. Case-sensitive shell globs (``*.json``, ``report-?``)."""
+    if include and not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
+
+
+def _resolved_roots(roots: Sequence[str]) -> list[Path]:
+    return [Path(root).resolve() for root in roots]
+
+
+def root_of(path: Path, roots: Sequence[str]) -> Path | None:
+    """The allowed root ``path`` resolves under (None: none). Blocking."""
+    resolved = path.resolve()
+    for root in _resolved_roots(roots):
+        if resolved == root or resolved.is_relative_to(root):
+            return root
+    return None
+
+
+def check_directory(path: str, roots: Sequence[str]) -> Path:
+    """The directory a source's ``config.path`` names, resolved, when it lies under one
+    of ``roots``. Blocking (resolves symlinks).
+
+    Raises:
+        DirectoryRefused: not absolute, no roots configured, or outside every root.
+    """
+    if not roots:
+        raise DirectoryRefused("no directory roots are configured (TRIAGED_SOURCE_DIRECTORY_ROOTS)")
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        raise DirectoryRefused("must be an absolute path")
+    if "\0" in path:
+        raise DirectoryRefused("must not contain NUL")
+    if root_of(candidate, roots) is None:
+        raise DirectoryRefused("is not under an allowed directory root")
+    return candidate.resolve()
+
+
+def scan_directory(
+    directory: Path,
+    *,
+    roots: Sequence[str],
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> list[FileState]:
+    """The regular files of ``directory`` (not its subdirectories) selected by the globs,
+    sorted by name. Symlinks are followed only to files under the directory's own root.
+    Blocking.
+
+    Raises:
+        DirectoryRefused: the directory no longer resolves under an allowed root.
+        OSError: the directory cannot be listed (missing, permissions).
+    """
+    root = root_of(directory, roots)
+    if root is None:
+        raise DirectoryRefused("is not under an allowed directory root")
+    real = directory.resolve()
+    files = []
+    with os.scandir(real) as entries:
+        for entry in entries:
+            if entry.name == PROCESSED_DIRECTORY or not name_selected(
+                entry.name, include=include, exclude=exclude
+            ):
+                continue
+            try:
+                if entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if not target.is_relative_to(root):
+                        continue  # a symlink leaving the root: not followed
+                    info = target.stat()
+                else:
+                    info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since listed, or a dangling link
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            files.append(FileState(name=entry.name, size=info.st_size, mtime_ns=info.st_mtime_ns))
+    files.sort(key=lambda file: file.name)
+    return files
+
+
+def read_file(
+    directory: Path, file: FileState, *, roots: Sequence[str], max_bytes: int
+) -> bytes | None:
+    """The file's bytes if it is still exactly as scanned (size and mtime, before and
+    after reading); None if it changed or went away (a later poll sees it again).
+    Blocking.
+
+    Raises:
+        FileTooLarge: over ``max_bytes``.
+    """
+    if file.size > max_bytes:
+        raise FileTooLarge(f"{file.name} has {file.size} bytes; the limit is {max_bytes}")
+    path = directory.resolve() / file.name
+    root = root_of(directory, roots)
+    if root is None:
+        return None
+    try:
+        if path.is_symlink():
+            path = path.resolve()
+            if not path.is_relative_to(root):
+                return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return None
+        raise
+    with os.fdopen(fd, "rb") as stream:
+        before = os.fstat(stream.fileno())
+        if not _unchanged(before, file):
+            return None
+        data = stream.read(max_bytes + 1)
+        after = os.fstat(stream.fileno())
+    if len(data) != file.size or not _unchanged(after, file):
+        return None
+    return data
+
+
+class FileTooLarge(Exception):
+    """A settled file larger than the source's item limit (it is skipped)."""
+
+
+def _unchanged(info: os.stat_result, file: FileState) -> bool:
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_size == file.size
+        and info.st_mtime_ns == file.mtime_ns
+    )
+
+
+def move_processed(directory: Path, name: str) -> Path | None:
+    """Move the file ``name`` into ``processed/`` (created when missing), never over a
+    file already there: ``report.txt`` becomes ``report.1.txt``, ``report.2.txt``...
+    Idempotent: a file already gone answers None. A symlink is moved as the link.
+    Blocking."""
+    real = directory.resolve()
+    source = real / name
+    target_directory = real / PROCESSED_DIRECTORY
+    target_directory.mkdir(exist_ok=True)
+    stem, dot, suffix = name.partition(".")
+    for n in range(10_000):
+        candidate = name if n == 0 else f"{stem}.{n}{dot}{suffix}"
+        target = target_directory / candidate
+        try:
+            # link+unlink, not rename: rename would silently replace a file that
+            # appeared at the target since we looked.
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            if _same_file(source, target):
+                break  # linked before a crash, not yet unlinked: finish the move
+            continue
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            if target.exists() or target.is_symlink():
+                continue
+            os.rename(source, target)  # no hard links here: the best we have
+            return target
+        break
+    else:
+        raise OSError(errno.EEXIST, f"no free name for {name} in {target_directory}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(source)
+    return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        first, second = os.stat(a, follow_symlinks=False), os.stat(b, follow_symlinks=False)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
