@@ -41,6 +41,10 @@
     │   ├── InvalidTransition       the document's state does not allow this step or action
     │   ├── IdempotencyConflict     an Idempotency-Key reused with a different request
     │   └── DocumentTooLarge        the document is larger than TRIAGED_MAX_DOCUMENT_BYTES
+    ├── SourceError                 source operations (daemon/modules/sources/errors.py)
+    │   ├── SourceNotFound          no such source (or a deleted one)
+    │   ├── DuplicateSourceName     a source with that name exists
+    │   └── SourceNotPollable       poll asked of a push, built-in or deleted source
     ├── QueueError                  the job queue engine refuses an operation
     │   ├── JobNotFound             no such job
     │   ├── InvalidJobState         the job's state does not allow the operation

@@ -212,6 +212,16 @@ class Registry:
             metric = self.metrics[name] = Counter(name, help_text, labels)
         return _same(metric, Counter, labels)
 
+    def gauge(self, name: str, help_text: str, labels: Sequence[str | Label] = ()) -> Gauge:
+        metric = self.metrics.get(name)
+        if metric is None:
+            metric = self.metrics[name] = Gauge(name, help_text, labels)
+        if not isinstance(metric, Gauge) or metric.label_names != tuple(
+            Label.of(label).name for label in labels
+        ):
+            raise ValueError(f"{name} is already declared differently")
+        return metric
+
     def histogram(
         self,
         name: str,

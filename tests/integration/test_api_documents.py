@@ -9,9 +9,11 @@ import pytest
 from pypdf import PdfWriter
 
 from daemon.composition import compose, pipeline_config
+from daemon.modules.audit import AuditContext
 from daemon.modules.auth import Role
 from daemon.modules.ingestion import Pipeline
 from daemon.modules.ingestion.states import DocumentState, step_from
+from daemon.modules.sources import SourcePolicy, check_source_input, create_source
 from daemon.shared.cpu_threads import CpuThreads
 from tests.client_warnings import ABANDONED_REQUEST_BODY
 from tests.integration.api_server import bearer, serve_api
@@ -50,8 +52,7 @@ async def test_json_intake_to_completed_with_history_analysis_and_case(api, anal
     async with api.client(headers=analyst) as client:
         response = await client.post(
             "/api/v1/documents",
-            json={"title": "Checkout down", "content": OUTAGE, "source_id": "pager",
-                  "metadata": {"team": "web"}},
+            json={"title": "Checkout down", "content": OUTAGE, "metadata": {"team": "web"}},
             headers={"X-Request-ID": "intake-1"},
         )  # fmt: skip
         assert response.status_code == 202
@@ -60,7 +61,8 @@ async def test_json_intake_to_completed_with_history_analysis_and_case(api, anal
         assert response.headers["location"] == f"/api/v1/documents/{receipt['id']}"
         assert await run_pipeline(api, receipt["id"]) == "completed"
         document = (await client.get(response.headers["location"])).json()
-    assert document["state"] == "completed" and document["source_id"] == "pager"
+    assert document["state"] == "completed"
+    assert isinstance(document["source_id"], int)  # the built-in upload source
     assert document["metadata"] == {"team": "web"}
     assert document["history"][0]["to_state"] == "received"
     assert len(document["history"]) == 8
@@ -168,7 +170,12 @@ async def test_bad_input_gets_a_clear_4xx_or_a_failed_document(api, analyst):
     assert "loopback" in outcomes["loopback url"][2]
 
 
-async def test_listing_filters_and_cursor(api, analyst):
+async def test_listing_filters_and_cursor(api, pool, analyst):
+    pager = await create_source(
+        pool,
+        check_source_input({"name": "pager", "kind": "upload"}, SourcePolicy()),
+        context=AuditContext.system(),
+    )
     async with api.client(headers=analyst) as client:
         ids = []
         for index, text in enumerate(
@@ -176,7 +183,8 @@ async def test_listing_filters_and_cursor(api, analyst):
         ):
             response = await client.post(
                 "/api/v1/documents",
-                json={"title": f"doc {index}", "content": text, "source_id": f"s{index % 2}"},
+                json={"title": f"doc {index}", "content": text}
+                | ({"source_id": pager.id} if index % 2 == 0 else {}),
             )
             ids.append(response.json()["id"])
             await run_pipeline(api, ids[-1])
@@ -187,7 +195,8 @@ async def test_listing_filters_and_cursor(api, analyst):
             return [d["id"] for d in response.json()["items"]]
 
         assert await listed() == ids[::-1]
-        assert await listed(source_id="s0") == [ids[2], ids[0]]
+        assert await listed(source_id=str(pager.id)) == [ids[2], ids[0]]
+        assert await listed(source_id=str(pager.id + 1000)) == []
         assert await listed(category="outage") == [ids[2], ids[0]]
         assert await listed(q="INVOICE") == [ids[1]]
         assert await listed(state="completed") == ids[::-1]

@@ -37,7 +37,9 @@ from daemon.modules.ingestion import (
     receive_document,
     retry_document,
 )
+from daemon.modules.sources import check_upload_source
 from daemon.shared.errors import ValidationFailed
+from daemon.shared.pagination import MAX_ID
 
 blueprint = Blueprint("documents", __name__, url_prefix="/api/v1/documents")
 
@@ -70,7 +72,9 @@ class DocumentBody(BaseModel):
     media_type: str | None = Field(
         default=None, max_length=200, description="of content; default text/plain"
     )
-    source_id: str | None = Field(default=None, max_length=200)
+    source_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="a source of kind upload; default: the built-in"
+    )
     external_id: str | None = Field(default=None, max_length=500)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -81,14 +85,14 @@ class UploadFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(default="", max_length=1000)
-    source_id: str | None = Field(default=None, max_length=200)
+    source_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     external_id: str | None = Field(default=None, max_length=500)
     metadata: str | None = None
 
 
 class DocumentListQuery(QueryModel):
     state: DocumentState | None = None
-    source_id: str | None = Field(default=None, max_length=200)
+    source_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     category: str | None = Field(default=None, max_length=100)
     severity: str | None = Field(default=None, max_length=20)
     since: DateTime | None = Field(default=None, description="created_at >= since")
@@ -173,6 +177,8 @@ async def create() -> Response:
         )
     context = current_context()
     settings = context.settings
+    if new.source_id is not None:
+        await check_upload_source(context.db, new.source_id)
     receipt = await receive_document(
         context.intake,
         new,
@@ -223,7 +229,7 @@ async def _from_multipart() -> NewDocument:
         content=data,
         media_type=media_type,
         filename=(upload.filename or None) and upload.filename[:1000],
-        source_id=described.source_id or None,
+        source_id=described.source_id,
         external_id=described.external_id or None,
         metadata=metadata,
     )

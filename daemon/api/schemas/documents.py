@@ -27,7 +27,7 @@ class DocumentView(ResponseModel):
     id: int
     title: str
     state: DocumentState
-    source_id: str | None
+    source_id: int
     external_id: str | None
     url: str | None
     filename: str | None

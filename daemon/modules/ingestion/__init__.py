@@ -62,7 +62,7 @@ from daemon.modules.ingestion.extraction import (
     extract_text,
     is_supported_media_type,
 )
-from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, fetch_url
+from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, checked_url, fetch_url
 from daemon.modules.ingestion.guarded_network import note_configured_url
 from daemon.modules.ingestion.intake import (
     IntakeWriter,
@@ -70,6 +70,7 @@ from daemon.modules.ingestion.intake import (
     Receipt,
     prune_idempotency_keys,
     receive_document,
+    write_documents,
 )
 from daemon.modules.ingestion.language import LANGUAGES, UNDETERMINED, guess_language
 from daemon.modules.ingestion.normalize import (
@@ -137,6 +138,7 @@ __all__ = [
     "StepResult",
     "UnsupportedContent",
     "canonical_media_type",
+    "checked_url",
     "chunk_text",
     "classify_address",
     "clean_text",
@@ -157,4 +159,5 @@ __all__ = [
     "receive_document",
     "requeue_stranded",
     "retry_document",
+    "write_documents",
 ]

@@ -44,7 +44,7 @@ log = logging.getLogger("triaged.ingestion")
 class Document:
     id: int
     title: str
-    source_id: str | None
+    source_id: int
     external_id: str | None
     url: str | None
     filename: str | None
@@ -120,7 +120,7 @@ class DocumentFilter:
     """Every field left None matches everything."""
 
     state: DocumentState | None = None
-    source_id: str | None = None
+    source_id: int | None = None
     category: str | None = None
     severity: str | None = None
     since: datetime | None = None  # created_at >= since

@@ -58,7 +58,7 @@ class NewDocument:
     url: str | None = None
     media_type: str | None = None
     filename: str | None = None
-    source_id: str | None = None
+    source_id: int | None = None  # None: the built-in upload source
     external_id: str | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
 
@@ -267,6 +267,30 @@ async def receive_document(
         except _KeyTaken:
             continue
     raise IdempotencyConflict("the Idempotency-Key kept changing hands; try again")
+
+
+async def write_documents(
+    conn: TrioConnection,
+    news: Sequence[NewDocument],
+    *,
+    context: AuditContext,
+    max_bytes: int,
+    max_attempts: int,
+) -> list[Receipt]:
+    """Store ``news`` in the caller's transaction, with what every intake writes (the
+    documents, their contents and first history events, audit events and first jobs),
+    in order: the batch intake of sources, whose polls commit their documents together
+    with their own records. Nothing is committed here; a rollback leaves nothing.
+
+    Raises:
+        ValidationFailed, DocumentTooLarge, UnsupportedMediaType: see
+            :func:`check_new_document` (raised before anything is written).
+    """
+    if not news:
+        return []
+    checked = [check_new_document(new, max_bytes=max_bytes) for new in news]
+    principal = f"{context.actor.type.value}:{context.actor.id}"
+    return await _write(conn, [_Intake(new, principal, context, max_attempts) for new in checked])
 
 
 async def _stored_receipt(

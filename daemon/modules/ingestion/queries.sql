@@ -10,15 +10,17 @@ WITH input AS (
     SELECT nextval(pg_get_serial_sequence('documents', 'id')) AS id, i.*,
            (%(contents)b::bytea[])[i.n + 1] AS content, i.n AS ord
     FROM jsonb_to_recordset(%(documents)s::jsonb)
-         AS i(n integer, title text, source_id text, external_id text, url text,
+         AS i(n integer, title text, source_id bigint, external_id text, url text,
               filename text, media_type text, size_bytes bigint, metadata jsonb,
               created_by text)
 ), inserted AS (
     INSERT INTO documents (id, title, source_id, external_id, url, filename, media_type,
                            size_bytes, metadata, created_by)
     OVERRIDING SYSTEM VALUE
-    SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
-           metadata, created_by
+    SELECT id, title,
+           coalesce(source_id, (SELECT s.id FROM sources s WHERE s.builtin AND s.kind = 'upload'
+                                ORDER BY s.id LIMIT 1)),
+           external_id, url, filename, media_type, size_bytes, metadata, created_by
     FROM input ORDER BY ord
     RETURNING id, created_at
 ), blobs AS (
@@ -288,7 +290,7 @@ SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
        completed_at, retain_until
 FROM documents d
 WHERE (%(state)s::text IS NULL OR d.state = %(state)s::document_state)
-  AND (%(source_id)s::text IS NULL OR d.source_id = %(source_id)s)
+  AND (%(source_id)s::bigint IS NULL OR d.source_id = %(source_id)s)
   AND (%(category)s::text IS NULL OR d.category = %(category)s)
   AND (%(severity)s::text IS NULL OR d.severity = %(severity)s)
   AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s)

@@ -1,0 +1,110 @@
+"""Sources: where documents come from (issue 13). Push kinds receive (``upload``, the
+built-in source of manual uploads; ``webhook``); pull kinds are polled on a schedule
+(``http``, ``feed``, ``directory``).
+
+Public face::
+
+    from daemon.modules.sources import Source, create_source, run_poll, POLLERS, ...
+
+* :mod:`.kind_config`: per-kind configuration models and validation (pure);
+* :mod:`.store`: the sources table, their queue schedules, the polls' records;
+* :mod:`.polling`: the poll contract every pull kind implements, and the core that
+  commits what a poll finds exactly once (read its docstring before adding a kind);
+* :mod:`.metrics`: per-source metrics.
+"""
+
+from __future__ import annotations
+
+from daemon.modules.sources.errors import (
+    DuplicateSourceName,
+    SourceError,
+    SourceNotFound,
+    SourceNotPollable,
+)
+from daemon.modules.sources.kind_config import (
+    CONFIG_MODELS,
+    KINDS,
+    PULL_KINDS,
+    PUSH_KINDS,
+    SECRET_FIELDS,
+    CheckedSource,
+    DirectoryConfig,
+    FeedConfig,
+    HttpConfig,
+    Limits,
+    SourcePolicy,
+    Timing,
+    WebhookConfig,
+    check_url,
+    render_title,
+)
+from daemon.modules.sources.metrics import SourceMetrics
+from daemon.modules.sources.polling import (
+    POLLERS,
+    BatchOutcome,
+    PollContext,
+    PolledItem,
+    Poller,
+    PollResult,
+    SourcesConfig,
+    run_poll,
+)
+from daemon.modules.sources.store import (
+    POLL_QUEUE,
+    PollRecord,
+    Source,
+    check_source_input,
+    check_upload_source,
+    create_source,
+    delete_source,
+    get_source,
+    list_polls,
+    list_sources,
+    schedule_name,
+    set_source_enabled,
+    update_source,
+)
+
+__all__ = [
+    "CONFIG_MODELS",
+    "KINDS",
+    "POLLERS",
+    "POLL_QUEUE",
+    "PULL_KINDS",
+    "PUSH_KINDS",
+    "SECRET_FIELDS",
+    "BatchOutcome",
+    "CheckedSource",
+    "DirectoryConfig",
+    "DuplicateSourceName",
+    "FeedConfig",
+    "HttpConfig",
+    "Limits",
+    "PollContext",
+    "PollRecord",
+    "PollResult",
+    "PolledItem",
+    "Poller",
+    "Source",
+    "SourceError",
+    "SourceMetrics",
+    "SourceNotFound",
+    "SourceNotPollable",
+    "SourcePolicy",
+    "SourcesConfig",
+    "Timing",
+    "WebhookConfig",
+    "check_source_input",
+    "check_upload_source",
+    "check_url",
+    "create_source",
+    "delete_source",
+    "get_source",
+    "list_polls",
+    "list_sources",
+    "render_title",
+    "run_poll",
+    "schedule_name",
+    "set_source_enabled",
+    "update_source",
+]
