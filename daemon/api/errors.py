@@ -34,6 +34,7 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
+from daemon.modules.sources import DeliveryConflict, SourceDisabled, WebhookRefused
 from daemon.shared.errors import (
     BodyTooLarge,
     DaemonError,
@@ -53,6 +54,9 @@ log = logging.getLogger("triaged.api")
 
 # First match wins: leaves before their branch.
 _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
+    (WebhookRefused, 401),
+    (DeliveryConflict, 409),
+    (SourceDisabled, 409),
     (InvalidCredentials, 401),
     (Unauthenticated, 401),
     (PermissionDenied, 403),
@@ -145,6 +149,8 @@ def register_error_handlers(app: Quart) -> None:
 
 
 def _headers_for(error: DaemonError, status: int) -> dict[str, str]:
+    if isinstance(error, WebhookRefused):
+        return {"WWW-Authenticate": 'Triaged-Signature realm="triaged"'}
     if status == 401:
         # RFC 6750: say which scheme, and whether presented credentials were bad.
         challenge = 'Bearer realm="triaged"'

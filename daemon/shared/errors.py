@@ -44,6 +44,10 @@
     ├── SourceError                 source operations (daemon/modules/sources/errors.py)
     │   ├── SourceNotFound          no such source (or a deleted one)
     │   ├── DuplicateSourceName     a source with that name exists
+    │   ├── WebhookRefused          a delivery's signature, timestamp or delivery id is bad,
+    │   │                           or its signature was accepted before (a replay)
+    │   ├── DeliveryConflict        a delivery id sent again with a different body
+    │   ├── SourceDisabled          a disabled source was sent a delivery
     │   └── SourceNotPollable       poll asked of a push, built-in or deleted source
     ├── QueueError                  the job queue engine refuses an operation
     │   ├── JobNotFound             no such job

@@ -107,22 +107,15 @@ def test_no_secret_refuses_everything():
     assert verify(headers(), BODY, secrets=[], now=NOW) == Refused(reason=Refusal.BAD_SIGNATURE)
 
 
-def test_rotation_keeps_the_previous_secret_until_the_overlap_ends():
-    secrets = WebhookSecrets(current="old").rotated("new", now=NOW, overlap_seconds=3600)
+def test_the_previous_secret_is_valid_until_the_overlap_ends():
+    secrets = WebhookSecrets(current="new", previous="old", previous_until=NOW + 3600)
     assert secrets.valid_at(NOW) == ("new", "old")
     assert secrets.valid_at(NOW + 3599) == ("new", "old")
     assert secrets.valid_at(NOW + 3600) == ("new",)
+    assert WebhookSecrets(current="new", previous="old").valid_at(NOW) == ("new",)
     old_signed = headers("old")
     assert isinstance(verify(old_signed, BODY, secrets=secrets.valid_at(NOW), now=NOW), Verified)
     later = NOW + 4000
     assert verify(
         headers("old", timestamp=int(later)), BODY, secrets=secrets.valid_at(later), now=later
     ) == Refused(reason=Refusal.BAD_SIGNATURE)
-
-
-def test_rotation_without_overlap_and_idempotent_rotation():
-    assert WebhookSecrets(current="a").rotated("b", now=NOW, overlap_seconds=0).valid_at(NOW) == (
-        "b",
-    )
-    rotated = WebhookSecrets(current="a").rotated("b", now=NOW, overlap_seconds=60)
-    assert rotated.rotated("b", now=NOW + 30, overlap_seconds=60) == rotated

@@ -16,10 +16,13 @@ Public face::
 from __future__ import annotations
 
 from daemon.modules.sources.errors import (
+    DeliveryConflict,
     DuplicateSourceName,
+    SourceDisabled,
     SourceError,
     SourceNotFound,
     SourceNotPollable,
+    WebhookRefused,
 )
 from daemon.modules.sources.kind_config import (
     CONFIG_MODELS,
@@ -64,6 +67,11 @@ from daemon.modules.sources.store import (
     set_source_enabled,
     update_source,
 )
+from daemon.modules.sources.webhook import (
+    AuthenticatedDelivery,
+    authenticate_delivery,
+    receive_delivery,
+)
 
 __all__ = [
     "CONFIG_MODELS",
@@ -73,8 +81,10 @@ __all__ = [
     "PULL_KINDS",
     "PUSH_KINDS",
     "SECRET_FIELDS",
+    "AuthenticatedDelivery",
     "BatchOutcome",
     "CheckedSource",
+    "DeliveryConflict",
     "DirectoryConfig",
     "DuplicateSourceName",
     "FeedConfig",
@@ -86,6 +96,7 @@ __all__ = [
     "PolledItem",
     "Poller",
     "Source",
+    "SourceDisabled",
     "SourceError",
     "SourceMetrics",
     "SourceNotFound",
@@ -94,6 +105,8 @@ __all__ = [
     "SourcesConfig",
     "Timing",
     "WebhookConfig",
+    "WebhookRefused",
+    "authenticate_delivery",
     "check_source_input",
     "check_upload_source",
     "check_url",
@@ -102,6 +115,7 @@ __all__ = [
     "get_source",
     "list_polls",
     "list_sources",
+    "receive_delivery",
     "render_title",
     "run_poll",
     "schedule_name",

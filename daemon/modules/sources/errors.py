@@ -19,3 +19,16 @@ class DuplicateSourceName(SourceError):
 
 class SourceNotPollable(SourceError):
     """The source is not polled: it receives documents, is built in or deleted."""
+
+
+class WebhookRefused(SourceError):
+    """The delivery is not authenticated: a missing or bad signature, a timestamp outside
+    the tolerance window, a malformed delivery id, or a signature accepted before."""
+
+
+class DeliveryConflict(SourceError):
+    """This delivery id was already received with a different body."""
+
+
+class SourceDisabled(SourceError):
+    """The source is disabled: it takes no deliveries until an admin enables it."""

@@ -170,15 +170,3 @@ class WebhookSecrets:
         ):
             return (self.current, self.previous)
         return (self.current,)
-
-    def rotated(self, new: str, *, now: float, overlap_seconds: float) -> WebhookSecrets:
-        """The secrets after ``new`` replaces the current one: the old current one stays
-        valid for ``overlap_seconds`` (0: not at all). Setting the same secret again
-        changes nothing (an idempotent PATCH must not end the overlap)."""
-        if new == self.current:
-            return self
-        if overlap_seconds <= 0:
-            return WebhookSecrets(current=new)
-        return WebhookSecrets(
-            current=new, previous=self.current, previous_until=now + overlap_seconds
-        )
