@@ -155,10 +155,28 @@ class Fetched:
     final_url: str
     status: int
     redirects: int
+    etag: str | None = None  # validators for a later conditional request
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        """A 304 answer to a conditional request (``data`` is empty)."""
+        return self.status == 304
 
 
-async def fetch_url(url: str, policy: FetchPolicy, *, resolver: Resolver = resolve_host) -> Fetched:
+async def fetch_url(
+    url: str,
+    policy: FetchPolicy,
+    *,
+    resolver: Resolver = resolve_host,
+    headers: Mapping[str, str] | None = None,
+) -> Fetched:
     """GET ``url`` under ``policy`` (see the module docstring for every rule).
+
+    ``headers`` are sent with every request (redirect hops included): an auth header,
+    or the validators of a conditional request (``If-None-Match``,
+    ``If-Modified-Since``), to which a ``304`` answer is returned as a :class:`Fetched`
+    with ``status`` 304 and no data instead of an error.
 
     ``resolver`` looks host names up (default: the system resolver); tests pass a fake
     one to play DNS tricks without DNS. Cancellation-safe: nothing outlives the call.
@@ -174,7 +192,7 @@ async def fetch_url(url: str, policy: FetchPolicy, *, resolver: Resolver = resol
     target = checked_url(url, policy.address_policy, egress=policy.egress)
     try:
         with trio.fail_after(policy.total_timeout):
-            return await _fetch(target, policy, resolver)
+            return await _fetch(target, policy, resolver, headers or {})
     except trio.TooSlowError as exc:
         raise FetchUnavailable(
             f"{url}: not fetched within {policy.total_timeout:g} s (total timeout)"
@@ -222,7 +240,9 @@ def _default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-async def _fetch(target: httpx.URL, policy: FetchPolicy, resolver: Resolver) -> Fetched:
+async def _fetch(
+    target: httpx.URL, policy: FetchPolicy, resolver: Resolver, headers: Mapping[str, str]
+) -> Fetched:
     backend = GuardedBackend(policy.address_policy, resolver, egress=policy.egress)
     transport = GuardedTransport(backend, ssl_context=policy.ssl_context or _default_ssl_context())
     client = httpx.AsyncClient(
@@ -239,10 +259,25 @@ async def _fetch(target: httpx.URL, policy: FetchPolicy, resolver: Resolver) -> 
     async with client:
         redirects = 0
         while True:
-            async with client.stream("GET", target) as response:
+            async with client.stream("GET", target, headers=dict(headers)) as response:
                 status = response.status_code
+                if status == 304 and _conditional(headers):
+                    return Fetched(
+                        data=b"",
+                        media_type=None,
+                        charset=None,
+                        final_url=str(target),
+                        status=status,
+                        redirects=redirects,
+                        etag=response.headers.get("etag"),
+                        last_modified=response.headers.get("last-modified"),
+                    )
                 if status in REDIRECT_STATUSES:
+                    origin = (target.scheme, target.host, target.port)
                     target = _redirect_target(target, response, redirects, policy)
+                    if (target.scheme, target.host, target.port) != origin:
+                        # Credentials go to the configured origin only.
+                        headers = {k: v for k, v in headers.items() if k.lower() in _CONDITIONAL}
                     redirects += 1
                     continue
                 _raise_for_status(target, response)
@@ -255,7 +290,16 @@ async def _fetch(target: httpx.URL, policy: FetchPolicy, resolver: Resolver) -> 
                     final_url=str(target),
                     status=status,
                     redirects=redirects,
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
                 )
+
+
+_CONDITIONAL = frozenset({"if-none-match", "if-modified-since"})
+
+
+def _conditional(headers: Mapping[str, str]) -> bool:
+    return any(name.lower() in _CONDITIONAL for name in headers)
 
 
 def _redirect_target(

@@ -10,11 +10,13 @@ Public face::
 * :mod:`.store`: the sources table, their queue schedules, the polls' records;
 * :mod:`.polling`: the poll contract every pull kind implements, and the core that
   commits what a poll finds exactly once (read its docstring before adding a kind);
+* :mod:`.kinds`: the pull kinds' pollers (:mod:`.http_poller`, :mod:`.feed_poller`);
 * :mod:`.metrics`: per-source metrics.
 """
 
 from __future__ import annotations
 
+from daemon.modules.sources import kinds as _kinds  # noqa: F401 (registers the pollers)
 from daemon.modules.sources.errors import (
     DeliveryConflict,
     DuplicateSourceName,
