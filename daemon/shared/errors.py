@@ -48,6 +48,7 @@
     │   │                           or its signature was accepted before (a replay)
     │   ├── DeliveryConflict        a delivery id sent again with a different body
     │   ├── SourceDisabled          a disabled source was sent a delivery
+    │   ├── DirectoryRefused        a directory source's path is not under an allowed root
     │   └── SourceNotPollable       poll asked of a push, built-in or deleted source
     ├── QueueError                  the job queue engine refuses an operation
     │   ├── JobNotFound             no such job

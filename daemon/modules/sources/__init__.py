@@ -19,6 +19,7 @@ from __future__ import annotations
 from daemon.modules.sources import kinds as _kinds  # noqa: F401 (registers the pollers)
 from daemon.modules.sources.errors import (
     DeliveryConflict,
+    DirectoryRefused,
     DuplicateSourceName,
     SourceDisabled,
     SourceError,
@@ -88,6 +89,7 @@ __all__ = [
     "CheckedSource",
     "DeliveryConflict",
     "DirectoryConfig",
+    "DirectoryRefused",
     "DuplicateSourceName",
     "FeedConfig",
     "HttpConfig",

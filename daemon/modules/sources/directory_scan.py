@@ -34,14 +34,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from daemon.modules.sources.errors import DirectoryRefused
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 PROCESSED_DIRECTORY = "processed"
-
-
-class DirectoryRefused(Exception):
-    """The path is not a directory under an allowed root (``str(exc)`` says why)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -196,13 +194,20 @@ def _unchanged(info: os.stat_result, file: FileState) -> bool:
     )
 
 
-def move_processed(directory: Path, name: str) -> Path | None:
+def move_processed(directory: Path, name: str, *, expect: FileState | None = None) -> Path | None:
     """Move the file ``name`` into ``processed/`` (created when missing), never over a
     file already there: ``report.txt`` becomes ``report.1.txt``, ``report.2.txt``...
-    Idempotent: a file already gone answers None. A symlink is moved as the link.
-    Blocking."""
+    Idempotent: a file already gone answers None; so does one that is no longer as
+    ``expect`` says (written again since: a new item for the next poll). A symlink is
+    moved as the link. Blocking."""
     real = directory.resolve()
     source = real / name
+    if expect is not None:
+        try:
+            if not _unchanged(os.stat(source), expect):
+                return None
+        except OSError:
+            return None
     target_directory = real / PROCESSED_DIRECTORY
     target_directory.mkdir(exist_ok=True)
     stem, dot, suffix = name.partition(".")

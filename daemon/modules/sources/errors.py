@@ -32,3 +32,7 @@ class DeliveryConflict(SourceError):
 
 class SourceDisabled(SourceError):
     """The source is disabled: it takes no deliveries until an admin enables it."""
+
+
+class DirectoryRefused(SourceError):
+    """The directory is not under an allowed root (TRIAGED_SOURCE_DIRECTORY_ROOTS)."""
