@@ -36,6 +36,7 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
+from daemon.modules.sources import SourcePolicy, SourcesConfig
 from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
@@ -43,6 +44,7 @@ from daemon.shared.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from daemon.modules.sources import SourceMetrics
     from daemon.shared.config import Settings
 
 
@@ -150,6 +152,24 @@ def pipeline_config(components: Components, analyzers: AnalyzerSet | None = None
     )
 
 
+def sources_config(components: Components, metrics: SourceMetrics | None = None) -> SourcesConfig:
+    """The sources' configuration: what source URLs may point at (the fetch address
+    rules and egress allowlist), the base fetch policy, failures and backoff."""
+    settings = components.settings
+    fetch = components.fetch
+    return SourcesConfig(
+        policy=SourcePolicy(address=fetch.address_policy, egress=components.egress),
+        fetch=fetch,
+        max_document_bytes=settings.max_document_bytes,
+        max_attempts=settings.ingest_max_attempts,
+        max_failures=settings.source_max_failures,
+        backoff_base_seconds=settings.source_backoff_base_seconds,
+        backoff_max_seconds=settings.source_backoff_max_seconds,
+        metrics=metrics,
+        cpu=components.cpu,
+    )
+
+
 def auth_policy(settings: Settings, *, cpu: CpuThreads | None = None) -> AuthPolicy:
     """The authentication rules the settings configure."""
 
@@ -229,4 +249,4 @@ def _parse_rules(settings: Settings) -> tuple[Taxonomy, SeverityRules, RoutingRu
     return taxonomy, severity_rules, routing
 
 
-__all__ = ["Components", "auth_policy", "compose", "pipeline_config"]
+__all__ = ["Components", "auth_policy", "compose", "pipeline_config", "sources_config"]

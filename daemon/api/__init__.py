@@ -26,6 +26,7 @@ from daemon.api.routes import (
     health,
     metrics,
     source_webhooks,
+    sources,
     users,
 )
 from daemon.api.uploads import Request
@@ -40,6 +41,7 @@ BLUEPRINTS = [
     audit.blueprint,
     documents.blueprint,
     cases.blueprint,
+    sources.blueprint,
     source_webhooks.blueprint,
 ]
 

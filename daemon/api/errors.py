@@ -34,7 +34,15 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
-from daemon.modules.sources import DeliveryConflict, SourceDisabled, WebhookRefused
+from daemon.modules.sources import (
+    DeliveryConflict,
+    DuplicateSourceName,
+    SourceDisabled,
+    SourceError,
+    SourceNotFound,
+    SourceNotPollable,
+    WebhookRefused,
+)
 from daemon.shared.errors import (
     BodyTooLarge,
     DaemonError,
@@ -73,6 +81,10 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (IdempotencyConflict, 422),
     (DocumentTooLarge, 413),
     (DocumentError, 400),
+    (SourceNotFound, 404),
+    (DuplicateSourceName, 409),
+    (SourceNotPollable, 409),
+    (SourceError, 400),
     (MalformedInput, 400),
     (BodyTooLarge, 413),
     (UnsupportedMediaType, 415),

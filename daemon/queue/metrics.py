@@ -22,6 +22,7 @@ class QueueMetrics:
 
     def __init__(self, registry: Registry | None = None) -> None:
         registry = registry or Registry()
+        self.registry = registry  # where other metrics of the process's workers go
         queue = Label("queue", limit=QUEUE_LABEL_LIMIT)
         outcome = Label.closed("outcome", OUTCOMES)
         self.claimed = registry.counter(

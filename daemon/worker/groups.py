@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from daemon.modules.sources import SourceMetrics
 from daemon.queue import CronScheduler, Maintenance, QueueMetrics, QueueWorker
 from daemon.worker.handlers import build_registry
 from daemon.worker.housekeeping import register_housekeeping
+from daemon.worker.sources import register_sources
 
 if TYPE_CHECKING:
     from daemon.composition import Components
@@ -36,6 +38,7 @@ def poller_group(
     options = dataclasses.replace(components.worker, conninfo=conninfo)
     registry = build_registry(components, main_pool, analyzers)
     register_housekeeping(registry, main_pool, components)
+    register_sources(registry, main_pool, components, SourceMetrics(metrics.registry))
     return QueueWorker(pool, registry, options, metrics)
 
 

@@ -83,6 +83,14 @@ INTENDED: dict[tuple[str, str], Intent] = {
     ("GET", "/api/v1/api-keys/<int:key_id>"): ADMIN,
     ("DELETE", "/api/v1/api-keys/<int:key_id>"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,
+    # Issue 13 (README "Sources"): admins write sources, analysts poll now, viewers read.
+    ("GET", "/api/v1/sources"): VIEWER,
+    ("POST", "/api/v1/sources"): ADMIN,
+    ("GET", "/api/v1/sources/<int:source_id>"): VIEWER,
+    ("PATCH", "/api/v1/sources/<int:source_id>"): ADMIN,
+    ("DELETE", "/api/v1/sources/<int:source_id>"): ADMIN,
+    ("POST", "/api/v1/sources/<int:source_id>/poll"): ANALYST,
+    ("GET", "/api/v1/sources/<int:source_id>/polls"): VIEWER,
 }
 
 

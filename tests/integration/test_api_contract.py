@@ -234,6 +234,30 @@ async def test_every_route_answers_as_documented(api):
     async with api.client(headers=another_admin) as client:
         assert (await client.delete(f"/api/v1/documents/{document_id}")).status_code == 204
 
+    # Sources (issue 13).
+    async with api.client(headers=another_admin) as client:
+        feed = {"name": "walk", "kind": "feed", "schedule": {"interval_seconds": 3600},
+                "config": {"url": "https://feeds.example.org/a.xml", "auth_header": "k"}}  # fmt: skip
+        created = await client.post("/api/v1/sources", json=feed)
+        assert created.status_code == 201
+        source_id = created.json()["id"]
+        assert (await client.post("/api/v1/sources", json=feed)).status_code == 409
+        assert (await client.post("/api/v1/sources", json={"kind": "x"})).status_code == 422
+        assert (await client.get("/api/v1/sources", params={"limit": 1})).status_code == 200
+        assert (await client.get("/api/v1/sources", params={"kind": "x"})).status_code == 422
+        assert (await client.get(f"/api/v1/sources/{source_id}")).status_code == 200
+        assert (await client.get("/api/v1/sources/999999")).status_code == 404
+        patched = await client.patch(f"/api/v1/sources/{source_id}", json={"enabled": False})
+        assert patched.status_code == 200
+        assert (await client.post(f"/api/v1/sources/{source_id}/poll")).status_code == 409
+        await client.patch(f"/api/v1/sources/{source_id}", json={"enabled": True})
+        polled = await client.post(f"/api/v1/sources/{source_id}/poll")
+        assert polled.status_code == 202
+        assert (await client.get(f"/api/v1/sources/{source_id}/polls")).status_code == 200
+        assert (await client.get("/api/v1/sources/999999/polls")).status_code == 404
+        assert (await client.delete(f"/api/v1/sources/{source_id}")).status_code == 204
+        assert (await client.delete(f"/api/v1/sources/{source_id}")).status_code == 404
+
 
 async def test_the_checker_refuses_what_the_document_does_not_say(api):
     checker = ContractChecker(api.app, api.settings)

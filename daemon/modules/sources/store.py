@@ -23,7 +23,7 @@ import attrs
 from psycopg.types.json import Jsonb
 
 from daemon.modules.audit import record
-from daemon.modules.sources.errors import DuplicateSourceName, SourceNotFound
+from daemon.modules.sources.errors import DuplicateSourceName, SourceNotFound, SourceNotPollable
 from daemon.modules.sources.kind_config import (
     PULL_KINDS,
     CheckedSource,
@@ -38,7 +38,7 @@ from daemon.modules.sources.kind_config import (
     check_schedule,
     check_title_template,
 )
-from daemon.queue import Schedule, delete_schedule, save_schedule
+from daemon.queue import Schedule, delete_schedule, enqueue, save_schedule
 from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import ValidationFailed
 from daemon.shared.pagination import Page, fetch_limit, page_of
@@ -303,6 +303,31 @@ async def set_source_enabled(
             target_type="source", target_id=source_id, details={"reason": reason},
         )  # fmt: skip
     return source
+
+
+async def request_poll(pool: Pool, source_id: int, *, context: AuditContext) -> int:
+    """Enqueue a poll of the source now ("poll now": the same job its schedule fires);
+    audited; returns the job's id. Not deduplicated: two requests are two polls, which
+    the poll core keeps from creating anything twice.
+
+    Raises:
+        SourceNotFound: no such (visible) source.
+        SourceNotPollable: a push kind, or a disabled source (enable it first).
+    """
+    async with pool.transaction() as conn:
+        source = await _get(conn, source_id)
+        if not source.pulled:
+            raise SourceNotPollable(f"{source.kind} sources receive documents; they are not polled")
+        if not source.enabled:
+            raise SourceNotPollable(
+                f"the source is disabled ({source.disabled_reason}); enable it first"
+            )
+        job = await enqueue(conn, POLL_QUEUE, {"source_id": source_id, "trigger": "manual"})
+        await record(
+            conn, context, "source.poll_requested", target_type="source", target_id=source_id,
+            details={"job_id": job.id},
+        )  # fmt: skip
+    return job.id
 
 
 async def _get(conn: TrioConnection, source_id: int, *, lock: bool = False) -> Source:

@@ -23,6 +23,7 @@ from daemon.shared.config.auth import AuthSettings
 from daemon.shared.config.database import DatabaseSettings
 from daemon.shared.config.ingestion import IngestionSettings
 from daemon.shared.config.service import ServiceSettings
+from daemon.shared.config.sources import SourcesSettings
 from daemon.shared.config.values import (
     ENV_FILE_VARIABLE,
     ENV_PREFIX,
@@ -32,6 +33,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    SourcesSettings,
     AnalysisSettings,
     IngestionSettings,
     AuthSettings,
