@@ -158,7 +158,11 @@ def sources_config(components: Components, metrics: SourceMetrics | None = None)
     settings = components.settings
     fetch = components.fetch
     return SourcesConfig(
-        policy=SourcePolicy(address=fetch.address_policy, egress=components.egress),
+        policy=SourcePolicy(
+            address=fetch.address_policy,
+            egress=components.egress,
+            directory_roots=settings.source_directory_roots,
+        ),
         fetch=fetch,
         max_document_bytes=settings.max_document_bytes,
         max_attempts=settings.ingest_max_attempts,

@@ -108,6 +108,9 @@ class Access:
     replies: Mapping[int, Reply] = attrs.field(factory=lambda: {200: Reply()})
     errors: frozenset[int] = frozenset()
     database: bool = True
+    signed: bool = False
+    """Public in the access sense, but authenticated by a signature over the request
+    (webhook deliveries): 401 to anything unsigned, whatever credentials it carries."""
 
     def is_public(self, settings: Settings) -> bool:
         if self.role is None:
@@ -157,6 +160,7 @@ def public(
     errors: Iterable[int] = (),
     body: type[BaseModel] | None = None,
     database: bool = True,
+    signed: bool = False,
 ) -> Callable[[View], View]: ...
 def public(
     view: View | None = None,
@@ -166,6 +170,7 @@ def public(
     errors: Iterable[int] = (),
     body: type[BaseModel] | None = None,
     database: bool = True,
+    signed: bool = False,
 ) -> View | Callable[[View], View]:
     """Declare that the route answers anyone, without credentials.
 
@@ -181,6 +186,7 @@ def public(
             replies=_replies({200: Reply()} if replies is None else replies),
             errors=frozenset(errors),
             database=database,
+            signed=signed,
         )
     )
 

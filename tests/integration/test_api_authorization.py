@@ -42,6 +42,9 @@ class Intent:
     role: Role | None
     users_only: bool = False
     public_if_metrics_public: bool = False
+    # No bearer credentials, but a signature (webhook deliveries): every caller of the
+    # matrix gets 401, challenged with the Triaged-Signature scheme.
+    signed: bool = False
 
     def is_public(self, settings: Settings) -> bool:
         return self.role is None or (self.public_if_metrics_public and settings.metrics_public)
@@ -50,6 +53,7 @@ class Intent:
 PUBLIC = Intent(None)
 VIEWER, ANALYST, ADMIN = Intent(Role.VIEWER), Intent(Role.ANALYST), Intent(Role.ADMIN)
 OWN_LOGIN = Intent(Role.VIEWER, users_only=True)
+SIGNED = Intent(None, signed=True)
 
 # README "Authentication and roles": unauthenticated routes; viewer reads and exports;
 # analyst also uploads and works documents and cases; admin: users, API keys, audit log;
@@ -91,6 +95,8 @@ INTENDED: dict[tuple[str, str], Intent] = {
     ("DELETE", "/api/v1/sources/<int:source_id>"): ADMIN,
     ("POST", "/api/v1/sources/<int:source_id>/poll"): ANALYST,
     ("GET", "/api/v1/sources/<int:source_id>/polls"): VIEWER,
+    # Issue 13 (README "Webhook sources"): authenticated by the delivery's signature.
+    ("POST", "/api/v1/sources/<int:source_id>/webhook"): SIGNED,
 }
 
 
@@ -142,6 +148,7 @@ def test_every_declaration_matches_the_intended_role():
                 access.role,
                 users_only=access.users_only,
                 public_if_metrics_public=access.public_when is not None,
+                signed=access.signed,
             )
             if declared != intent:
                 wrong.append(f"{method} {rule.rule}: declared {declared}, intended {intent}")
@@ -196,6 +203,19 @@ async def bad_credentials(server):
     }
 
 
+async def signed_route_refuses(client, method, path, refused, keys) -> list[str]:
+    """A route authenticated by a signature refuses every bearer credential, good or bad."""
+    failures = []
+    callers = {**refused, **{f"{role.value} api key": bearer(key) for role, key in keys.items()}}
+    for name, headers in callers.items():
+        response = await call(client, method, path, headers)
+        challenge = response.headers.get("www-authenticate", "")
+        if response.status_code != 401 or not challenge.startswith("Triaged-Signature"):
+            failures.append(f"{method} {path} [{name}]: want a signature's 401, got "
+                            f"{response.status_code} {challenge!r}")  # fmt: skip
+    return failures
+
+
 @pytest.mark.parametrize("metrics_public", [True, False])
 async def test_every_route_answers_as_declared(pool, metrics_public):
     async with serve_api(pool, metrics_public=metrics_public) as server:
@@ -208,6 +228,9 @@ async def test_every_route_answers_as_declared(pool, metrics_public):
             for method, path, intent in table:
                 where = f"{method} {path}"
                 public = intent.is_public(server.settings)
+                if intent.signed:
+                    failures += await signed_route_refuses(client, method, path, refused, keys)
+                    continue
                 for name, headers in refused.items():
                     response = await call(client, method, path, headers)
                     if public:

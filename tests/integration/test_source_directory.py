@@ -160,3 +160,33 @@ async def test_a_watched_directory_swapped_for_a_link_outside_fails_the_poll(poo
     assert result.documents_created == 0
     assert result.error is not None and "not under an allowed directory root" in result.error
     assert (tmp_path / "outside" / "x.txt").exists()
+
+
+async def test_the_api_refuses_directories_outside_the_roots_with_422(pool, tmp_path):
+    from daemon.modules.auth import Role
+    from tests.integration.api_server import bearer, serve_api
+
+    root = tmp_path / "root"
+    (root / "inbox").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (root / "escape").symlink_to(tmp_path / "outside")
+    async with serve_api(pool, source_directory_roots=str(root)) as api:
+        admin = bearer(await api.token(Role.ADMIN))
+        async with api.client(headers=admin) as client:
+
+            def body(path):
+                return {"name": f"d {path}", "kind": "directory", "config": {"path": path},
+                        "schedule": {"interval_seconds": 60}}  # fmt: skip
+
+            for path in (str(tmp_path / "outside"), str(root / "escape"), str(root / "..")):
+                refused = await client.post("/api/v1/sources", json=body(path))
+                assert refused.status_code == 422, (path, refused.text)
+                assert refused.json()["errors"][0]["field"] == "config.path"
+            created = await client.post("/api/v1/sources", json=body(str(root / "inbox")))
+            assert created.status_code == 201, created.text
+            source_id = created.json()["id"]
+            moved = await client.patch(
+                f"/api/v1/sources/{source_id}", json={"config": {"path": str(root / "escape")}}
+            )
+            assert moved.status_code == 422, moved.text
+            assert moved.json()["errors"][0]["field"] == "config.path"

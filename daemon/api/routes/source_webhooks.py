@@ -57,6 +57,7 @@ class WebhookDocument(BaseModel):
     body=WebhookDocument,
     replies={202: Reply(model=DocumentReceipt, description="Accepted", headers=("Location",))},
     errors=(401, 409),
+    signed=True,
 )
 async def receive(source_id: int) -> Response:
     """Receive a signed delivery (headers ``Triaged-Delivery-Id``, ``Triaged-Timestamp``,

@@ -25,6 +25,7 @@ from daemon.modules.sources import (
     PollRecord,
     Source,
     SourcePolicy,
+    check_directory_config,
     check_source_input,
     create_source,
     delete_source,
@@ -166,6 +167,7 @@ async def create() -> Response:
     unless allowed by the fetch settings, a schedule on a push kind, ...)."""
     body = await json_body(SourceBody)
     checked = check_source_input(body.model_dump(exclude_unset=True), _policy())
+    await check_directory_config(checked.kind, checked.config, _policy())
     source = await create_source(current_context().db, checked, context=audit_context())
     return json_response(
         source_view(source), 201, headers={"Location": f"/api/v1/sources/{source.id}"}
@@ -197,6 +199,9 @@ async def update(source_id: int) -> Response:
     """Change a source, all or nothing; ``enabled: true`` re-enables a source disabled
     after failures (its failure count and backoff reset)."""
     body = await json_body(SourcePatchBody)
+    if body.config is not None:
+        current = await get_source(current_context().db, source_id)
+        await check_directory_config(current.kind, body.config, _policy())
     source = await update_source(
         current_context().db, source_id, body.model_dump(exclude_unset=True), _policy(),
         context=audit_context(),

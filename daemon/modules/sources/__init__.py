@@ -17,6 +17,7 @@ Public face::
 from __future__ import annotations
 
 from daemon.modules.sources import kinds as _kinds  # noqa: F401 (registers the pollers)
+from daemon.modules.sources.directory_poller import check_directory_config
 from daemon.modules.sources.errors import (
     DeliveryConflict,
     DirectoryRefused,
@@ -112,6 +113,7 @@ __all__ = [
     "WebhookConfig",
     "WebhookRefused",
     "authenticate_delivery",
+    "check_directory_config",
     "check_source_input",
     "check_upload_source",
     "check_url",

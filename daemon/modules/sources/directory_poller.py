@@ -35,22 +35,43 @@ import trio
 from daemon.modules.sources.directory_scan import (
     FileState,
     FileTooLarge,
+    check_directory,
     is_settled,
     item_identity,
     move_processed,
     read_file,
     scan_directory,
 )
+from daemon.modules.sources.errors import DirectoryRefused
 from daemon.modules.sources.polling import BatchOutcome, PolledItem
+from daemon.shared.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Sequence
+    from collections.abc import AsyncGenerator, Mapping, Sequence
 
+    from daemon.modules.sources.kind_config import SourcePolicy
     from daemon.modules.sources.polling import PollContext
 
 log = logging.getLogger("triaged.sources")
 BATCH_FILES = 32
 BATCH_BYTES = 16 << 20
+
+
+async def check_directory_config(
+    kind: str, config: Mapping[str, object] | None, policy: SourcePolicy
+) -> None:
+    """At configuration time, beyond the lexical check of the kind's model: the path
+    with its symlinks resolved (in a thread) must lie under an allowed root too.
+
+    Raises:
+        ValidationFailed: naming ``config.path``.
+    """
+    if kind != "directory" or not config or not isinstance(config.get("path"), str):
+        return
+    try:
+        await trio.to_thread.run_sync(check_directory, str(config["path"]), policy.directory_roots)
+    except DirectoryRefused as exc:
+        raise ValidationFailed([{"field": "config.path", "message": str(exc)}]) from None
 
 
 class DirectoryPoller:

@@ -5,7 +5,12 @@ A group of fields of :class:`daemon.shared.config.Settings` (field ``x`` is read
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import os.path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from daemon.shared.config.values import CommaList  # noqa: TC001 (pydantic reads it)
 
 
 class SourcesSettings(BaseModel):
@@ -31,3 +36,24 @@ class SourcesSettings(BaseModel):
     source_poll_concurrency: int = Field(
         default=4, ge=1, le=100, description="Polls this process runs at once."
     )
+    source_directory_roots: CommaList = Field(
+        default=(),
+        description="Absolute directories under which directory sources may watch, "
+        "comma-separated (none: no directory source can be configured). A source's path "
+        "outside them is refused with 422; symlinks leaving them are not followed.",
+    )
+
+    @field_validator("source_directory_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("source_directory_roots")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for root in value:
+            if not os.path.isabs(root) or "\0" in root:
+                raise ValueError(f"not an absolute path: {root!r}")
+        return tuple(os.path.normpath(root) for root in value)
