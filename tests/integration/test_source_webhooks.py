@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -106,7 +107,10 @@ async def test_signed_deliveries_create_one_document_each_and_retries_answer_the
     ]
 
 
-async def test_bad_signature_stale_timestamp_and_replays_get_401_and_create_nothing(pool, webhook):
+async def test_bad_signature_stale_timestamp_and_replays_get_401_and_create_nothing(
+    pool, webhook, caplog
+):
+    caplog.set_level(logging.INFO)
     async with serve_api(pool) as api, api.client() as client:
         url = f"/api/v1/sources/{webhook.id}/webhook"
         body = b"hello"
@@ -147,6 +151,14 @@ async def test_bad_signature_stale_timestamp_and_replays_get_401_and_create_noth
         )
         assert missing.status_code == 401
     assert len(await documents_of(pool, webhook.id)) == 1
+    refusals = [r for r in caplog.records if r.__dict__.get("action") == "source.webhook_refused"]
+    assert [r.reason for r in refusals] == [
+        "bad_signature", "stale_timestamp", "stale_timestamp", "missing_headers",
+        "bad_signature", "replayed", "replayed", "bad_signature",
+    ]  # fmt: skip
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    assert SECRET not in logged
+    assert original["Triaged-Signature"][3:] not in logged  # the signature is never logged
 
 
 async def test_rotation_overlap_accepts_both_secrets_until_the_previous_expires(pool, webhook):
