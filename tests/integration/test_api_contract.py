@@ -236,8 +236,9 @@ async def test_every_route_answers_as_documented(api):
 
     # Sources (issue 13).
     async with api.client(headers=another_admin) as client:
+        config = {"url": "https://feeds.example.org/a.xml", "auth_header": "k"}
         feed = {"name": "walk", "kind": "feed", "schedule": {"interval_seconds": 3600},
-                "config": {"url": "https://feeds.example.org/a.xml", "auth_header": "k"}}  # fmt: skip
+                "config": config}  # fmt: skip
         created = await client.post("/api/v1/sources", json=feed)
         assert created.status_code == 201
         source_id = created.json()["id"]
