@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import datetime  # noqa: TC003 (pydantic reads annotations at run time)
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import attrs
 import pydantic
@@ -26,9 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from daemon.modules.ingestion import AddressPolicy, EgressPolicy, FetchRefused, checked_url
 from daemon.queue import InvalidSchedule, check_cron, parse_timezone
 from daemon.shared.errors import ValidationFailed
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 KINDS = ("upload", "webhook", "http", "feed", "directory")
 PULL_KINDS = frozenset({"http", "feed", "directory"})
