@@ -4,6 +4,7 @@ halfway loses nothing and duplicates nothing, the quota, and failures disabling.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from daemon.modules.audit import AuditContext
@@ -155,3 +156,22 @@ async def test_failures_back_off_then_disable_until_enabled(pool, source, monkey
     assert enabled.enabled and enabled.consecutive_failures == 0 and not enabled.disabled_reason
     monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(items(3)))
     assert (await run_poll(pool, CONFIG, source.id)).documents_created == 3
+
+
+async def test_after_a_failure_scheduled_polls_wait_but_poll_now_does_not(
+    pool, source, monkeypatch
+):
+    from daemon.modules.sources import POLLERS
+
+    slow = attrs.evolve(CONFIG, backoff_base_seconds=600.0)
+    monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(items(2), fail_after=0))
+    await run_poll(pool, slow, source.id, trigger="schedule")
+    backing_off = await get_source(pool, source.id)
+    assert backing_off.consecutive_failures == 1 and backing_off.next_poll_at is not None
+    assert backing_off.last_error == "disk went away"
+    monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(items(2)))
+    skipped = await run_poll(pool, slow, source.id, trigger="schedule")
+    assert skipped.skipped == "backing off after failures" and skipped.poll_id is None
+    manual = await run_poll(pool, slow, source.id, trigger="manual")
+    assert manual.documents_created == 2
+    assert (await get_source(pool, source.id)).next_poll_at is None

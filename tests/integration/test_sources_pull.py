@@ -16,6 +16,7 @@ from daemon.modules.sources import (
     check_source_input,
     create_source,
     run_poll,
+    update_source,
 )
 from daemon.shared.errors import ValidationFailed
 from tests.feed_server import FeedServer
@@ -147,3 +148,15 @@ def test_private_and_loopback_urls_refused_naming_the_field(url):
     assert refused.value.errors[0]["field"] == "config.url"
     if "169.254" not in url and "ftp" not in url:
         check_source_input(body, SourcePolicy(address=AddressPolicy(allow_private=True)))
+
+
+async def test_bodies_over_the_source_limit_fail_the_poll(pool, server):
+    source = await add(pool, "http", server.url("/page.txt"))
+    limited = await update_source(
+        pool, source.id, {"limits": {"bytes_per_item": 10}}, ALLOWED,
+        context=AuditContext.system(),
+    )  # fmt: skip
+    assert limited.limits.bytes_per_item == 10
+    result = await run_poll(pool, CONFIG, source.id, trigger="manual")
+    assert "larger than the limit of 10 bytes" in result.error
+    assert await count(pool, source.id) == 0
