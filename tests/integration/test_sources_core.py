@@ -175,3 +175,16 @@ async def test_after_a_failure_scheduled_polls_wait_but_poll_now_does_not(
     manual = await run_poll(pool, slow, source.id, trigger="manual")
     assert manual.documents_created == 2
     assert (await get_source(pool, source.id)).next_poll_at is None
+
+
+async def test_outside_text_with_nul_characters_is_stored(pool, source, monkeypatch):
+    from daemon.modules.sources import POLLERS
+
+    odd = [PolledItem(identity="a\x00b", title="x\x00y", content=b"t", media_type="text/plain",
+                      metadata={"k\x00": "v\x00"})]  # fmt: skip
+    monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(odd))
+    assert (await run_poll(pool, CONFIG, source.id, trigger="manual")).documents_created == 1
+    assert (await run_poll(pool, CONFIG, source.id, trigger="manual")).documents_created == 0
+    rows, _ = await documents_of(pool, source.id)
+    assert rows[0][0].startswith("sha256:") and rows[0][1] == "[inbox] xy"
+    assert rows[0][2] == {"team": "ops", "k": "v"}
