@@ -188,3 +188,25 @@ async def test_outside_text_with_nul_characters_is_stored(pool, source, monkeypa
     rows, _ = await documents_of(pool, source.id)
     assert rows[0][0].startswith("sha256:") and rows[0][1] == "[inbox] xy"
     assert rows[0][2] == {"team": "ops", "k": "v"}
+
+
+async def test_the_queue_schedule_follows_the_source(pool, source):
+    from daemon.modules.sources import delete_source, update_source
+
+    async def schedule():
+        async with pool.connection() as conn:
+            return await (
+                await conn.execute(
+                    "SELECT cron, interval_seconds, timezone, enabled, queue, payload"
+                    " FROM schedules WHERE name = %s",
+                    [f"source.{source.id}"],
+                )
+            ).fetchone()
+
+    assert await schedule() == (None, 60.0, "UTC", True, "sources.poll",
+                                {"source_id": source.id})  # fmt: skip
+    changes = {"schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}, "enabled": False}
+    await update_source(pool, source.id, changes, CONFIG.policy, context=AuditContext.system())
+    assert (await schedule())[:4] == ("0 3 * * *", None, "Europe/Berlin", False)
+    await delete_source(pool, source.id, context=AuditContext.system())
+    assert await schedule() is None
