@@ -4,6 +4,7 @@ halfway loses nothing and duplicates nothing, the quota, and failures disabling.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from daemon.modules.audit import AuditContext
@@ -155,3 +156,57 @@ async def test_failures_back_off_then_disable_until_enabled(pool, source, monkey
     assert enabled.enabled and enabled.consecutive_failures == 0 and not enabled.disabled_reason
     monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(items(3)))
     assert (await run_poll(pool, CONFIG, source.id)).documents_created == 3
+
+
+async def test_after_a_failure_scheduled_polls_wait_but_poll_now_does_not(
+    pool, source, monkeypatch
+):
+    from daemon.modules.sources import POLLERS
+
+    slow = attrs.evolve(CONFIG, backoff_base_seconds=600.0)
+    monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(items(2), fail_after=0))
+    await run_poll(pool, slow, source.id, trigger="schedule")
+    backing_off = await get_source(pool, source.id)
+    assert backing_off.consecutive_failures == 1 and backing_off.next_poll_at is not None
+    assert backing_off.last_error == "disk went away"
+    monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(items(2)))
+    skipped = await run_poll(pool, slow, source.id, trigger="schedule")
+    assert skipped.skipped == "backing off after failures" and skipped.poll_id is None
+    manual = await run_poll(pool, slow, source.id, trigger="manual")
+    assert manual.documents_created == 2
+    assert (await get_source(pool, source.id)).next_poll_at is None
+
+
+async def test_outside_text_with_nul_characters_is_stored(pool, source, monkeypatch):
+    from daemon.modules.sources import POLLERS
+
+    odd = [PolledItem(identity="a\x00b", title="x\x00y", content=b"t", media_type="text/plain",
+                      metadata={"k\x00": "v\x00"})]  # fmt: skip
+    monkeypatch.setitem(POLLERS, "directory", lambda c: ListPoller(odd))
+    assert (await run_poll(pool, CONFIG, source.id, trigger="manual")).documents_created == 1
+    assert (await run_poll(pool, CONFIG, source.id, trigger="manual")).documents_created == 0
+    rows, _ = await documents_of(pool, source.id)
+    assert rows[0][0].startswith("sha256:") and rows[0][1] == "[inbox] xy"
+    assert rows[0][2] == {"team": "ops", "k": "v"}
+
+
+async def test_the_queue_schedule_follows_the_source(pool, source):
+    from daemon.modules.sources import delete_source, update_source
+
+    async def schedule():
+        async with pool.connection() as conn:
+            return await (
+                await conn.execute(
+                    "SELECT cron, interval_seconds, timezone, enabled, queue, payload"
+                    " FROM schedules WHERE name = %s",
+                    [f"source.{source.id}"],
+                )
+            ).fetchone()
+
+    assert await schedule() == (None, 60.0, "UTC", True, "sources.poll",
+                                {"source_id": source.id})  # fmt: skip
+    changes = {"schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}, "enabled": False}
+    await update_source(pool, source.id, changes, CONFIG.policy, context=AuditContext.system())
+    assert (await schedule())[:4] == ("0 3 * * *", None, "Europe/Berlin", False)
+    await delete_source(pool, source.id, context=AuditContext.system())
+    assert await schedule() is None

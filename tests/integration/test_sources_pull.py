@@ -5,17 +5,20 @@ refused at configuration time unless allowed."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from daemon.modules.audit import AuditContext
 from daemon.modules.ingestion import FetchPolicy
 from daemon.modules.ingestion.address_policy import AddressPolicy
 from daemon.modules.sources import (
+    SourceMetrics,
     SourcePolicy,
     SourcesConfig,
     check_source_input,
     create_source,
     run_poll,
+    update_source,
 )
 from daemon.shared.errors import ValidationFailed
 from tests.feed_server import FeedServer
@@ -115,12 +118,18 @@ async def test_linked_page_mode_gives_the_documents_urls(pool, server):
 
 async def test_http_source_304_and_content_hash(pool, server):
     source = await add(pool, "http", server.url("/page.txt"), auth_header="Bearer s3cret-token")
-    polls = [await run_poll(pool, CONFIG, source.id, trigger="manual")]
-    polls.append(await run_poll(pool, CONFIG, source.id, trigger="manual"))  # 304
+    metrics = SourceMetrics()
+    config = attrs.evolve(CONFIG, metrics=metrics)
+    polls = [await run_poll(pool, config, source.id, trigger="manual")]
+    polls.append(await run_poll(pool, config, source.id, trigger="manual"))  # 304
     server.etag_salt = "rotated"  # same body, new ETag: 200, same hash
-    polls.append(await run_poll(pool, CONFIG, source.id, trigger="manual"))
+    polls.append(await run_poll(pool, config, source.id, trigger="manual"))
     server.page = b"Checkout is back."
-    polls.append(await run_poll(pool, CONFIG, source.id, trigger="manual"))
+    polls.append(await run_poll(pool, config, source.id, trigger="manual"))
+    label = str(source.id)
+    assert (metrics.polls.get(label), metrics.documents.get(label)) == (4, 2)
+    assert metrics.items.get(label) == 3 and metrics.failures.get(label) == 0
+    assert metrics.last_success.values[(label,)] > 0
     assert [p.documents_created for p in polls] == [1, 0, 0, 1]
     assert server.statuses("/page.txt") == [200, 304, 200, 200]
     assert {hit.authorized for hit in server.hits} == {"Bearer s3cret-token"}
@@ -147,3 +156,15 @@ def test_private_and_loopback_urls_refused_naming_the_field(url):
     assert refused.value.errors[0]["field"] == "config.url"
     if "169.254" not in url and "ftp" not in url:
         check_source_input(body, SourcePolicy(address=AddressPolicy(allow_private=True)))
+
+
+async def test_bodies_over_the_source_limit_fail_the_poll(pool, server):
+    source = await add(pool, "http", server.url("/page.txt"))
+    limited = await update_source(
+        pool, source.id, {"limits": {"bytes_per_item": 10}}, ALLOWED,
+        context=AuditContext.system(),
+    )  # fmt: skip
+    assert limited.limits.bytes_per_item == 10
+    result = await run_poll(pool, CONFIG, source.id, trigger="manual")
+    assert "larger than the limit of 10 bytes" in result.error
+    assert await count(pool, source.id) == 0

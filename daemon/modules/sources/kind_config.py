@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import datetime  # noqa: TC003 (pydantic reads it at run time)
+from datetime import datetime  # noqa: TC003 (pydantic reads annotations at run time)
 from pathlib import PurePosixPath
 from typing import Any, Literal
 

@@ -93,7 +93,7 @@ class PolledItem:
     @property
     def key(self) -> str:
         """The identity as stored: itself, or ``sha256:<hex>`` when too long."""
-        if len(self.identity) <= MAX_IDENTITY and self.identity:
+        if 0 < len(self.identity) <= MAX_IDENTITY and "\x00" not in self.identity:
             return self.identity
         return "sha256:" + hashlib.sha256(self.identity.encode()).hexdigest()
 
@@ -324,15 +324,27 @@ def _document(source: Source, item: PolledItem) -> NewDocument:
          "filename": item.filename or ""},
     ) or item.title  # fmt: skip
     return NewDocument(
-        title=title[:1000],
+        title=_storable(title[:1000]),
         content=item.content,
         url=item.url,
         media_type=item.media_type,
-        filename=item.filename,
+        filename=None if item.filename is None else _storable(item.filename),
         source_id=source.id,
         external_id=item.key[:500],
-        metadata={**source.metadata, **item.metadata},
+        metadata=_storable({**source.metadata, **item.metadata}),
     )
+
+
+def _storable(value: Any) -> Any:
+    """``value`` without NUL characters in its strings (PostgreSQL text and jsonb cannot
+    hold them; found items are the outside world's text)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 async def _failed(
