@@ -156,3 +156,15 @@ def test_a_file_just_written_is_not_settled(tmp_path):
     assert not is_settled(file, now_ns=time.time_ns(), settle_seconds=5)
     assert is_settled(file, now_ns=time.time_ns() + 6 * SECOND, settle_seconds=5)
     assert Path(tmp_path / "new.txt").exists()
+
+
+def test_move_refuses_a_processed_link_leading_elsewhere(tmp_path):
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    elsewhere.mkdir()
+    (inbox / PROCESSED_DIRECTORY).symlink_to(elsewhere)
+    (inbox / "r.txt").write_bytes(b"now")
+    with pytest.raises(DirectoryRefused, match="not a directory"):
+        move_processed(inbox, "r.txt")
+    assert (inbox / "r.txt").exists()
+    assert list(elsewhere.iterdir()) == []

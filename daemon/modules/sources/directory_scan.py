@@ -209,7 +209,11 @@ def move_processed(directory: Path, name: str, *, expect: FileState | None = Non
         except OSError:
             return None
     target_directory = real / PROCESSED_DIRECTORY
-    target_directory.mkdir(exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        target_directory.mkdir()
+    if target_directory.is_symlink() or not target_directory.is_dir():
+        # A link planted there would move files out of the root.
+        raise DirectoryRefused(f"{target_directory} is not a directory (a symlink?)")
     stem, dot, suffix = name.partition(".")
     for n in range(10_000):
         candidate = name if n == 0 else f"{stem}.{n}{dot}{suffix}"
