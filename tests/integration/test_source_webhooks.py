@@ -226,3 +226,26 @@ async def test_disabled_source_and_invalid_documents(pool, webhook):
         )  # fmt: skip
         assert response.status_code == 409, response.text
     assert len(await documents_of(pool, webhook.id)) == 1
+
+
+async def test_a_large_delivery_is_verified_off_the_event_loop_and_stored_whole(pool, webhook):
+    body = b"".join(f"line {n} of a large report\n".encode() for n in range(20_000))  # ~0.5 MB
+    async with serve_api(pool) as api, api.client() as client:
+        url = f"/api/v1/sources/{webhook.id}/webhook"
+        headers = {"Content-Type": "text/csv", **signed(SECRET, body, "big-1")}
+        accepted = await client.post(url, content=body, headers=headers)
+        assert accepted.status_code == 202, accepted.text
+        tampered = body[:-2] + b"X\n"
+        headers = {"Content-Type": "text/csv", **signed(SECRET, body, "big-2")}
+        refused = await client.post(url, content=tampered, headers=headers)
+        assert refused.status_code == 401
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        row = await (
+            await conn.execute(
+                "SELECT d.media_type, b.data FROM documents d"
+                " JOIN document_blobs b ON b.document_id = d.id WHERE d.source_id = %s",
+                (webhook.id,),
+            )
+        ).fetchone()
+    assert row[0].startswith("text/csv") and bytes(row[1]) == body

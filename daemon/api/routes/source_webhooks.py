@@ -75,7 +75,9 @@ async def receive(source_id: int) -> Response:
     body = bytes(await request.body)
     if len(body) > settings.max_request_bytes:
         raise BodyTooLarge(f"this body may have at most {settings.max_request_bytes} bytes")
-    delivery = await authenticate_delivery(context.db, source_id, request.headers, body)
+    delivery = await authenticate_delivery(
+        context.db, source_id, request.headers, body, cpu=context.parts.cpu
+    )
     if request.mimetype == "application/json":
         document = await json_model(body, WebhookDocument)
         new = NewDocument(

@@ -28,6 +28,7 @@ refused as stale); each delivery forgets its source's expired ones in its transa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -42,6 +43,9 @@ from daemon.modules.sources.errors import DeliveryConflict, SourceDisabled, Webh
 from daemon.modules.sources.kind_config import render_title
 from daemon.modules.sources.webhook_signature import (
     DEFAULT_TOLERANCE_SECONDS,
+    DELIVERY_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     Refused,
     Verified,
     WebhookSecrets,
@@ -53,9 +57,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from daemon.modules.audit import AuditContext
+    from daemon.shared.cpu_threads import CpuThreads
     from daemon.shared.db.pool import Pool
 
 SQL = load_queries("daemon.modules.sources", "webhook.sql")
+SIGNED_HEADERS = (DELIVERY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
+INLINE_HASH_BYTES = 64 * 1024  # larger bodies are hashed in the CPU threads
 log = logging.getLogger("triaged.sources")
 
 
@@ -99,15 +106,27 @@ def _secrets(secrets: dict[str, Any], config: dict[str, Any]) -> WebhookSecrets 
     )
 
 
+def _verify(
+    headers: Mapping[str, str], body: bytes, *, secrets: tuple[str, ...], now: float,
+    tolerance: float,
+) -> tuple[Verified | Refused, str]:  # fmt: skip
+    return (
+        verify(headers, body, secrets=secrets, now=now, tolerance=tolerance),
+        hashlib.sha256(body).hexdigest(),
+    )
+
+
 async def authenticate_delivery(
     pool: Pool,
     source_id: int,
     headers: Mapping[str, str],
     body: bytes,
     *,
+    cpu: CpuThreads | None = None,
     now: float | None = None,
 ) -> AuthenticatedDelivery:
     """The delivery authenticated against source ``source_id`` (see the module docstring).
+    Bodies over :data:`INLINE_HASH_BYTES` are hashed in ``cpu``'s threads when given.
 
     Raises:
         WebhookRefused: not authenticated (the reason is logged, not answered).
@@ -124,7 +143,12 @@ async def authenticate_delivery(
         if stored is not None:
             secrets = stored.valid_at(now)
         tolerance = float((row[4] or {}).get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
-    result = verify(headers, body, secrets=secrets, now=now, tolerance=tolerance)
+    sent = {name: headers[name] for name in SIGNED_HEADERS if headers.get(name) is not None}
+    check = functools.partial(_verify, sent, body, secrets=secrets, now=now, tolerance=tolerance)
+    if cpu is not None and len(body) > INLINE_HASH_BYTES:
+        result, body_sha256 = await cpu.run(check)  # megabytes of HMAC: off the event loop
+    else:
+        result, body_sha256 = check()
     if isinstance(result, Refused):
         log.warning(
             "webhook delivery to source %s refused: %s", source_id, result.reason.value,
@@ -142,7 +166,7 @@ async def authenticate_delivery(
         ),
         verified=result,
         tolerance=tolerance,
-        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_sha256=body_sha256,
     )  # fmt: skip
 
 
