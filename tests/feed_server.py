@@ -69,6 +69,7 @@ class FeedServer:
     etag_salt: str = ""
     page: bytes = b"Checkout is down for every customer."
     fail: bool = False
+    redirects: dict[str, str] = attrs.Factory(dict)  # path -> Location (a 302)
     hits: list[Hit] = attrs.Factory(list)
     _server: ThreadingHTTPServer | None = None
 
@@ -99,6 +100,13 @@ class FeedServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path in owner.redirects:
+                    owner.hits.append(Hit(self.path, 302, self.headers.get("Authorization")))
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 found = owner.body(self.path)
                 status = 200
                 if owner.fail:

@@ -168,3 +168,20 @@ async def test_bodies_over_the_source_limit_fail_the_poll(pool, server):
     result = await run_poll(pool, CONFIG, source.id, trigger="manual")
     assert "larger than the limit of 10 bytes" in result.error
     assert await count(pool, source.id) == 0
+
+
+async def test_the_auth_header_stays_with_its_origin_and_redirects_are_capped(pool, server):
+    other = FeedServer().start()  # another origin (port)
+    try:
+        server.redirects["/moved"] = other.url("/page.txt")
+        source = await add(pool, "http", server.url("/moved"), auth_header="Bearer s3cret")
+        assert (await run_poll(pool, CONFIG, source.id, trigger="manual")).documents_created == 1
+        assert [(h.path, h.authorized) for h in server.hits] == [("/moved", "Bearer s3cret")]
+        assert [(h.path, h.authorized) for h in other.hits] == [("/page.txt", None)]
+        looping = await add(pool, "http", server.url("/loop"), max_redirects=2)
+        server.redirects["/loop"] = server.url("/loop")
+        result = await run_poll(pool, CONFIG, looping.id, trigger="manual")
+        assert "more than 2 redirects" in result.error
+        assert server.statuses("/loop") == [302, 302, 302]
+    finally:
+        other.stop()
