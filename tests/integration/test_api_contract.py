@@ -9,7 +9,10 @@ the last test fails when a route of the table was never checked.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
+import time
 from typing import Any
 
 import httpx
@@ -258,6 +261,28 @@ async def test_every_route_answers_as_documented(api):
         assert (await client.get("/api/v1/sources/999999/polls")).status_code == 404
         assert (await client.delete(f"/api/v1/sources/{source_id}")).status_code == 204
         assert (await client.delete(f"/api/v1/sources/{source_id}")).status_code == 404
+
+    # Webhook deliveries (issue 13): signed with the source's secret, no bearer token.
+    async with api.client(headers=another_admin) as client:
+        hook = {"name": "hook", "kind": "webhook", "config": {"secret": "0123456789abcdef0123"}}
+        created = await client.post("/api/v1/sources", json=hook)
+        assert created.status_code == 201, created.text
+        hook_id = created.json()["id"]
+    async with api.client() as client:
+        url = f"/api/v1/sources/{hook_id}/webhook"
+        body = b'{"title": "pushed", "content": "a signed delivery"}'
+        stamp = str(int(time.time()))
+        mac = hmac.new(b"0123456789abcdef0123", stamp.encode() + b"." + body, hashlib.sha256)
+        signed = {
+            "Content-Type": "application/json",
+            "Triaged-Delivery-Id": "c-1",
+            "Triaged-Timestamp": stamp,
+            "Triaged-Signature": f"v1={mac.hexdigest()}",
+        }
+        assert (await client.post(url, content=body, headers=signed)).status_code == 202
+        assert (await client.post(url, content=body, headers=signed)).status_code == 401  # replay
+        unsigned = await client.post(url, json={"content": "x"})
+        assert unsigned.status_code == 401
 
 
 async def test_the_checker_refuses_what_the_document_does_not_say(api):
