@@ -248,3 +248,34 @@ async def test_comments_are_kept_in_order_and_in_the_history(api, pool):
         ("opened", None), ("commented", comments[0]["id"]), ("commented", comments[1]["id"]),
     ]  # fmt: skip
     assert version == 1  # comments add; they do not change the case
+
+
+async def test_metrics_count_cases_by_severity_and_level_overdue_and_time_to_ack(api, pool):
+    ids = [(await routed_case(pool, f" Metric {n}."))[1] for n in range(3)]
+    await sql(
+        pool, "UPDATE cases SET sla_due_at = now() - interval '1 minute' WHERE id = %s", ids[0]
+    )
+    await sql(pool, "UPDATE cases SET escalation_level = 1 WHERE id = %s", ids[1])
+    await sql(
+        pool, "UPDATE cases SET created_at = now() - interval '10 minutes' WHERE id = %s", ids[2]
+    )
+    async with api.client(headers=bearer(await api.token())) as client:
+        tag = (await client.get(f"/api/v1/cases/{ids[2]}")).headers["ETag"]
+        acked = await client.post(f"/api/v1/cases/{ids[2]}/acknowledge", headers={"If-Match": tag})
+        assert acked.status_code == 200
+        text = (await client.get("/metrics")).text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    unresolved = "triaged_cases_unresolved{{status={!r},severity={!r},level={!r}}}"
+
+    def value(key):
+        return float(lines[key.replace("'", '"')])
+
+    assert value(unresolved.format("open", "critical", "0")) == 1
+    assert value(unresolved.format("open", "critical", "1")) == 1
+    assert value(unresolved.format("acknowledged", "critical", "0")) == 1
+    assert value("triaged_cases_overdue{severity='critical'}") == 1
+    histogram = "triaged_case_time_to_acknowledge_seconds"
+    assert value(f"{histogram}_count") == 1
+    assert 600 <= value(f"{histogram}_sum") < 700
+    assert value(f"{histogram}_bucket{{le='300'}}") == 0
+    assert value(f"{histogram}_bucket{{le='900'}}") == 1
