@@ -40,6 +40,10 @@ blueprint = Blueprint("cases", __name__, url_prefix="/api/v1/cases")
 
 _CHANGED = Reply(model=CaseView, headers=("ETag",))
 _CHANGE_ERRORS = (409, 412, 428)
+_IF_MATCH = {
+    "If-Match": 'The case\'s ETag as last read, e.g. "7" (428 without, 412 if stale); '
+    "* for any version."
+}
 
 
 class CaseListQuery(QueryModel):
@@ -225,6 +229,7 @@ async def _act(case_id: int, action_request: Request) -> Response:
     body_required=False,
     replies={200: _CHANGED},
     errors=_CHANGE_ERRORS,
+    headers=_IF_MATCH,
 )
 async def acknowledge(case_id: int) -> Response:
     """Take an open case: stops its escalation ladder. If-Match required (428 without,
@@ -235,7 +240,9 @@ async def acknowledge(case_id: int) -> Response:
 
 
 @blueprint.post("/<int:case_id>/assign")
-@requires(Role.ANALYST, body=AssignBody, replies={200: _CHANGED}, errors=_CHANGE_ERRORS)
+@requires(
+    Role.ANALYST, body=AssignBody, replies={200: _CHANGED}, errors=_CHANGE_ERRORS, headers=_IF_MATCH
+)
 async def assign(case_id: int) -> Response:
     """Assign a case not resolved to an active analyst or admin, or to nobody (null).
     If-Match required."""
@@ -244,7 +251,13 @@ async def assign(case_id: int) -> Response:
 
 
 @blueprint.post("/<int:case_id>/resolve")
-@requires(Role.ANALYST, body=ResolveBody, replies={200: _CHANGED}, errors=_CHANGE_ERRORS)
+@requires(
+    Role.ANALYST,
+    body=ResolveBody,
+    replies={200: _CHANGED},
+    errors=_CHANGE_ERRORS,
+    headers=_IF_MATCH,
+)
 async def resolve(case_id: int) -> Response:
     """Resolve a case with a resolution and a note: stops its ladder. If-Match required."""
     body = await json_body(ResolveBody)
@@ -260,6 +273,7 @@ async def resolve(case_id: int) -> Response:
     body_required=False,
     replies={200: _CHANGED},
     errors=_CHANGE_ERRORS,
+    headers=_IF_MATCH,
 )
 async def reopen(case_id: int) -> Response:
     """Reopen an acknowledged or resolved case: its escalation ladder starts again from
