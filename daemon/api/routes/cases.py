@@ -174,13 +174,14 @@ def _assignee_filter(assignee: str | None) -> dict[str, Any]:
     return {"assignee_user_id": int(assignee)}
 
 
-@blueprint.get("")
-@requires(Role.VIEWER, query=CaseListQuery, replies={200: page_of(CaseView)})
-async def list_() -> Response:
-    """Cases newest first, filtered by status, severity, assignee (a user id, ``me``,
-    ``none``), overdue, escalation level, category, created and due ranges and text."""
-    query = query_params(CaseListQuery)
-    case_filter = CaseFilter(
+def case_filter_of(query: CaseListQuery) -> CaseFilter:
+    """The module's filter for the list's query (also for other lists of cases, such as
+    an export, whose query model extends :class:`CaseListQuery`).
+
+    Raises:
+        ValidationFailed: ``assignee=me`` from an API key (it has no user).
+    """
+    return CaseFilter(
         status=query.status,
         severity=query.severity,
         overdue=query.overdue,
@@ -194,6 +195,15 @@ async def list_() -> Response:
         text=query.q,
         **_assignee_filter(query.assignee),
     )
+
+
+@blueprint.get("")
+@requires(Role.VIEWER, query=CaseListQuery, replies={200: page_of(CaseView)})
+async def list_() -> Response:
+    """Cases newest first, filtered by status, severity, assignee (a user id, ``me``,
+    ``none``), overdue, escalation level, category, created and due ranges and text."""
+    query = query_params(CaseListQuery)
+    case_filter = case_filter_of(query)
     async with current_context().db.connection() as conn:
         cases = await list_cases(conn, case_filter, cursor=query.cursor, limit=query.limit)
     return json_response(page([case_view(c) for c in cases.items], cases.next_cursor))
