@@ -34,7 +34,7 @@ from daemon.modules.analysis import (
     parse_taxonomy,
 )
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
-from daemon.modules.cases import RoutingRules, parse_routing_rules
+from daemon.modules.cases import CaseWorkConfig, RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
 from daemon.modules.sources import SourcePolicy, SourcesConfig
 from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
@@ -64,6 +64,8 @@ class Components:
       address policy allows).
     - ``fetch``: how document URLs are fetched (timeouts, size, redirects, the address
       policy and ``egress``).
+    - ``cases``: case work (the resolutions allowed, the SLA a reopened case restarts
+      its escalation ladder with).
     """
 
     settings: Settings
@@ -77,6 +79,7 @@ class Components:
     retention: timedelta
     egress: EgressPolicy | None
     fetch: FetchPolicy
+    cases: CaseWorkConfig
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -131,6 +134,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
             allowed_networks=settings.fetch_allowed_networks,
             egress=egress,
         ),
+        cases=CaseWorkConfig(resolutions=settings.case_resolutions, sla=routing.sla),
     )
 
 

@@ -111,6 +111,8 @@ class Access:
     signed: bool = False
     """Public in the access sense, but authenticated by a signature over the request
     (webhook deliveries): 401 to anything unsigned, whatever credentials it carries."""
+    # Request headers the route requires, name -> description (If-Match of case work).
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
     def is_public(self, settings: Settings) -> bool:
         if self.role is None:
@@ -129,9 +131,11 @@ def requires(
     body_required: bool = True,
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Callable[[View], View]:
     """Declare that the route needs a principal whose role satisfies ``role``, and what
-    it reads and answers (see :class:`Access`).
+    it reads and answers (see :class:`Access`); ``headers``: the request headers it
+    requires (name -> description), for the OpenAPI document.
 
     Without ``replies`` the route is declared to answer a 200 with an undescribed body:
     for test apps only; the app's own routes declare theirs (a contract test checks).
@@ -147,6 +151,7 @@ def requires(
             query=query,
             replies=_replies({200: Reply()} if replies is None else replies),
             errors=frozenset(errors),
+            headers=dict(headers or {}),
         )
     )
 
