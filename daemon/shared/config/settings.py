@@ -34,8 +34,8 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
-    SourcesSettings,
     CaseWorkSettings,
+    SourcesSettings,
     AnalysisSettings,
     IngestionSettings,
     AuthSettings,
