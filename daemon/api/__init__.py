@@ -23,6 +23,7 @@ from daemon.api.routes import (
     cases,
     docs,
     documents,
+    exports,
     health,
     metrics,
     users,
@@ -39,6 +40,7 @@ BLUEPRINTS = [
     audit.blueprint,
     documents.blueprint,
     cases.blueprint,
+    exports.blueprint,
 ]
 
 

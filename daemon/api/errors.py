@@ -28,6 +28,7 @@ from daemon.modules.auth import (
     UserNotFound,
 )
 from daemon.modules.cases import CaseNotFound
+from daemon.modules.exports import ExportsBusy
 from daemon.modules.ingestion import (
     DocumentNotFound,
     DocumentTooLarge,
@@ -75,6 +76,7 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (ValidationFailed, 422),
     (InputError, 400),
     (DatabaseError, 503),
+    (ExportsBusy, 503),
 ]
 
 
@@ -151,7 +153,7 @@ def _headers_for(error: DaemonError, status: int) -> dict[str, str]:
         if isinstance(error, Unauthenticated) and request.headers.get("Authorization"):
             challenge += ', error="invalid_token"'
         return {"WWW-Authenticate": challenge}
-    if isinstance(error, LoginThrottled):
+    if isinstance(error, LoginThrottled | ExportsBusy):
         return {"Retry-After": str(error.retry_after)}
     if status == 503:
         return {"Retry-After": "5"}

@@ -83,6 +83,9 @@ INTENDED: dict[tuple[str, str], Intent] = {
     ("GET", "/api/v1/api-keys/<int:key_id>"): ADMIN,
     ("DELETE", "/api/v1/api-keys/<int:key_id>"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,
+    ("GET", "/api/v1/exports/documents.csv"): VIEWER,
+    ("GET", "/api/v1/exports/cases.csv"): VIEWER,
+    ("GET", "/api/v1/exports/audit.csv"): ADMIN,
 }
 
 

@@ -15,17 +15,27 @@ from daemon.api.responses import json_response, page
 from daemon.api.schemas.base import page_of
 from daemon.api.schemas.cases import CaseView
 from daemon.modules.auth import Role
-from daemon.modules.cases import Case, get_case, list_cases
+from daemon.modules.cases import Case, CaseFilter, get_case, list_cases
 
 blueprint = Blueprint("cases", __name__, url_prefix="/api/v1/cases")
 
 
-class CaseListQuery(QueryModel):
+class CaseFilterQuery(QueryModel):
+    """The filters of the case list, shared with the CSV export."""
+
     status: str | None = Field(default=None, pattern="^(open|acknowledged|resolved|closed)$")
     severity: str | None = Field(default=None, pattern="^(low|medium|high|critical)$")
     assignee: str | None = Field(default=None, max_length=200)
+
+
+class CaseListQuery(CaseFilterQuery):
     cursor: Cursor | None = None
     limit: int = Field(default=50, ge=1, le=500)
+
+
+def case_filter(query: CaseFilterQuery) -> CaseFilter:
+    """The module's filter of the query's filter parameters (list and export)."""
+    return CaseFilter(status=query.status, severity=query.severity, assignee=query.assignee)
 
 
 def case_view(case: Case) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from daemon.modules.cases.routing import (
 )
 from daemon.modules.cases.store import (
     Case,
+    CaseFilter,
+    case_filter_sql,
     case_of_document,
     get_case,
     list_cases,
@@ -34,9 +36,11 @@ __all__ = [
     "DEFAULT_CASE_CATEGORIES",
     "DEFAULT_SLA",
     "Case",
+    "CaseFilter",
     "CaseNotFound",
     "RoutingDecision",
     "RoutingRules",
+    "case_filter_sql",
     "case_of_document",
     "decide",
     "get_case",

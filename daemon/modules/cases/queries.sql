@@ -25,13 +25,19 @@ SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due
 FROM cases c JOIN documents d ON d.id = c.document_id
 WHERE c.document_id = %(document_id)s
 
+-- name: case_filter
+-- The predicate of a CaseFilter over `cases c JOIN documents d` (every filter left NULL
+-- matches everything): shared by the list and the CSV export (case_filter_sql()).
+(%(status)s::text IS NULL OR c.status = %(status)s::case_status)
+  AND (%(severity)s::text IS NULL OR c.severity = %(severity)s)
+  AND (%(assignee)s::text IS NULL OR c.assignee = %(assignee)s)
+
 -- name: list_cases
+-- Newest first; "filter" is the case_filter predicate.
 SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due_at,
        c.assignee, c.tags, c.reason, c.created_at, c.updated_at, d.title
 FROM cases c JOIN documents d ON d.id = c.document_id
-WHERE (%(status)s::text IS NULL OR c.status = %(status)s::case_status)
-  AND (%(severity)s::text IS NULL OR c.severity = %(severity)s)
-  AND (%(assignee)s::text IS NULL OR c.assignee = %(assignee)s)
+WHERE {filter}
   AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)
 ORDER BY c.id DESC
 LIMIT %(limit)s

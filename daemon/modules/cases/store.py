@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from daemon.modules.cases.errors import CaseNotFound
@@ -100,6 +101,23 @@ async def case_of_document(conn: TrioConnection, document_id: int) -> Case | Non
     return None if row is None else Case.from_row(row)
 
 
+@attrs.frozen(kw_only=True)
+class CaseFilter:
+    """Conditions of the case list and export; every field left None matches everything."""
+
+    status: str | None = None
+    severity: str | None = None
+    assignee: str | None = None
+
+
+def case_filter_sql(filters: CaseFilter) -> tuple[sql.SQL, dict[str, Any]]:
+    """The SQL predicate of ``filters`` over ``cases c JOIN documents d`` and its
+    parameters: the one translation of a :class:`CaseFilter`, used by the list and the
+    CSV export alike (``before_id`` and ``limit`` are free parameter names)."""
+    params = {"status": filters.status, "severity": filters.severity, "assignee": filters.assignee}
+    return sql.SQL(SQL["case_filter"]), params
+
+
 async def list_cases(
     conn: TrioConnection,
     *,
@@ -115,16 +133,13 @@ async def list_cases(
     Raises:
         ValidationFailed: a malformed cursor.
     """
+    predicate, params = case_filter_sql(
+        CaseFilter(status=status, severity=severity, assignee=assignee)
+    )
     rows = await (
         await conn.execute(
-            SQL["list_cases"],
-            {
-                "status": status,
-                "severity": severity,
-                "assignee": assignee,
-                "before_id": decode_cursor(cursor),
-                "limit": fetch_limit(limit),
-            },
+            sql.SQL(SQL["list_cases"]).format(filter=predicate),
+            {**params, "before_id": decode_cursor(cursor), "limit": fetch_limit(limit)},
             prepare=False,
         )
     ).fetchall()

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from daemon.shared.config.analysis import AnalysisSettings
 from daemon.shared.config.auth import AuthSettings
 from daemon.shared.config.database import DatabaseSettings
+from daemon.shared.config.exports import ExportSettings
 from daemon.shared.config.ingestion import IngestionSettings
 from daemon.shared.config.service import ServiceSettings
 from daemon.shared.config.values import (
@@ -32,6 +33,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    ExportSettings,
     AnalysisSettings,
     IngestionSettings,
     AuthSettings,
