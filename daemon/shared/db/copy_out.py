@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "CopyChunk", "copy_out"]
 
-DEFAULT_CHUNK_BYTES = 64 * 1024
+DEFAULT_CHUNK_BYTES = 256 * 1024
 
 _WAIT_R = Wait.R
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
@@ -73,26 +73,22 @@ async def copy_out(
     """
     pgconn = conn.pgconn
     encoding = conn.info.encoding
-    floor = max(1, chunk_bytes // 8)
     async with conn.cursor() as cursor, cursor.copy(statement, params):
         # cursor.copy() holds the connection lock for the block: the reads below are
         # this COPY's, as psycopg's own AsyncCopy.read() would do them.
         while True:
-            data, messages, done = await conn.wait(
-                _read_chunk(pgconn, chunk_bytes, floor, encoding)
-            )
+            data, messages, done = await conn.wait(_read_chunk(pgconn, chunk_bytes, encoding))
             if data:
                 yield CopyChunk(data, messages)
             if done:
                 return
 
 
-def _read_chunk(
-    pgconn: PGconn, limit: int, floor: int, encoding: str
-) -> PQGen[tuple[bytes, int, bool]]:
-    """Collect received COPY rows until ``limit`` bytes, or until the socket has no more
-    and at least ``floor`` bytes are collected, or the COPY ends (then the final result
-    is read and checked: the third value is True)."""
+def _read_chunk(pgconn: PGconn, limit: int, encoding: str) -> PQGen[tuple[bytes, int, bool]]:
+    """Collect COPY rows until they make ``limit`` bytes or the COPY ends (then the
+    final result is read and checked: the third value is True). Rows trickling in are
+    collected too: one chunk per ``limit`` bytes keeps the cost per byte of the HTTP
+    response low."""
     buffer = bytearray()
     messages = 0
     while True:
@@ -103,8 +99,6 @@ def _read_chunk(
             if len(buffer) >= limit:
                 return bytes(buffer), messages, False
         elif nbytes == 0:  # nothing complete in libpq's buffer
-            if len(buffer) >= floor:
-                return bytes(buffer), messages, False
             while not (yield _WAIT_R):
                 pass
             pgconn.consume_input()
