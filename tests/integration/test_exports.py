@@ -133,6 +133,8 @@ async def test_filters_are_the_lists_and_the_export_is_audited(api):
         listed = await client.get("/api/v1/documents", params={"state": "failed"})
         exported = await client.get("/api/v1/exports/documents.csv", params={"state": "failed"})
         texted = await client.get("/api/v1/exports/documents.csv", params={"q": "DONE"})
+        head = await client.head("/api/v1/exports/documents.csv")  # runs no export
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/csv")
     assert [d["title"] for d in listed.json()["items"]] == ["broken"]
     assert [r["title"] for r in parse(exported.content)] == ["broken"]
     assert [r["title"] for r in parse(texted.content)] == ["done one", "done two"]

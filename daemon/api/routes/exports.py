@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response, current_app, request
 
 from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
@@ -37,6 +37,8 @@ from daemon.modules.exports import (
 from daemon.modules.ingestion import document_filter_sql
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from psycopg import sql
 
 blueprint = Blueprint("exports", __name__, url_prefix="/api/v1/exports")
@@ -109,13 +111,19 @@ def _export(
 ) -> Response:
     """The streamed response. Raises ValidationFailed (columns) or ExportsBusy."""
     columns = select_columns(kind, query.columns)
+    day = datetime.now(UTC).date()
+    disposition = f'attachment; filename="{file_name(kind, day)}"'
+    if request.method == "HEAD":  # the headers only: no export runs for nothing
+        head = Response(_nothing(), status=200, content_type=CSV_MEDIA_TYPE)
+        head.headers["Content-Disposition"] = disposition
+        return head
     context = current_context()
     pool = context.db
     slots: ExportSlots = current_app.extensions.setdefault(
         _SLOTS, ExportSlots(context.settings.export_max_concurrent)
     )
     given = query.model_dump(mode="json", exclude_none=True, exclude={"columns", "bom"})
-    request = ExportRequest(
+    export = ExportRequest(
         kind=kind,
         columns=columns,
         predicate=predicate,
@@ -123,12 +131,16 @@ def _export(
         filters=given,
         bom=query.bom,
     )
-    stream = ExportStream(pool, request, slots.take(), context=audit_context())
+    stream = ExportStream(pool, export, slots.take(), context=audit_context())
     response = Response(stream, status=200, content_type=CSV_MEDIA_TYPE)
-    day = datetime.now(UTC).date()
-    response.headers["Content-Disposition"] = f'attachment; filename="{file_name(kind, day)}"'
+    response.headers["Content-Disposition"] = disposition
     # The body is as long as the export: no total timeout (Quart's default would cut it
     # after RESPONSE_TIMEOUT and leave a truncated file). A client that goes away
     # cancels it; shutdown cuts it at the HTTP grace deadline.
     response.timeout = None
     return response
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
