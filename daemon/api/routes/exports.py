@@ -85,7 +85,7 @@ async def documents() -> Response:
     query = query_params(DocumentExportQuery)
     filters = document_filter(query)
     predicate, params = document_filter_sql(filters)
-    return _export(ExportKind.DOCUMENTS, query, predicate, params)
+    return await _export(ExportKind.DOCUMENTS, query, predicate, params)
 
 
 @blueprint.get("/cases.csv")
@@ -94,7 +94,7 @@ async def cases() -> Response:
     """Cases matching the filters of ``GET /api/v1/cases``, oldest first, as CSV."""
     query = query_params(CaseExportQuery)
     predicate, params = case_filter_sql(case_filter(query))
-    return _export(ExportKind.CASES, query, predicate, params)
+    return await _export(ExportKind.CASES, query, predicate, params)
 
 
 @blueprint.get("/audit.csv")
@@ -103,10 +103,10 @@ async def audit() -> Response:
     """Audit events matching the filters of ``GET /api/v1/audit``, oldest first, as CSV."""
     query = query_params(AuditExportQuery)
     predicate, params = audit_filter_sql(audit_filter(query))
-    return _export(ExportKind.AUDIT, query, predicate, params)
+    return await _export(ExportKind.AUDIT, query, predicate, params)
 
 
-def _export(
+async def _export(
     kind: ExportKind, query: ExportOptions, predicate: sql.SQL, params: dict[str, Any]
 ) -> Response:
     """The streamed response. Raises ValidationFailed (columns) or ExportsBusy."""
@@ -132,6 +132,7 @@ def _export(
         bom=query.bom,
     )
     stream = ExportStream(pool, export, slots.take(), context=audit_context())
+    await stream.start()  # a query PostgreSQL refuses is answered 4xx/5xx, not a cut 200
     response = Response(stream, status=200, content_type=CSV_MEDIA_TYPE)
     response.headers["Content-Disposition"] = disposition
     # The body is as long as the export: no total timeout (Quart's default would cut it

@@ -127,12 +127,26 @@ class ExportStream:
         self._chunk_bytes = chunk_bytes
         self._slot = slot
         self._chunks = self._run()
+        self._first: bytes | None = None
         weakref.finalize(self, slot.release)
+
+    async def start(self) -> None:
+        """Run the export up to its first chunk (the header line and the first rows).
+
+        Call it before choosing the response: an error of the query itself (a value
+        PostgreSQL refuses, the database unavailable) is raised here, where it can still
+        be answered with its own status, instead of cutting a 200 response. The export
+        is then over (its slot released, its audit event written).
+        """
+        self._first = await self._chunks.__anext__()
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
         return await self._chunks.__anext__()
 
     async def aclose(self) -> None:
@@ -144,12 +158,11 @@ class ExportStream:
     async def _run(self) -> AsyncIterator[bytes]:
         started = trio.current_time()
         messages = 0
+        prefix = BOM if self._request.bom else b""
         try:
-            if self._request.bom:
-                yield BOM
             async with self._pool.connection() as conn:
-                await conn.execute("BEGIN READ ONLY")
-                await conn.execute(SQL["export_session"])
+                await conn.set_read_only(True)  # the pool resets it on release
+                await conn.execute(SQL["export_session"])  # opens the transaction
                 chunks = copy_out(
                     conn,
                     self._request.statement(),
@@ -160,7 +173,8 @@ class ExportStream:
                     async for chunk in chunks:
                         messages += chunk.messages
                         self.rows = max(0, messages - 1)  # the header is one message
-                        yield chunk.data
+                        yield prefix + chunk.data if prefix else chunk.data
+                        prefix = b""
                 await conn.rollback()  # read only: nothing to keep
             self.complete = True
         finally:

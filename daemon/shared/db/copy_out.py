@@ -20,11 +20,14 @@ Contract
   consumer) cancels the COPY the same way, through psycopg's ``AsyncCopy`` exit.
 * **Rows.** Each chunk says how many COPY data messages it holds: one per row (the
   ``HEADER`` line of a CSV COPY is the first message).
+* **Parameters** are bound client-side (COPY takes no bind parameters); aware datetimes
+  are converted to UTC first, so they are accepted as in any other query.
 * **Errors.** A query failing during the COPY raises its psycopg error.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -73,6 +76,8 @@ async def copy_out(
     """
     pgconn = conn.pgconn
     encoding = conn.info.encoding
+    if params is not None:
+        params = {name: _in_utc(value) for name, value in params.items()}
     async with conn.cursor() as cursor, cursor.copy(statement, params):
         # cursor.copy() holds the connection lock for the block: the reads below are
         # this COPY's, as psycopg's own AsyncCopy.read() would do them.
@@ -82,6 +87,19 @@ async def copy_out(
                 yield CopyChunk(data, messages)
             if done:
                 return
+
+
+def _in_utc(value: Any) -> Any:
+    """An aware datetime in UTC; anything else as is.
+
+    COPY takes no bind parameters: psycopg writes them into the statement as literals,
+    and an aware datetime keeps its offset there, where PostgreSQL refuses offsets past
+    +-15:59 that Python accepts (up to +-23:59). Bound as a parameter, as every other
+    query does, the same value travels as UTC microseconds and is accepted.
+    """
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value
 
 
 def _read_chunk(pgconn: PGconn, limit: int, encoding: str) -> PQGen[tuple[bytes, int, bool]]:
