@@ -13,6 +13,8 @@ Contract:
   it has slots, so exports cannot take every connection of the pool from the API.
 * **Cancellation.** Cancelling the consumer (a client gone, the HTTP grace deadline)
   cancels the COPY on the server at once; the connection goes back to the pool clean.
+* **Trio.** The generator yields outside any cancel scope or nursery (the pool lease
+  and psycopg's COPY block open none), as Trio requires of async generators.
 * **Audited.** When the export ends, whether complete, cut or failed, one audit event
   ``export.<kind>`` is written in its own transaction (shielded, bounded by
   ``AUDIT_TIMEOUT``): the filters, the columns, the rows read from the database and
