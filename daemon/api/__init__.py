@@ -23,6 +23,7 @@ from daemon.api.routes import (
     cases,
     docs,
     documents,
+    exports,
     health,
     metrics,
     source_webhooks,
@@ -43,6 +44,7 @@ BLUEPRINTS = [
     cases.blueprint,
     sources.blueprint,
     source_webhooks.blueprint,
+    exports.blueprint,
 ]
 
 

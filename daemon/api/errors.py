@@ -33,6 +33,7 @@ from daemon.modules.cases import (
     InvalidCaseTransition,
     StaleCaseVersion,
 )
+from daemon.modules.exports import ExportsBusy
 from daemon.modules.ingestion import (
     DocumentNotFound,
     DocumentTooLarge,
@@ -99,6 +100,7 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (ValidationFailed, 422),
     (InputError, 400),
     (DatabaseError, 503),
+    (ExportsBusy, 503),
 ]
 
 
@@ -181,7 +183,7 @@ def _headers_for(error: DaemonError, status: int) -> dict[str, str]:
         if isinstance(error, Unauthenticated) and request.headers.get("Authorization"):
             challenge += ', error="invalid_token"'
         return {"WWW-Authenticate": challenge}
-    if isinstance(error, LoginThrottled):
+    if isinstance(error, LoginThrottled | ExportsBusy):
         return {"Retry-After": str(error.retry_after)}
     if status == 503:
         return {"Retry-After": "5"}

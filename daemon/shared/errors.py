@@ -53,6 +53,8 @@
     │   ├── SourceDisabled          a disabled source was sent a delivery
     │   ├── DirectoryRefused        a directory source's path is not under an allowed root
     │   └── SourceNotPollable       poll asked of a push, built-in or deleted source
+    ├── ExportsBusy                 every CSV export slot of the process is taken (carries
+    │                               ``retry_after``)
     ├── QueueError                  the job queue engine refuses an operation
     │   ├── JobNotFound             no such job
     │   ├── InvalidJobState         the job's state does not allow the operation
@@ -72,7 +74,8 @@ package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
 ``IngestionError``'s branch, ``FetchUnavailable`` and the document leaves of
 ``DocumentError`` in ``daemon/modules/ingestion/errors.py``; ``AnalysisError``'s branch in
 ``daemon/modules/analysis/errors.py``; ``CaseNotFound`` and the other case leaves in
-``daemon/modules/cases/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
+``daemon/modules/cases/errors.py``; ``ExportsBusy`` in
+``daemon/modules/exports/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
 ``daemon/queue/schedule_timing.py``. A test keeps this tree and the classes in step.
 
 Every ``IngestionError`` is permanent: the same bytes fail the same way on every

@@ -105,6 +105,9 @@ INTENDED: dict[tuple[str, str], Intent] = {
     ("GET", "/api/v1/sources/<int:source_id>/polls"): VIEWER,
     # Issue 13 (README "Webhook sources"): authenticated by the delivery's signature.
     ("POST", "/api/v1/sources/<int:source_id>/webhook"): SIGNED,
+    ("GET", "/api/v1/exports/documents.csv"): VIEWER,
+    ("GET", "/api/v1/exports/cases.csv"): VIEWER,
+    ("GET", "/api/v1/exports/audit.csv"): ADMIN,
 }
 
 

@@ -186,6 +186,10 @@ async def test_every_route_answers_as_documented(api):
         assert (await client.delete(f"/api/v1/api-keys/{key_id}")).status_code == 204
         assert (await client.get("/api/v1/audit", params={"limit": 2})).status_code == 200
         assert (await client.get("/api/v1/audit", params={"actor_type": "x"})).status_code == 422
+        audit_csv = await client.get("/api/v1/exports/audit.csv", params={"columns": "id,at"})
+        assert audit_csv.status_code == 200 and audit_csv.content.startswith(b"id,at\n")
+        bad = await client.get("/api/v1/exports/audit.csv", params={"columns": "x"})
+        assert bad.status_code == 422
 
         me = await client.get("/api/v1/auth/me")
         assert me.status_code == 200 and me.json()["kind"] == "user"
@@ -224,6 +228,12 @@ async def test_every_route_answers_as_documented(api):
         assert (await client.get(f"/api/v1/cases/{case_id}")).status_code == 200
         assert (await client.get("/api/v1/cases/999999")).status_code == 404
         await walk_case_work(client, case_id)
+        exported = await client.get("/api/v1/exports/documents.csv", params={"state": "completed"})
+        assert exported.status_code == 200 and exported.content.count(b"\n") == 2
+        assert (await client.get("/api/v1/exports/cases.csv")).status_code == 200
+        wrong = await client.get("/api/v1/exports/cases.csv", params={"columns": "id,nope"})
+        assert wrong.status_code == 422
+        assert (await client.get("/api/v1/exports/audit.csv")).status_code == 403
         retry = await client.post(f"/api/v1/documents/{document_id}/retry")
         assert retry.status_code == 409
         reanalyzed = await client.post(f"/api/v1/documents/{document_id}/reanalyze")

@@ -40,7 +40,9 @@ def event_view(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-class AuditQuery(QueryModel):
+class AuditFilterQuery(QueryModel):
+    """The filters of the audit list, shared with the CSV export."""
+
     action: str | None = Field(default=None, max_length=200, description="exact action")
     action_prefix: str | None = Field(default=None, max_length=200, description="e.g. user.")
     actor_type: ActorType | None = None
@@ -49,16 +51,16 @@ class AuditQuery(QueryModel):
     target_id: str | None = Field(default=None, max_length=200)
     since: DateTime | None = Field(default=None, description="at >= since")
     until: DateTime | None = Field(default=None, description="at < until")
+
+
+class AuditQuery(AuditFilterQuery):
     cursor: Cursor | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
 
 
-@blueprint.get("")
-@requires(Role.ADMIN, query=AuditQuery, replies={200: page_of(AuditEventView)})
-async def list_() -> Response:
-    """Events matching the filters, newest first; pass ``next_cursor`` as ``cursor``."""
-    query = query_params(AuditQuery)
-    filters = AuditFilter(
+def audit_filter(query: AuditFilterQuery) -> AuditFilter:
+    """The module's filter of the query's filter parameters (list and export)."""
+    return AuditFilter(
         action=query.action,
         action_prefix=query.action_prefix,
         actor_type=query.actor_type,
@@ -68,6 +70,14 @@ async def list_() -> Response:
         since=query.since,
         until=query.until,
     )
+
+
+@blueprint.get("")
+@requires(Role.ADMIN, query=AuditQuery, replies={200: page_of(AuditEventView)})
+async def list_() -> Response:
+    """Events matching the filters, newest first; pass ``next_cursor`` as ``cursor``."""
+    query = query_params(AuditQuery)
+    filters = audit_filter(query)
     async with current_context().db.connection() as conn:
         result = await list_events(conn, filters=filters, cursor=query.cursor, limit=query.limit)
     return json_response(page([event_view(e) for e in result.items], result.next_cursor))

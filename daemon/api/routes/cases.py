@@ -46,7 +46,9 @@ _IF_MATCH = {
 }
 
 
-class CaseListQuery(QueryModel):
+class CaseFilterQuery(QueryModel):
+    """The filters of the case list (also of the cases CSV export)."""
+
     status: str | None = Field(default=None, pattern="^(open|acknowledged|resolved|closed)$")
     severity: str | None = Field(default=None, pattern="^(low|medium|high|critical)$")
     assignee: str | None = Field(
@@ -70,6 +72,9 @@ class CaseListQuery(QueryModel):
         max_length=200,
         description="Text in the document's title, the case's reason or resolution note.",
     )
+
+
+class CaseListQuery(CaseFilterQuery):
     cursor: Cursor | None = None
     limit: int = Field(default=50, ge=1, le=500)
 
@@ -174,9 +179,9 @@ def _assignee_filter(assignee: str | None) -> dict[str, Any]:
     return {"assignee_user_id": int(assignee)}
 
 
-def case_filter_of(query: CaseListQuery) -> CaseFilter:
+def case_filter_of(query: CaseFilterQuery) -> CaseFilter:
     """The module's filter for the list's query (also for other lists of cases, such as
-    an export, whose query model extends :class:`CaseListQuery`).
+    the CSV export, whose query model extends :class:`CaseFilterQuery`).
 
     Raises:
         ValidationFailed: ``assignee=me`` from an API key (it has no user).

@@ -90,7 +90,9 @@ class UploadFields(BaseModel):
     metadata: str | None = None
 
 
-class DocumentListQuery(QueryModel):
+class DocumentFilterQuery(QueryModel):
+    """The filters of the document list, shared with the CSV export."""
+
     state: DocumentState | None = None
     source_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     category: str | None = Field(default=None, max_length=100)
@@ -98,8 +100,24 @@ class DocumentListQuery(QueryModel):
     since: DateTime | None = Field(default=None, description="created_at >= since")
     until: DateTime | None = Field(default=None, description="created_at < until")
     q: str | None = Field(default=None, min_length=1, max_length=200, description="text search")
+
+
+class DocumentListQuery(DocumentFilterQuery):
     cursor: Cursor | None = None
     limit: int = Field(default=50, ge=1, le=500)
+
+
+def document_filter(query: DocumentFilterQuery) -> DocumentFilter:
+    """The module's filter of the query's filter parameters (list and export)."""
+    return DocumentFilter(
+        state=query.state,
+        source_id=query.source_id,
+        category=query.category,
+        severity=query.severity,
+        since=query.since,
+        until=query.until,
+        text=query.q,
+    )
 
 
 def document_view(document: Document) -> dict[str, Any]:
@@ -240,15 +258,7 @@ async def _from_multipart() -> NewDocument:
 async def list_() -> Response:
     """Documents newest first, filtered; pass ``next_cursor`` as ``cursor``."""
     query = query_params(DocumentListQuery)
-    filters = DocumentFilter(
-        state=query.state,
-        source_id=query.source_id,
-        category=query.category,
-        severity=query.severity,
-        since=query.since,
-        until=query.until,
-        text=query.q,
-    )
+    filters = document_filter(query)
     async with current_context().db.connection() as conn:
         result = await list_documents(conn, filters=filters, cursor=query.cursor, limit=query.limit)
     return json_response(page([document_view(d) for d in result.items], result.next_cursor))

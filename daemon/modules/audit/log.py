@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from daemon.shared.db.queries import load_queries
@@ -120,6 +121,23 @@ class AuditFilter:
 AuditPage = Page[AuditEvent]  # a page of events; ``items`` newest first
 
 
+def audit_filter_sql(filters: AuditFilter) -> tuple[sql.SQL, dict[str, Any]]:
+    """The SQL predicate of ``filters`` over ``audit_events`` and its parameters: the
+    one translation of an :class:`AuditFilter`, used by the list and the CSV export
+    alike (``before_id`` and ``limit`` are free parameter names)."""
+    params = {
+        "action": filters.action,
+        "action_prefix": filters.action_prefix,
+        "actor_type": None if filters.actor_type is None else filters.actor_type.value,
+        "actor_id": filters.actor_id,
+        "target_type": filters.target_type,
+        "target_id": filters.target_id,
+        "since": filters.since,
+        "until": filters.until,
+    }
+    return sql.SQL(SQL["audit_filter"]), params
+
+
 async def record(
     conn: TrioConnection,
     context: AuditContext,
@@ -204,22 +222,11 @@ async def list_events(
         raise ValidationFailed(
             [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
         )
-    filters = filters or AuditFilter()
+    predicate, params = audit_filter_sql(filters or AuditFilter())
     rows = await (
         await conn.execute(
-            SQL["list_events"],
-            {
-                "before_id": decode_cursor(cursor),
-                "action": filters.action,
-                "action_prefix": filters.action_prefix,
-                "actor_type": None if filters.actor_type is None else filters.actor_type.value,
-                "actor_id": filters.actor_id,
-                "target_type": filters.target_type,
-                "target_id": filters.target_id,
-                "since": filters.since,
-                "until": filters.until,
-                "limit": fetch_limit(limit),
-            },
+            sql.SQL(SQL["list_events"]).format(filter=predicate),
+            {**params, "before_id": decode_cursor(cursor), "limit": fetch_limit(limit)},
         )
     ).fetchall()
     return page_of([AuditEvent.from_row(row) for row in rows], limit, key=lambda e: e.id)

@@ -21,7 +21,12 @@ from daemon.modules.cases.errors import (
     InvalidCaseTransition,
     StaleCaseVersion,
 )
-from daemon.modules.cases.filters import CASE_FILTER_SQL, CaseFilter, case_filter_params
+from daemon.modules.cases.filters import (
+    CASE_FILTER_SQL,
+    CaseFilter,
+    case_filter_params,
+    case_filter_sql,
+)
 from daemon.modules.cases.lifecycle import (
     CaseAction,
     CaseState,
@@ -91,6 +96,7 @@ __all__ = [
     "allowed",
     "case_counts",
     "case_filter_params",
+    "case_filter_sql",
     "case_of_document",
     "decide",
     "get_case",

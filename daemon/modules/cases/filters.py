@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg import sql
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -96,3 +97,9 @@ def case_filter_params(case_filter: CaseFilter) -> dict[str, Any]:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def case_filter_sql(case_filter: CaseFilter) -> tuple[sql.SQL, dict[str, Any]]:
+    """The predicate of ``case_filter`` over ``cases c JOIN documents d`` and its
+    parameters, in the shape the CSV export takes (the same translation as the list's)."""
+    return sql.SQL(CASE_FILTER_SQL), case_filter_params(case_filter)

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg import sql
 
 from daemon.modules.audit import record
 from daemon.modules.cases import Case, case_of_document
@@ -131,6 +132,29 @@ class DocumentFilter:
 DocumentPage = Page[Document]  # a page of documents; ``items`` newest first
 
 
+def document_filter_sql(filters: DocumentFilter) -> tuple[sql.SQL, dict[str, Any]]:
+    """The SQL predicate of ``filters`` over ``documents d`` and its parameters.
+
+    The one translation of a :class:`DocumentFilter` to SQL: the list and the CSV
+    export both use it, so a filter means the same rows in both. The parameter names
+    are those of the ``document_filter`` query (``before_id`` and ``limit`` are free).
+    """
+    pattern = None
+    if filters.text:
+        escaped = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+    params = {
+        "state": None if filters.state is None else filters.state.value,
+        "source_id": filters.source_id,
+        "category": filters.category,
+        "severity": filters.severity,
+        "since": filters.since,
+        "until": filters.until,
+        "pattern": pattern,
+    }
+    return sql.SQL(SQL["document_filter"]), params
+
+
 async def get_document(conn: TrioConnection, document_id: int) -> Document:
     """Raises DocumentNotFound."""
     row = await (await conn.execute(SQL["get_document"], {"id": document_id})).fetchone()
@@ -176,25 +200,11 @@ async def list_documents(
             [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
         )
     before_id = decode_cursor(cursor)
-    filters = filters or DocumentFilter()
-    pattern = None
-    if filters.text:
-        escaped = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
+    predicate, params = document_filter_sql(filters or DocumentFilter())
     rows = await (
         await conn.execute(
-            SQL["list_documents"],
-            {
-                "state": None if filters.state is None else filters.state.value,
-                "source_id": filters.source_id,
-                "category": filters.category,
-                "severity": filters.severity,
-                "since": filters.since,
-                "until": filters.until,
-                "before_id": before_id,
-                "pattern": pattern,
-                "limit": fetch_limit(limit),
-            },
+            sql.SQL(SQL["list_documents"]).format(filter=predicate),
+            {**params, "before_id": before_id, "limit": fetch_limit(limit)},
             prepare=False,  # a generic plan cannot use the filters' indexes
         )
     ).fetchall()

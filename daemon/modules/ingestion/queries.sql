@@ -282,24 +282,29 @@ DELETE FROM documents WHERE id = %(id)s RETURNING id, title, state::text
 -- name: prune_idempotency_keys
 DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => %(keep)s)
 
--- name: list_documents
--- Newest first; every filter left NULL matches everything. Not prepared (see caller).
-SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
-       encode(sha256, 'hex'), state::text, failed_step, error, duplicate_of, metadata,
-       language, category, severity, analysis_id, created_by, created_at, updated_at,
-       completed_at, retain_until
-FROM documents d
-WHERE (%(state)s::text IS NULL OR d.state = %(state)s::document_state)
+-- name: document_filter
+-- The predicate of a DocumentFilter over `documents d` (every filter left NULL matches
+-- everything): shared by the list and the CSV export (document_filter_sql()).
+(%(state)s::text IS NULL OR d.state = %(state)s::document_state)
   AND (%(source_id)s::bigint IS NULL OR d.source_id = %(source_id)s)
   AND (%(category)s::text IS NULL OR d.category = %(category)s)
   AND (%(severity)s::text IS NULL OR d.severity = %(severity)s)
   AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s)
   AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s)
-  AND (%(before_id)s::bigint IS NULL OR d.id < %(before_id)s)
   AND (%(pattern)s::text IS NULL
        OR d.title ILIKE %(pattern)s
        OR EXISTS (SELECT 1 FROM document_texts t
                   WHERE t.document_id = d.id AND t.normalized ILIKE %(pattern)s))
+
+-- name: list_documents
+-- Newest first; "filter" is the document_filter predicate. Not prepared (see caller).
+SELECT id, title, source_id, external_id, url, filename, media_type, size_bytes,
+       encode(sha256, 'hex'), state::text, failed_step, error, duplicate_of, metadata,
+       language, category, severity, analysis_id, created_by, created_at, updated_at,
+       completed_at, retain_until
+FROM documents d
+WHERE {filter}
+  AND (%(before_id)s::bigint IS NULL OR d.id < %(before_id)s)
 ORDER BY d.id DESC
 LIMIT %(limit)s
 

@@ -22,6 +22,7 @@ from daemon.shared.config.analysis import AnalysisSettings
 from daemon.shared.config.auth import AuthSettings
 from daemon.shared.config.case_work import CaseWorkSettings
 from daemon.shared.config.database import DatabaseSettings
+from daemon.shared.config.exports import ExportSettings
 from daemon.shared.config.ingestion import IngestionSettings
 from daemon.shared.config.service import ServiceSettings
 from daemon.shared.config.sources import SourcesSettings
@@ -34,6 +35,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    ExportSettings,
     CaseWorkSettings,
     SourcesSettings,
     AnalysisSettings,
