@@ -36,7 +36,8 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
-from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
+from daemon.modules.retention import BatchLimits, Periods, RetentionConfig, purge_schedule
+from daemon.queue import InvalidSchedule, MaintenanceOptions, SchedulerOptions, WorkerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
 
@@ -62,6 +63,8 @@ class Components:
       address policy allows).
     - ``fetch``: how document URLs are fetched (timeouts, size, redirects, the address
       policy and ``egress``).
+    - ``purge``: the retention periods, the purge's schedule and batches, the audit
+      checkpoint key.
     """
 
     settings: Settings
@@ -75,6 +78,7 @@ class Components:
     retention: timedelta
     egress: EgressPolicy | None
     fetch: FetchPolicy
+    purge: RetentionConfig
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -129,6 +133,38 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
             allowed_networks=settings.fetch_allowed_networks,
             egress=egress,
         ),
+        purge=retention_config(settings),
+    )
+
+
+def retention_config(settings: Settings) -> RetentionConfig:
+    """The retention periods, the purge's schedule and batches, the checkpoint key.
+
+    Raises:
+        ConfigError: the purge's time zone is unknown.
+    """
+    try:
+        hour, minute = settings.retention_purge_time.split(":")
+        schedule = purge_schedule(
+            f"{int(minute)} {int(hour)} * * *", settings.retention_purge_timezone
+        )
+    except InvalidSchedule as exc:
+        raise ConfigError([f"TRIAGED_RETENTION_PURGE_TIMEZONE: {exc}"]) from None
+    key = settings.audit_checkpoint_key
+    return RetentionConfig(
+        periods=Periods(
+            completed_documents=timedelta(days=settings.document_retention_days),
+            failed_documents=timedelta(days=settings.retention_failed_documents_days),
+            duplicate_documents=timedelta(days=settings.retention_duplicate_documents_days),
+            resolved_cases=timedelta(days=settings.retention_resolved_cases_days),
+            document_history=timedelta(days=settings.retention_document_history_days),
+            audit_events=timedelta(days=settings.retention_audit_events_days),
+        ),
+        batch=BatchLimits(
+            rows=settings.retention_batch_rows, seconds=settings.retention_batch_seconds
+        ),
+        schedule=schedule,
+        checkpoint_key=None if key is None else key.get_secret_value().encode("utf-8"),
     )
 
 
@@ -229,4 +265,4 @@ def _parse_rules(settings: Settings) -> tuple[Taxonomy, SeverityRules, RoutingRu
     return taxonomy, severity_rules, routing
 
 
-__all__ = ["Components", "auth_policy", "compose", "pipeline_config"]
+__all__ = ["Components", "auth_policy", "compose", "pipeline_config", "retention_config"]

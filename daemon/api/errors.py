@@ -34,6 +34,7 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
+from daemon.modules.retention import HoldAlreadyReleased, HoldNotFound
 from daemon.shared.errors import (
     BodyTooLarge,
     DaemonError,
@@ -75,6 +76,8 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (ValidationFailed, 422),
     (InputError, 400),
     (DatabaseError, 503),
+    (HoldNotFound, 404),
+    (HoldAlreadyReleased, 409),
 ]
 
 

@@ -22,6 +22,7 @@ from daemon.shared.config.analysis import AnalysisSettings
 from daemon.shared.config.auth import AuthSettings
 from daemon.shared.config.database import DatabaseSettings
 from daemon.shared.config.ingestion import IngestionSettings
+from daemon.shared.config.retention import RetentionSettings
 from daemon.shared.config.service import ServiceSettings
 from daemon.shared.config.values import (
     ENV_FILE_VARIABLE,
@@ -32,6 +33,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    RetentionSettings,
     AnalysisSettings,
     IngestionSettings,
     AuthSettings,
