@@ -134,8 +134,16 @@ async def run_purge(pool: Pool, config: RetentionConfig, *, job_id: int | None =
         row = await (
             await conn.execute(SQL["finish_run"], {"run_id": run_id, "kept": Jsonb(kept)})
         ).fetchone()
-    assert row is not None
-    report = RunReport.from_row(row)
+        assert row is not None
+        report = RunReport.from_row(row)
+        await audit.record(
+            conn,
+            audit.AuditContext.system(),
+            "retention.run_finished",
+            target_type="retention_run",
+            target_id=report.id,
+            details={"report": report.report},
+        )
     deleted = {k: int(v.get("deleted", 0)) for k, v in report.report.items()}
     log.info(
         "retention run %d: %s",
