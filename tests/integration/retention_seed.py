@@ -10,8 +10,8 @@ Document ``i`` (ids 1..n, in order):
   (within every period);
 * a blob, a text, one history event (at its finish time or now), a hash entry (not for
   duplicates), an analysis when completed;
-* a case when completed and ``i % 3 == 0``: resolved 400 days ago when ``i % 2 == 0``,
-  else open;
+* a case (with an event and a comment) when completed and ``i % 3 == 0``: resolved
+  400 days ago when ``i % 2 == 0``, else open;
 * a document hold when ``i % 97 == 0``; a case hold on the case of ``i`` when
   ``i % 101 == 0`` (and it has one).
 """
@@ -46,11 +46,13 @@ INSERT INTO analyses (document_id, category, severity, summary, confidence, prov
                       model, version, latency_ms, calls)
 SELECT id, 'other', 'low', 's', 0.5, 'heuristic', 'm', 'v', 1, 1
 FROM documents WHERE state = 'completed';
-INSERT INTO cases (document_id, severity, status, updated_at)
+INSERT INTO cases (document_id, severity, status, resolved_at)
 SELECT id, 'low',
        (CASE WHEN id % 2 = 0 THEN 'resolved' ELSE 'open' END)::case_status,
-       CASE WHEN id % 2 = 0 THEN now() - interval '400 days' ELSE now() END
+       CASE WHEN id % 2 = 0 THEN now() - interval '400 days' END
 FROM documents WHERE state = 'completed' AND id % 3 = 0;
+INSERT INTO case_events (case_id, kind, actor) SELECT id, 'opened', 'system' FROM cases;
+INSERT INTO case_comments (case_id, author, body) SELECT id, 'system', 'note' FROM cases;
 INSERT INTO legal_holds (target_type, target_id, reason)
 SELECT 'document', id, 'seeded' FROM documents WHERE id % 97 = 0;
 INSERT INTO legal_holds (target_type, target_id, reason)

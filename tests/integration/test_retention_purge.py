@@ -87,6 +87,14 @@ async def test_one_run_deletes_exactly_the_expired_unheld_documents_and_their_da
     assert not cases & want.cases_gone
     assert {i for i in range(1, n + 1) if i % 10 <= 5 and i % 3 == 0} - cases == want.cases_gone
     async with pool.connection() as conn:
+        case_rows = await (
+            await conn.execute(
+                "SELECT (SELECT count(*) FROM cases), (SELECT count(*) FROM case_events), "
+                "(SELECT count(*) FROM case_comments)"
+            )
+        ).fetchone()
+    assert case_rows == (len(cases), len(cases), len(cases))  # their history went with them
+    async with pool.connection() as conn:
         dangling = await (
             await conn.execute(
                 "SELECT count(*) FROM documents WHERE state = 'duplicate' AND duplicate_of IS NULL"
@@ -215,7 +223,7 @@ async def test_the_same_content_can_be_ingested_again_after_its_document_was_pur
             (first, duplicate),
         )
         await conn.execute(
-            "UPDATE cases SET status = 'resolved', updated_at = now() - interval '400 days' "
+            "UPDATE cases SET status = 'resolved', resolved_at = now() - interval '400 days' "
             "WHERE document_id = %s",
             (first,),
         )

@@ -15,11 +15,12 @@ SELECT set_config('statement_timeout', %(ms)s::text, true),
        set_config('lock_timeout', %(ms)s::text, true)
 
 -- name: purge_cases
--- Resolved or closed cases past their period, not held (nor their document).
+-- Resolved or closed cases past their period since resolved_at (migration 0011), not
+-- held (nor their document). Their events and comments go with them (ON DELETE CASCADE).
 WITH doomed AS (
     SELECT c.id FROM cases c
     WHERE c.status IN ('resolved', 'closed')
-      AND c.updated_at < now() - make_interval(secs => %(period)s)
+      AND coalesce(c.resolved_at, c.updated_at) < now() - make_interval(secs => %(period)s)
       AND NOT EXISTS (
           SELECT 1 FROM legal_holds h
           WHERE h.released_at IS NULL AND h.target_type = 'case' AND h.target_id = c.id)
@@ -76,7 +77,7 @@ FROM (
            AS held
     FROM cases c
     WHERE c.status IN ('resolved', 'closed')
-      AND c.updated_at < now() - make_interval(secs => %(period)s)
+      AND coalesce(c.resolved_at, c.updated_at) < now() - make_interval(secs => %(period)s)
 ) x
 
 -- name: due_documents
@@ -86,7 +87,7 @@ WITH expired AS (
     SELECT d.id,
            EXISTS (SELECT 1 FROM retention_held_documents k WHERE k.document_id = d.id) AS held,
            (SELECT c.status IN ('resolved', 'closed')
-                   AND c.updated_at < now() - make_interval(secs => %(case_period)s)
+                   AND coalesce(c.resolved_at, c.updated_at) < now() - make_interval(secs => %(case_period)s)
                    AND NOT EXISTS (
                        SELECT 1 FROM legal_holds h
                        WHERE h.released_at IS NULL AND h.target_type = 'case'
