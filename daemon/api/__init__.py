@@ -25,6 +25,7 @@ from daemon.api.routes import (
     documents,
     health,
     metrics,
+    retention,
     users,
 )
 from daemon.api.uploads import Request
@@ -39,6 +40,7 @@ BLUEPRINTS = [
     audit.blueprint,
     documents.blueprint,
     cases.blueprint,
+    retention.blueprint,
 ]
 
 

@@ -34,7 +34,7 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
-from daemon.modules.retention import HoldAlreadyReleased, HoldNotFound
+from daemon.modules.retention import HoldAlreadyReleased, HoldNotFound, UnderLegalHold
 from daemon.shared.errors import (
     BodyTooLarge,
     DaemonError,
@@ -78,6 +78,7 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (DatabaseError, 503),
     (HoldNotFound, 404),
     (HoldAlreadyReleased, 409),
+    (UnderLegalHold, 409),
 ]
 
 

@@ -66,6 +66,29 @@ CREATE VIEW retention_held_documents AS
     FROM legal_holds h JOIN documents d ON d.id = h.target_id
     WHERE h.released_at IS NULL AND h.target_type = 'document' AND d.duplicate_of IS NOT NULL;
 
+-- A standing hold also refuses any other deletion of what it keeps (an admin's DELETE of
+-- a document, a cascade from one): SQLSTATE 55H01, which the API answers with 409.
+CREATE FUNCTION legal_hold_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'documents' THEN
+        IF EXISTS (SELECT 1 FROM retention_held_documents k WHERE k.document_id = OLD.id) THEN
+            RAISE EXCEPTION 'document % is under legal hold', OLD.id USING ERRCODE = '55H01';
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM legal_holds h
+                  WHERE h.released_at IS NULL AND h.target_type = 'case'
+                    AND h.target_id = OLD.id)
+          OR EXISTS (SELECT 1 FROM retention_held_documents k
+                     WHERE k.document_id = OLD.document_id) THEN
+        RAISE EXCEPTION 'case % is under legal hold', OLD.id USING ERRCODE = '55H01';
+    END IF;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER documents_legal_hold BEFORE DELETE ON documents
+    FOR EACH ROW EXECUTE FUNCTION legal_hold_guard();
+CREATE TRIGGER cases_legal_hold BEFORE DELETE ON cases
+    FOR EACH ROW EXECUTE FUNCTION legal_hold_guard();
+
 -- One row per purge run; each batch adds its counts to ``report`` in the transaction
 -- that deletes, so the counts are exact even for a run interrupted and resumed.
 -- ``job_id``: the queue job that runs it (a retried job continues its run).

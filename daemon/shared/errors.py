@@ -49,6 +49,7 @@
     ├── RetentionError              a retention operation was refused
     │   ├── HoldNotFound            no such legal hold
     │   ├── HoldAlreadyReleased     the legal hold is already released
+    │   ├── UnderLegalHold          the document or case is held: it cannot be deleted
     │   └── BatchOutOfTime          a one-row purge batch ran out of time
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all

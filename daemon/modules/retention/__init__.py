@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from daemon.modules.retention.config import RetentionConfig
 from daemon.modules.retention.errors import (
+    LEGAL_HOLD_SQLSTATE,
     BatchOutOfTime,
     HoldAlreadyReleased,
     HoldNotFound,
     RetentionError,
+    UnderLegalHold,
 )
 from daemon.modules.retention.holds import (
     TARGET_TYPES,
@@ -44,6 +46,7 @@ from daemon.modules.retention.rules import (
 from daemon.modules.retention.schedules import PURGE_QUEUE, purge_schedule
 
 __all__ = [
+    "LEGAL_HOLD_SQLSTATE",
     "PURGE_QUEUE",
     "RUN_ORDER",
     "TARGET_TYPES",
@@ -58,6 +61,7 @@ __all__ = [
     "RetentionConfig",
     "RetentionError",
     "RunReport",
+    "UnderLegalHold",
     "due",
     "get_hold",
     "list_holds",

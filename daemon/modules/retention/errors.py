@@ -9,6 +9,14 @@ class RetentionError(DaemonError):
     """A retention operation was refused."""
 
 
+class UnderLegalHold(RetentionError):
+    """The document or case is under legal hold: it cannot be deleted."""
+
+
+# The SQLSTATE the database raises when a deletion would remove held data (0013).
+LEGAL_HOLD_SQLSTATE = "55H01"
+
+
 class HoldNotFound(RetentionError):
     """No such legal hold."""
 
