@@ -235,3 +235,17 @@ async def test_the_same_content_can_be_ingested_again_after_its_document_was_pur
     for step in STEPS[:2]:
         await runner.run_step(step, again)
     assert await state_of(pool, again) == "hashed"  # new content again, not a duplicate
+
+
+async def test_a_retried_purge_job_continues_its_run(pool):
+    n = 300
+    await seed(pool, n)
+    cfg = config()
+    first = await run_purge(pool, cfg, job_id=4242)
+    again = await run_purge(pool, cfg, job_id=4242)  # the same job delivered again
+    assert again.id == first.id and again.trigger == "schedule"
+    # Its counts add up over both deliveries: nothing counted twice.
+    for kind, count in expected(n).deleted.items():
+        assert again.report[kind]["deleted"] == count, kind
+    other = await run_purge(pool, cfg, job_id=4243)
+    assert other.id != first.id
