@@ -1,7 +1,8 @@
 """``triaged retention run`` and ``triaged audit verify`` as real processes: a purge
 SIGKILLed in the middle of its run, run again, ends as one uninterrupted run would (the
 same rows gone, the same counts in its report); ``audit verify`` passes on an untouched
-log and names the first broken event, with a non-zero exit, after a row is altered."""
+log and names the first broken event, with a non-zero exit, after a row is altered; a
+``triaged worker`` runs the declared schedule's purge job."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 import trio
 
 from daemon.modules.audit import AuditContext, record
+from daemon.queue import enqueue
 from daemon.shared.db import migrate, open_pool
 from tests.e2e.process import ROOT, base_env
+from tests.e2e.test_schedules_e2e import wait_ready
 from tests.integration.retention_seed import expected, seed
 
 pytestmark = pytest.mark.e2e
@@ -148,3 +151,50 @@ async def test_audit_verify_passes_untouched_and_names_the_altered_event(databas
         assert broken.returncode == 1
         assert f"BROKEN at event {target}:" in broken.stdout.decode()
         assert "was changed" in broken.stdout.decode()
+
+
+async def test_a_worker_runs_the_purge_job_of_the_declared_schedule(start_triaged, database_url):
+    n = 2_000
+    want = expected(n)
+    async with open_pool(database_url, max_size=2) as pool:
+        await migrate.apply(pool)
+        await seed(pool, n)
+        worker = start_triaged("worker", TRIAGED_RETENTION_DOCUMENT_HISTORY_DAYS="36500")
+        await wait_ready([worker], timeout=60)
+        async with pool.connection() as conn:
+            schedule = await (
+                await conn.execute(
+                    "SELECT queue, cron, timezone, enabled FROM schedules "
+                    "WHERE name = 'retention.purge'"
+                )
+            ).fetchone()
+        assert schedule == ("retention.purge", "30 3 * * *", "UTC", True)
+        # The slot's job, enqueued now rather than waiting for 03:30.
+        async with pool.transaction() as conn:
+            job = await enqueue(conn, "retention.purge", {})
+        with trio.fail_after(60):
+            while True:
+                async with pool.connection() as conn:
+                    row = await (
+                        await conn.execute(
+                            "SELECT state::text, result FROM jobs WHERE id = %s", (job.id,)
+                        )
+                    ).fetchone()
+                if row[0] == "completed":
+                    break
+                assert worker.proc.poll() is None, worker.output()
+                await trio.sleep(0.1)
+        async with pool.connection() as conn:
+            run = await (
+                await conn.execute(
+                    "SELECT id, trigger, finished_at IS NOT NULL, report FROM retention_runs "
+                    "WHERE job_id = %s",
+                    (job.id,),
+                )
+            ).fetchone()
+            left = await (await conn.execute("SELECT count(*) FROM documents")).fetchone()
+        assert run[1:3] == ("schedule", True)
+        assert row[1]["run_id"] == run[0]
+        assert left[0] == n - len(want.gone)
+        for kind, count in want.deleted.items():
+            assert run[3][kind]["deleted"] == count, kind
