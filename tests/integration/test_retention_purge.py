@@ -106,6 +106,10 @@ async def test_one_run_deletes_exactly_the_expired_unheld_documents_and_their_da
     for kind, count in want.deleted.items():
         assert report.report[kind]["deleted"] == count, kind
         assert report.report[kind]["held"] == want.held.get(kind, 0), kind
+    # What `retention status` / `run --dry-run` said beforehand is what the run did.
+    for kind, counts in before.items():
+        assert report.report[kind.value]["deleted"] == counts.due, kind
+        assert report.report[kind.value]["held"] == counts.held, kind
     assert report.finished_at is not None
     assert elapsed < 60, f"the purge of {n} documents took {elapsed:.1f} s"
 
