@@ -253,3 +253,29 @@ async def test_a_retried_purge_job_continues_its_run(pool):
         assert again.report[kind]["deleted"] == count, kind
     other = await run_purge(pool, cfg, job_id=4243)
     assert other.id != first.id
+
+
+async def test_finished_at_follows_the_state_whoever_writes_it(pool):
+    async with pool.transaction() as conn:
+
+        async def move(state: str):
+            row = await (
+                await conn.execute(
+                    "UPDATE documents SET state = %s::document_state WHERE id = %s "
+                    "RETURNING finished_at",
+                    (state, document_id),
+                )
+            ).fetchone()
+            return row[0]
+
+        document_id = (
+            await (
+                await conn.execute("INSERT INTO documents (title) VALUES ('t') RETURNING id")
+            ).fetchone()
+        )[0]
+        assert await move("fetched") is None  # working: no deadline
+        failed_at = await move("failed")
+        assert failed_at is not None  # terminal: the deadline starts
+        assert await move("failed") == failed_at  # same state again: unchanged
+        assert await move("extracted") is None  # retried: back in the pipeline
+        assert await move("completed") is not None

@@ -3,7 +3,7 @@
 Built once at start-up by :func:`load_settings` from ``TRIAGED_*`` environment variables
 and, optionally, an env file named by ``TRIAGED_ENV_FILE``; then passed down explicitly.
 Nothing else in the package reads ``os.environ``. The fields come in groups, one module
-each (service, database, auth, ingestion, analysis); rules across groups live here.
+each (service, database, auth, ingestion, analysis, retention); rules across groups live here.
 """
 
 from __future__ import annotations
