@@ -3,7 +3,7 @@
 ``serve`` (http + poller + scheduler), ``api`` (http only), ``worker`` (poller +
 scheduler), ``migrate [--status]``, ``config check``, and the one-shot commands of
 :mod:`daemon.commands` (``jobs``, ``queues``, ``schedules``, ``user``, ``analyze``,
-``sources``, ``cases``).
+``sources``, ``cases``, ``retention``, ``audit``).
 Exit status 2 means the configuration or the command line is invalid.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon import __version__
-from daemon.commands import analyze, cases, jobs, schedules, sources, users
+from daemon.commands import analyze, cases, jobs, retention, schedules, sources, users
 from daemon.composition import Components, compose
 from daemon.shared.config import load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged")
 
-COMMAND_MODULES = (jobs, schedules, users, analyze, sources, cases)
+COMMAND_MODULES = (jobs, schedules, users, analyze, sources, cases, retention)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +120,7 @@ async def _one_shot(components: Components, args: argparse.Namespace) -> int:
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)
             if getattr(args, "sync_schedules", False):
-                await sync_declared_schedules(pool, declared_schedules())
+                await sync_declared_schedules(pool, declared_schedules(components))
             status = await args.handler(args, pool)
             return status
     except DaemonError as exc:

@@ -36,8 +36,9 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import CaseWorkConfig, RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
+from daemon.modules.retention import BatchLimits, Periods, RetentionConfig, purge_schedule
 from daemon.modules.sources import SourcePolicy, SourcesConfig
-from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
+from daemon.queue import InvalidSchedule, MaintenanceOptions, SchedulerOptions, WorkerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
 
@@ -66,6 +67,8 @@ class Components:
       policy and ``egress``).
     - ``cases``: case work (the resolutions allowed, the SLA a reopened case restarts
       its escalation ladder with).
+    - ``purge``: the retention periods, the purge's schedule and batches, the audit
+      checkpoint key.
     """
 
     settings: Settings
@@ -80,6 +83,7 @@ class Components:
     egress: EgressPolicy | None
     fetch: FetchPolicy
     cases: CaseWorkConfig
+    purge: RetentionConfig
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -135,6 +139,38 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
             egress=egress,
         ),
         cases=CaseWorkConfig(resolutions=settings.case_resolutions, sla=routing.sla),
+        purge=retention_config(settings),
+    )
+
+
+def retention_config(settings: Settings) -> RetentionConfig:
+    """The retention periods, the purge's schedule and batches, the checkpoint key.
+
+    Raises:
+        ConfigError: the purge's time zone is unknown.
+    """
+    try:
+        hour, minute = settings.retention_purge_time.split(":")
+        schedule = purge_schedule(
+            f"{int(minute)} {int(hour)} * * *", settings.retention_purge_timezone
+        )
+    except InvalidSchedule as exc:
+        raise ConfigError([f"TRIAGED_RETENTION_PURGE_TIMEZONE: {exc}"]) from None
+    key = settings.audit_checkpoint_key
+    return RetentionConfig(
+        periods=Periods(
+            completed_documents=timedelta(days=settings.document_retention_days),
+            failed_documents=timedelta(days=settings.retention_failed_documents_days),
+            duplicate_documents=timedelta(days=settings.retention_duplicate_documents_days),
+            resolved_cases=timedelta(days=settings.retention_resolved_cases_days),
+            document_history=timedelta(days=settings.retention_document_history_days),
+            audit_events=timedelta(days=settings.retention_audit_events_days),
+        ),
+        batch=BatchLimits(
+            rows=settings.retention_batch_rows, seconds=settings.retention_batch_seconds
+        ),
+        schedule=schedule,
+        checkpoint_key=None if key is None else key.get_secret_value().encode("utf-8"),
     )
 
 
@@ -257,4 +293,11 @@ def _parse_rules(settings: Settings) -> tuple[Taxonomy, SeverityRules, RoutingRu
     return taxonomy, severity_rules, routing
 
 
-__all__ = ["Components", "auth_policy", "compose", "pipeline_config", "sources_config"]
+__all__ = [
+    "Components",
+    "auth_policy",
+    "compose",
+    "pipeline_config",
+    "retention_config",
+    "sources_config",
+]

@@ -26,6 +26,7 @@ from daemon.api.routes import (
     exports,
     health,
     metrics,
+    retention,
     source_webhooks,
     sources,
     users,
@@ -45,6 +46,7 @@ BLUEPRINTS = [
     sources.blueprint,
     source_webhooks.blueprint,
     exports.blueprint,
+    retention.blueprint,
 ]
 
 

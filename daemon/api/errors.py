@@ -40,6 +40,7 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
+from daemon.modules.retention import HoldAlreadyReleased, HoldNotFound, UnderLegalHold
 from daemon.modules.sources import (
     DeliveryConflict,
     DuplicateSourceName,
@@ -101,6 +102,9 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (InputError, 400),
     (DatabaseError, 503),
     (ExportsBusy, 503),
+    (HoldNotFound, 404),
+    (HoldAlreadyReleased, 409),
+    (UnderLegalHold, 409),
 ]
 
 

@@ -60,6 +60,11 @@
     │   ├── InvalidJobState         the job's state does not allow the operation
     │   ├── InvalidSchedule         a schedule definition is invalid
     │   └── ScheduleNotFound        no such schedule
+    ├── RetentionError              a retention operation was refused
+    │   ├── HoldNotFound            no such legal hold
+    │   ├── HoldAlreadyReleased     the legal hold is already released
+    │   ├── UnderLegalHold          the document or case is held: it cannot be deleted
+    │   └── BatchOutOfTime          a one-row purge batch ran out of time
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
@@ -75,7 +80,8 @@ package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
 ``DocumentError`` in ``daemon/modules/ingestion/errors.py``; ``AnalysisError``'s branch in
 ``daemon/modules/analysis/errors.py``; ``CaseNotFound`` and the other case leaves in
 ``daemon/modules/cases/errors.py``; ``ExportsBusy`` in
-``daemon/modules/exports/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
+``daemon/modules/exports/errors.py``; ``RetentionError``'s branch in
+``daemon/modules/retention/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
 ``daemon/queue/schedule_timing.py``. A test keeps this tree and the classes in step.
 
 Every ``IngestionError`` is permanent: the same bytes fail the same way on every

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from daemon.modules import auth, ingestion
+from daemon.modules import auth, ingestion, retention
 
 if TYPE_CHECKING:
     from daemon.composition import Components
@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from daemon.shared.db.pool import Pool
 
 
-def declared_schedules() -> tuple[Schedule, ...]:
-    """Every schedule the modules declare (the built-in schedules)."""
-    return (*auth.SCHEDULES, *ingestion.SCHEDULES)
+def declared_schedules(components: Components) -> tuple[Schedule, ...]:
+    """Every schedule the modules declare (the built-in schedules); the retention
+    purge's timing comes from the settings."""
+    return (*auth.SCHEDULES, *ingestion.SCHEDULES, components.purge.schedule)
 
 
 def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Components) -> None:
@@ -41,12 +42,17 @@ def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Com
     async def prune_idempotency_keys(job: Job) -> dict[str, Any]:
         return {"keys": await ingestion.prune_idempotency_keys(pool)}
 
+    async def retention_purge(job: Job) -> dict[str, Any]:
+        report = await retention.run_purge(pool, components.purge, job_id=job.id)
+        return {"run_id": report.id, "report": report.report}
+
     handlers = {
         auth.PRUNE_QUEUE: auth_prune,
         ingestion.REQUEUE_STRANDED_QUEUE: requeue_stranded,
         ingestion.PRUNE_IDEMPOTENCY_KEYS_QUEUE: prune_idempotency_keys,
+        retention.PURGE_QUEUE: retention_purge,
     }
-    declared = {schedule.queue for schedule in declared_schedules()}
+    declared = {schedule.queue for schedule in declared_schedules(components)}
     if declared != set(handlers):  # a declaration without a handler would pile up jobs
         raise RuntimeError(
             f"declared schedule queues without a handler: {declared ^ set(handlers)}"

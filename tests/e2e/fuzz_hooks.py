@@ -8,6 +8,8 @@
 - ``DELETE /api/v1/api-keys/{key_id}`` revokes: the key stays visible, with its
   ``revoked_at``, so an audit can tell who held it (documented on the route). The
   "deleted resource still available" check does not apply to it, and only to it.
+  Likewise ``DELETE /api/v1/holds/{hold_id}`` releases a legal hold: the hold stays
+  visible with its ``released_at`` and reason (issue 15).
 - A multipart form carries every field as text: a string field "made" a boolean or a
   number by the generator arrives as the string ``true`` or ``12``, one made an array is
   sent as repeated fields (an empty one as no field at all), and so on: what reaches the
@@ -44,6 +46,9 @@ _STRING_RETYPED = re.compile(r"violates `type` at \S+ \(was string, became [a-z]
 def filter_failure(context, failure, case, response) -> bool:
     revoked_key = "DELETE /api/v1/api-keys/" in str(getattr(failure, "free", ""))
     if "use_after_free" in failure.checks and revoked_key:
+        return False
+    released_hold = "DELETE /api/v1/holds/" in str(getattr(failure, "free", ""))
+    if "use_after_free" in failure.checks and released_hold:
         return False
     if "negative_data_rejection" not in failure.checks:
         return True

@@ -28,6 +28,7 @@ BUILT_IN = (
     "housekeeping.auth_prune",
     "housekeeping.prune_idempotency_keys",
     "housekeeping.requeue_stranded",
+    "retention.purge",  # daily at TRIAGED_RETENTION_PURGE_TIME (issue 15)
 )
 PER_MINUTE = "housekeeping.requeue_stranded"
 
@@ -51,6 +52,7 @@ async def test_a_fresh_database_lists_the_built_in_schedules(database_url):
         assert listed[name]["built_in"] is True and listed[name]["enabled"] is True
         assert listed[name]["next_run"] is not None and listed[name]["last_slot"] is None
     assert listed[PER_MINUTE]["cron"] == "* * * * *"
+    assert listed["retention.purge"]["cron"] == "30 3 * * *"
     table = await schedules()
     assert "BUILT-IN" in table.splitlines()[0]
     assert all(any(line.startswith(name) for line in table.splitlines()) for name in BUILT_IN)

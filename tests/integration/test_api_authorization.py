@@ -94,6 +94,12 @@ INTENDED: dict[tuple[str, str], Intent] = {
     ("POST", "/api/v1/api-keys"): ADMIN,
     ("GET", "/api/v1/api-keys/<int:key_id>"): ADMIN,
     ("DELETE", "/api/v1/api-keys/<int:key_id>"): ADMIN,
+    # Retention (issue 15): holds name litigation and steer deletion; admins only.
+    ("POST", "/api/v1/holds"): ADMIN,
+    ("GET", "/api/v1/holds"): ADMIN,
+    ("GET", "/api/v1/holds/<int:hold_id>"): ADMIN,
+    ("DELETE", "/api/v1/holds/<int:hold_id>"): ADMIN,
+    ("GET", "/api/v1/retention/runs"): ADMIN,
     ("GET", "/api/v1/audit"): ADMIN,
     # Issue 13 (README "Sources"): admins write sources, analysts poll now, viewers read.
     ("GET", "/api/v1/sources"): VIEWER,

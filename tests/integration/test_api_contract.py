@@ -246,6 +246,22 @@ async def test_every_route_answers_as_documented(api):
 
     another_admin = bearer(await api.token(Role.ADMIN))  # the first one logged out
     async with api.client(headers=another_admin) as client:
+        # Retention (issue 15): a hold keeps its document from any deletion until released.
+        hold = {"target_type": "document", "target_id": document_id, "reason": "lawsuit"}
+        held = await client.post("/api/v1/holds", json=hold)
+        assert held.status_code == 201
+        hold_id = held.json()["id"]
+        nowhere = {"target_type": "case", "target_id": 2**63 - 1, "reason": "x"}
+        assert (await client.post("/api/v1/holds", json=nowhere)).status_code == 422
+        assert (await client.get("/api/v1/holds", params={"limit": 1})).status_code == 200
+        assert (await client.get(f"/api/v1/holds/{hold_id}")).status_code == 200
+        assert (await client.get("/api/v1/holds/999999")).status_code == 404
+        assert (await client.delete(f"/api/v1/documents/{document_id}")).status_code == 409
+        assert (await client.delete(f"/api/v1/holds/{hold_id}")).status_code == 422
+        done = {"reason": "settled"}
+        assert (await client.delete(f"/api/v1/holds/{hold_id}", params=done)).status_code == 200
+        assert (await client.delete(f"/api/v1/holds/{hold_id}", params=done)).status_code == 409
+        assert (await client.get("/api/v1/retention/runs")).status_code == 200
         assert (await client.delete(f"/api/v1/documents/{document_id}")).status_code == 204
 
     # Sources (issue 13).

@@ -350,8 +350,9 @@ async def reanalyze(document_id: int) -> Response:
 
 
 @blueprint.delete("/<int:document_id>")
-@requires(Role.ADMIN, replies={204: None})
+@requires(Role.ADMIN, replies={204: None}, errors=(409,))
 async def delete(document_id: int) -> Response:
-    """Delete a document with everything derived from it."""
+    """Delete a document with everything derived from it (409 while a legal hold keeps
+    it or its case)."""
     await delete_document(current_context().db, document_id, context=audit_context())
     return no_content()

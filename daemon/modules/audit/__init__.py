@@ -9,6 +9,16 @@ See :mod:`daemon.modules.audit.log` for the contract.
 
 from __future__ import annotations
 
+from daemon.modules.audit.chain import (
+    CheckpointKey,
+    Verification,
+    checkpoint_key,
+    checkpoint_mac,
+    count_below,
+    purge_batch,
+    purge_bound,
+    verify,
+)
 from daemon.modules.audit.log import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
@@ -34,9 +44,17 @@ __all__ = [
     "AuditEvent",
     "AuditFilter",
     "AuditPage",
+    "CheckpointKey",
     "NewEvent",
+    "Verification",
     "audit_filter_sql",
+    "checkpoint_key",
+    "checkpoint_mac",
+    "count_below",
     "list_events",
+    "purge_batch",
+    "purge_bound",
     "record",
     "record_many",
+    "verify",
 ]

@@ -38,3 +38,70 @@ WHERE {filter}
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s
+
+-- name: chain_key
+SELECT installation_key FROM audit_chain
+
+-- name: latest_checkpoint
+SELECT id, at, last_seq, last_event_id, last_hash, key_source, mac
+FROM audit_checkpoints ORDER BY id DESC LIMIT 1
+
+-- name: chain_head
+SELECT last_seq, last_hash FROM audit_chain
+
+-- name: chain_ends
+SELECT min(seq), max(seq), count(*) FROM audit_events
+
+-- name: first_event
+SELECT seq, id, prev_hash FROM audit_events ORDER BY seq LIMIT 1
+
+-- name: last_event
+SELECT seq, id, hash FROM audit_events ORDER BY seq DESC LIMIT 1
+
+-- name: first_broken_link
+-- The first event (by chain position, from %(from_seq)s) whose hash is not the hash of
+-- its predecessor's hash and its own content, or whose predecessor is not the event
+-- before it (a gap, or a changed prev_hash). Reads in position order in one pass.
+SELECT seq, id, intact, linked
+FROM (
+    SELECT e.seq, e.id,
+           e.hash IS NOT DISTINCT FROM sha256(e.prev_hash || audit_event_material(e)) AS intact,
+           (lag(e.seq) OVER w IS NULL
+            OR (lag(e.seq) OVER w = e.seq - 1
+                AND lag(e.hash) OVER w IS NOT DISTINCT FROM e.prev_hash)) AS linked
+    FROM audit_events e
+    WHERE e.seq >= %(from_seq)s
+    WINDOW w AS (ORDER BY e.seq)
+) c
+WHERE NOT intact OR NOT linked
+ORDER BY seq
+LIMIT 1
+
+-- name: purge_bound
+-- The chain position of the oldest event still within its period: the purge deletes
+-- only positions below it (a prefix of the chain), whatever the order of ``at``.
+SELECT coalesce(min(seq), (SELECT last_seq + 1 FROM audit_chain))
+FROM audit_events WHERE at >= %(cutoff)s
+
+-- name: purge_events
+-- The oldest events below %(below_seq)s, at most %(limit)s; the trigger lets a DELETE
+-- through only with triaged.audit_purge on (set by the caller, transaction-local).
+WITH doomed AS (
+    SELECT seq FROM audit_events
+    WHERE seq < %(below_seq)s
+    ORDER BY seq
+    LIMIT %(limit)s
+)
+DELETE FROM audit_events e USING doomed d
+WHERE e.seq = d.seq
+RETURNING e.seq, e.id, e.hash
+
+-- name: insert_checkpoint
+INSERT INTO audit_checkpoints (last_seq, last_event_id, last_hash, key_source, mac)
+VALUES (%(last_seq)s, %(last_event_id)s, %(last_hash)s, %(key_source)s, %(mac)s)
+
+-- name: count_below
+SELECT count(*) FROM audit_events WHERE seq < %(below_seq)s
+
+-- name: enable_purge
+SELECT set_config('triaged.audit_purge', 'on', true)

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import psycopg
 from psycopg import sql
 
 from daemon.modules.audit import record
@@ -23,6 +24,7 @@ from daemon.modules.ingestion.states import (
     step_from,
 )
 from daemon.modules.ingestion.store import SQL, record_event
+from daemon.modules.retention import LEGAL_HOLD_SQLSTATE, UnderLegalHold
 from daemon.queue import enqueue
 from daemon.shared.errors import ValidationFailed
 from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
@@ -288,9 +290,16 @@ async def _restart(
 
 async def delete_document(pool: Pool, document_id: int, *, context: AuditContext) -> None:
     """Delete a document with its content, texts, analyses, history and case; audited.
-    Its pending jobs find nothing and do nothing. Raises DocumentNotFound."""
+    Its pending jobs find nothing and do nothing. Raises DocumentNotFound, and
+    UnderLegalHold while a legal hold keeps it (or its case)."""
     async with pool.transaction() as conn:
-        row = await (await conn.execute(SQL["delete_document"], {"id": document_id})).fetchone()
+        try:
+            cursor = await conn.execute(SQL["delete_document"], {"id": document_id})
+        except psycopg.Error as exc:
+            if exc.sqlstate == LEGAL_HOLD_SQLSTATE:  # a trigger of migration 0013
+                raise UnderLegalHold(f"document {document_id} is under legal hold") from None
+            raise
+        row = await cursor.fetchone()
         if row is None:
             raise DocumentNotFound(f"no document with id {document_id}")
         await record(

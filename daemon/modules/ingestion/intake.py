@@ -195,7 +195,7 @@ class IntakeWriter:
             _KeyTaken: another request stored the key first (nothing was written).
         """
         async with self.pool.transaction() as conn:
-            receipt = (await _write(conn, [intake]))[0]
+            receipt = (await _insert(conn, [intake]))[0]
             stored = await (
                 await conn.execute(
                     SQL["insert_idempotency_key"],
@@ -210,6 +210,7 @@ class IntakeWriter:
             ).fetchone()
             if stored is None:
                 raise _KeyTaken()
+            await _audit(conn, [intake], [receipt])  # last: it takes the audit chain's lock
         return receipt
 
     async def _write_group(self, intakes: Sequence[_Intake]) -> list[Receipt | Exception]:
@@ -310,25 +311,19 @@ async def _stored_receipt(
 
 async def _write(conn: TrioConnection, intakes: Sequence[_Intake]) -> list[Receipt]:
     """The one intake write: in the caller's transaction, each intake's document, its
-    content and first history event (one statement), its audit event and its first job.
-    """
+    content and first history event (one statement), its first job, and its audit event
+    (last: see :func:`_audit`)."""
+    receipts = await _insert(conn, intakes)
+    await _audit(conn, intakes, receipts)
+    return receipts
+
+
+async def _insert(conn: TrioConnection, intakes: Sequence[_Intake]) -> list[Receipt]:
+    """The documents, their content, first history events and first jobs."""
     rows = await (
         await conn.execute(SQL["insert_documents"], _document_columns(intakes))
     ).fetchall()
     ids = [int(row[0]) for row in rows]
-    await record_many(
-        conn,
-        [
-            NewEvent(
-                context=intake.context,
-                action="document.created",
-                target_type="document",
-                target_id=document_id,
-                details=_audit_details(intake.new),
-            )
-            for intake, document_id in zip(intakes, ids, strict=True)
-        ],
-    )
     await enqueue_many(
         conn,
         [
@@ -349,6 +344,26 @@ async def _write(conn: TrioConnection, intakes: Sequence[_Intake]) -> list[Recei
         )
         for intake, row in zip(intakes, rows, strict=True)
     ]
+
+
+async def _audit(
+    conn: TrioConnection, intakes: Sequence[_Intake], receipts: Sequence[Receipt]
+) -> None:
+    """The intakes' audit events: the last statement of their transaction, since an
+    audit insert holds the audit chain's lock until commit (migration 0013)."""
+    await record_many(
+        conn,
+        [
+            NewEvent(
+                context=intake.context,
+                action="document.created",
+                target_type="document",
+                target_id=receipt.id,
+                details=_audit_details(intake.new),
+            )
+            for intake, receipt in zip(intakes, receipts, strict=True)
+        ],
+    )
 
 
 def _document_columns(intakes: Sequence[_Intake]) -> dict[str, Any]:

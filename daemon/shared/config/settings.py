@@ -3,7 +3,7 @@
 Built once at start-up by :func:`load_settings` from ``TRIAGED_*`` environment variables
 and, optionally, an env file named by ``TRIAGED_ENV_FILE``; then passed down explicitly.
 Nothing else in the package reads ``os.environ``. The fields come in groups, one module
-each (service, database, auth, ingestion, analysis); rules across groups live here.
+each (service, database, auth, ingestion, analysis, retention); rules across groups live here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from daemon.shared.config.case_work import CaseWorkSettings
 from daemon.shared.config.database import DatabaseSettings
 from daemon.shared.config.exports import ExportSettings
 from daemon.shared.config.ingestion import IngestionSettings
+from daemon.shared.config.retention import RetentionSettings
 from daemon.shared.config.service import ServiceSettings
 from daemon.shared.config.sources import SourcesSettings
 from daemon.shared.config.values import (
@@ -35,6 +36,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    RetentionSettings,
     ExportSettings,
     CaseWorkSettings,
     SourcesSettings,
