@@ -71,6 +71,11 @@ DROP INDEX documents_source;
 ALTER TABLE documents DROP COLUMN source_id;
 ALTER TABLE documents RENAME COLUMN source_ref TO source_id;
 ALTER TABLE documents ALTER COLUMN source_id SET NOT NULL;
+-- A document written without a source (the upload route without source_id, a script, a
+-- test) belongs to the built-in upload source.
+CREATE FUNCTION builtin_upload_source() RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT id FROM sources WHERE builtin AND kind = 'upload' $$;
+ALTER TABLE documents ALTER COLUMN source_id SET DEFAULT builtin_upload_source();
 CREATE INDEX documents_source ON documents (source_id, id DESC);
 
 INSERT INTO queues (name, dead_letter_queue, timeout_seconds, max_attempts) VALUES

@@ -39,14 +39,14 @@ TITLES = [
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 
-async def insert_documents(pool, titles, *, source_id="=cmd|' /C calc'!A0", state="completed"):
+async def insert_documents(pool, titles, *, external_id="=cmd|' /C calc'!A0", state="completed"):
     async with pool.transaction() as conn:
         rows = await (
             await conn.execute(
-                "INSERT INTO documents (title, source_id, state, metadata, size_bytes)"
+                "INSERT INTO documents (title, external_id, state, metadata, size_bytes)"
                 " SELECT t, %s, %s::document_state, jsonb_build_object('n', n), n"
                 " FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) RETURNING id, created_at",
-                (source_id, state, titles),
+                (external_id, state, titles),
             )
         ).fetchall()
     return rows
@@ -87,7 +87,7 @@ async def test_documents_csv_round_trips_with_neutralised_formulas(api):
     assert [rows[i]["title"] for i in (1, 2, 3)] == ["'+1", "'-2", "'@SUM(A1:A9)"]
     assert rows[4]["title"] == "'\tTabbed" and rows[5]["title"] == "'\rCarriage"
     assert rows[8]["title"] == TITLES[8] and rows[9]["title"] == TITLES[9]
-    assert all(row["source_id"] == "'=cmd|' /C calc'!A0" for row in rows)
+    assert all(row["external_id"] == "'=cmd|' /C calc'!A0" for row in rows)
     for row, (document_id, created_at) in zip(rows, inserted, strict=True):
         assert row["id"] == str(document_id)
         assert ISO_UTC.match(row["created_at"]), row["created_at"]
