@@ -36,6 +36,7 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
+from daemon.modules.notifications import EscalationPolicy, parse_policy
 from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
@@ -62,6 +63,7 @@ class Components:
       address policy allows).
     - ``fetch``: how document URLs are fetched (timeouts, size, redirects, the address
       policy and ``egress``).
+    - ``escalation``: the escalation policy (what happens after a case's SLA deadline).
     """
 
     settings: Settings
@@ -75,6 +77,7 @@ class Components:
     retention: timedelta
     egress: EgressPolicy | None
     fetch: FetchPolicy
+    escalation: EscalationPolicy = attrs.field(factory=EscalationPolicy)
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -92,6 +95,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
         ConfigError: a rule text does not parse (one line per variable at fault).
     """
     taxonomy, severity_rules, routing = _parse_rules(settings)
+    escalation = escalation_policy(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
     egress = egress_policy(settings.fetch_egress_networks)
     return Components(
@@ -129,7 +133,34 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
             allowed_networks=settings.fetch_allowed_networks,
             egress=egress,
         ),
+        escalation=escalation,
     )
+
+
+def escalation_policy(settings: Settings) -> EscalationPolicy:
+    """The escalation policy from its setting or its file (unset: no escalation).
+
+    Raises:
+        ConfigError: naming the variable at fault.
+    """
+    text, variable = settings.escalation_policy, "TRIAGED_ESCALATION_POLICY"
+    path = settings.escalation_policy_file
+    if path is not None:
+        if text is not None:
+            raise ConfigError(
+                ["TRIAGED_ESCALATION_POLICY_FILE: set it or TRIAGED_ESCALATION_POLICY, not both"]
+            )
+        variable = "TRIAGED_ESCALATION_POLICY_FILE"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            raise ConfigError([f"{variable}: cannot read {path}: {exc}"]) from None
+    if text is None:
+        return EscalationPolicy()
+    try:
+        return parse_policy(text)
+    except ValueError as exc:
+        raise ConfigError([f"{variable}: {exc}"]) from None
 
 
 def pipeline_config(components: Components, analyzers: AnalyzerSet | None = None) -> PipelineConfig:

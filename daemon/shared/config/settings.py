@@ -22,6 +22,7 @@ from daemon.shared.config.analysis import AnalysisSettings
 from daemon.shared.config.auth import AuthSettings
 from daemon.shared.config.database import DatabaseSettings
 from daemon.shared.config.ingestion import IngestionSettings
+from daemon.shared.config.notifications import NotificationSettings
 from daemon.shared.config.service import ServiceSettings
 from daemon.shared.config.values import (
     ENV_FILE_VARIABLE,
@@ -32,6 +33,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    NotificationSettings,
     AnalysisSettings,
     IngestionSettings,
     AuthSettings,
@@ -81,6 +83,8 @@ class Settings(
         "taxonomy",
         "severity_rules",
         "routing_rules",
+        "escalation_policy",
+        "escalation_policy_file",
         mode="before",
     )
     @classmethod
