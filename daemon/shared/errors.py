@@ -46,6 +46,10 @@
     │   ├── InvalidJobState         the job's state does not allow the operation
     │   ├── InvalidSchedule         a schedule definition is invalid
     │   └── ScheduleNotFound        no such schedule
+    ├── NotificationError           notification channels and deliveries
+    │   ├── ChannelNotFound         no such notification channel
+    │   ├── DuplicateChannel        a channel with that name exists
+    │   └── DeliveryFailed          one delivery attempt failed (transient: retried)
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
@@ -60,7 +64,8 @@ package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
 ``IngestionError``'s branch, ``FetchUnavailable`` and the document leaves of
 ``DocumentError`` in ``daemon/modules/ingestion/errors.py``; ``AnalysisError``'s branch in
 ``daemon/modules/analysis/errors.py``; ``CaseNotFound`` in
-``daemon/modules/cases/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
+``daemon/modules/cases/errors.py``; ``NotificationError``'s branch in
+``daemon/modules/notifications/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
 ``daemon/queue/schedule_timing.py``. A test keeps this tree and the classes in step.
 
 Every ``IngestionError`` is permanent: the same bytes fail the same way on every
