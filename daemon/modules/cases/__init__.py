@@ -6,6 +6,7 @@ Public face::
 
     from daemon.modules.cases import RoutingRules, RoutingDecision, decide, parse_routing_rules
     from daemon.modules.cases import Case, get_case, list_cases, case_of_document
+    from daemon.modules.cases import record_case_event, raise_case_severity
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from daemon.modules.cases.store import (
     get_case,
     list_cases,
     open_cases,
+    raise_case_severity,
+    record_case_event,
 )
 
 __all__ = [
@@ -44,4 +47,6 @@ __all__ = [
     "open_cases",
     "parse_duration",
     "parse_routing_rules",
+    "raise_case_severity",
+    "record_case_event",
 ]

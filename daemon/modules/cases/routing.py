@@ -188,6 +188,7 @@ class RoutingDecision:
     assignee: str | None
     tags: tuple[str, ...]
     reason: str
+    category: str | None = None
 
 
 def decide(analysis: Analysis, rules: RoutingRules, now: datetime) -> RoutingDecision:
@@ -218,6 +219,7 @@ def decide(analysis: Analysis, rules: RoutingRules, now: datetime) -> RoutingDec
             assignee=None,
             tags=tags,
             reason=f"No case: {threshold} and category {category} does not open cases.",
+            category=category,
         )
     why: list[str] = []
     if by_severity:
@@ -232,6 +234,7 @@ def decide(analysis: Analysis, rules: RoutingRules, now: datetime) -> RoutingDec
         assignee=rules.assignees.get(category, rules.default_assignee),
         tags=tags,
         reason=f"Case opened: {' and '.join(why)}; due in {_human(due)}.",
+        category=category,
     )
 
 

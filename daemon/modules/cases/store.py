@@ -1,8 +1,10 @@
-"""Cases in the database: opened by the pipeline's routing step, listed and shown.
+"""Cases in the database: opened by the pipeline's routing step, listed and shown, and
+their history.
 
 :func:`open_cases` runs in the caller's transaction (the routing step's, so a case exists
-exactly when the document was routed to one). Case work (acknowledge, assign, resolve,
-escalate) comes with the cases API.
+exactly when the document was routed to one). :func:`record_case_event` is the one write
+path of a case's append-only history (``case_events``): whoever changes a case records
+its event in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from daemon.shared.db.queries import load_queries
 from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from daemon.modules.cases.routing import RoutingDecision
@@ -40,11 +42,22 @@ class Case:
     created_at: datetime
     updated_at: datetime
     document_title: str
+    version: int = 1
+    assignee_user_id: int | None = None
+    resolution: str | None = None
+    resolution_note: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    category: str | None = None
+    escalation_level: int = 0
+    escalation_due_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Case:
+        """From the columns the module's case queries select, in their order."""
         (id_, document_id, analysis_id, status, severity, due, assignee, tags, reason,
-         created, updated, title) = row  # fmt: skip
+         created, updated, title, version, assignee_user_id, resolution, resolution_note,
+         acknowledged_at, resolved_at, category, level, escalation_due) = row  # fmt: skip
         return cls(
             id=id_,
             document_id=document_id,
@@ -58,18 +71,20 @@ class Case:
             created_at=created,
             updated_at=updated,
             document_title=title,
+            version=version,
+            assignee_user_id=assignee_user_id,
+            resolution=resolution,
+            resolution_note=resolution_note,
+            acknowledged_at=acknowledged_at,
+            resolved_at=resolved_at,
+            category=category,
+            escalation_level=level,
+            escalation_due_at=escalation_due,
         )
 
 
-async def open_cases(
-    conn: TrioConnection, cases: Sequence[tuple[int, int, RoutingDecision]]
-) -> dict[int, int]:
-    """Open the documents' cases (document id, analysis id, decision) in the caller's
-    transaction, in one statement; document id -> the new case's id, for those that had
-    none (idempotent: a reanalysis that routes again keeps the case it has)."""
-    if not cases:
-        return {}
-    rows = [
+def _decision_rows(cases: Sequence[tuple[int, int, RoutingDecision]]) -> list[dict[str, Any]]:
+    return [
         {
             "document_id": document_id,
             "analysis_id": analysis_id,
@@ -78,11 +93,61 @@ async def open_cases(
             "assignee": decision.assignee,
             "tags": list(decision.tags),
             "reason": decision.reason,
+            "category": decision.category,
         }
         for document_id, analysis_id, decision in cases
     ]
-    cursor = await conn.execute(SQL["open_cases"], {"cases": Jsonb(rows)})
+
+
+async def open_cases(
+    conn: TrioConnection, cases: Sequence[tuple[int, int, RoutingDecision]]
+) -> dict[int, int]:
+    """Open the documents' cases (document id, analysis id, decision) in the caller's
+    transaction, in one statement; document id -> the new case's id, for those that had
+    none (idempotent: a reanalysis that routes again keeps the case it has, see
+    :func:`raise_case_severity`). Each new case records its ``opened`` event and its
+    escalation ladder starts at its SLA deadline (``escalation_due_at``)."""
+    if not cases:
+        return {}
+    cursor = await conn.execute(SQL["open_cases"], {"cases": Jsonb(_decision_rows(cases))})
     return {int(row[0]): int(row[1]) for row in await cursor.fetchall()}
+
+
+async def raise_case_severity(
+    conn: TrioConnection, cases: Sequence[tuple[int, int, RoutingDecision]]
+) -> list[int]:
+    """Raise the severity of the documents' unresolved cases whose new decision is more
+    severe (document id, analysis id, decision), with their deadline brought to the
+    earlier of the one they have and the new severity's; records ``severity_raised``.
+    A lower or equal severity changes nothing. In the caller's transaction; idempotent
+    (a second run with the same decisions finds nothing higher). The ids of the raised
+    cases."""
+    if not cases:
+        return []
+    cursor = await conn.execute(SQL["raise_case_severity"], {"cases": Jsonb(_decision_rows(cases))})
+    return [int(row[0]) for row in await cursor.fetchall()]
+
+
+async def record_case_event(
+    conn: TrioConnection,
+    case_id: int,
+    kind: str,
+    actor: str,
+    detail: Mapping[str, Any] | None = None,
+) -> tuple[int, datetime]:
+    """Append one event to the case's history in the caller's transaction (the one write
+    path of ``case_events``; not idempotent: call it in the transaction that makes the
+    change it records). ``kind`` is lowercase letters and ``_`` (``opened``,
+    ``acknowledged``, ``escalated``, ``notified``...), ``actor`` who did it (``user:3``,
+    ``system``). The new event's id and time."""
+    row = await (
+        await conn.execute(
+            SQL["record_case_event"],
+            {"case_id": case_id, "kind": kind, "actor": actor, "detail": Jsonb(dict(detail or {}))},
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
 
 
 async def get_case(conn: TrioConnection, case_id: int) -> Case:

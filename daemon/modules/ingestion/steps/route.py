@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
-from daemon.modules.cases import decide, open_cases
+from daemon.modules.cases import decide, open_cases, raise_case_severity
 from daemon.modules.ingestion.states import step_named
 from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, StepWork, split
 from daemon.modules.ingestion.store import analysis_from_row
@@ -62,11 +62,12 @@ class RouteStep(StepWork[None, None, Routed]):
         return moves
 
     async def after(self, conn: TrioConnection, moved: Mapping[int, Move[Routed]]) -> None:
-        await open_cases(
-            conn,
-            [
-                (document_id, *move.effect)
-                for document_id, move in sorted(moved.items())
-                if move.effect is not None and move.effect[1].open_case
-            ],
-        )
+        """Open the cases of documents routed to one; a document that has its case already
+        (a reanalysis) raises the case's severity and deadline when more severe."""
+        routed = [
+            (document_id, *move.effect)
+            for document_id, move in sorted(moved.items())
+            if move.effect is not None and move.effect[1].open_case
+        ]
+        opened = await open_cases(conn, routed)
+        await raise_case_severity(conn, [r for r in routed if r[0] not in opened])
