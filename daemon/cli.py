@@ -124,7 +124,7 @@ async def _one_shot(components: Components, args: argparse.Namespace) -> int:
             if getattr(args, "migrate_first", True):
                 await migrate.apply(pool)
             if getattr(args, "sync_schedules", False):
-                await sync_declared_schedules(pool, declared_schedules())
+                await sync_declared_schedules(pool, declared_schedules(components))
             status = await args.handler(args, pool)
             return status
     except DaemonError as exc:

@@ -36,7 +36,7 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
-from daemon.modules.notifications import EscalationPolicy, parse_policy
+from daemon.modules.notifications import DeliveryOptions, EscalationPolicy, parse_policy
 from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
@@ -64,6 +64,8 @@ class Components:
     - ``fetch``: how document URLs are fetched (timeouts, size, redirects, the address
       policy and ``egress``).
     - ``escalation``: the escalation policy (what happens after a case's SLA deadline).
+    - ``notifications``: how notification deliveries go out (the SSRF guard of ``fetch``
+      with the delivery timeout, attempts, backoff).
     """
 
     settings: Settings
@@ -77,7 +79,8 @@ class Components:
     retention: timedelta
     egress: EgressPolicy | None
     fetch: FetchPolicy
-    escalation: EscalationPolicy = attrs.field(factory=EscalationPolicy)
+    escalation: EscalationPolicy
+    notifications: DeliveryOptions
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -98,6 +101,15 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
     escalation = escalation_policy(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
     egress = egress_policy(settings.fetch_egress_networks)
+    fetch = FetchPolicy(
+        connect_timeout=settings.fetch_connect_timeout_seconds,
+        total_timeout=settings.fetch_timeout_seconds,
+        max_bytes=settings.max_document_bytes,
+        max_redirects=settings.fetch_max_redirects,
+        allow_private=settings.fetch_allow_private,
+        allowed_networks=settings.fetch_allowed_networks,
+        egress=egress,
+    )
     return Components(
         settings=settings,
         cpu=cpu,
@@ -124,16 +136,19 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
         scheduler=SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds),
         retention=timedelta(days=settings.document_retention_days),
         egress=egress,
-        fetch=FetchPolicy(
-            connect_timeout=settings.fetch_connect_timeout_seconds,
-            total_timeout=settings.fetch_timeout_seconds,
-            max_bytes=settings.max_document_bytes,
-            max_redirects=settings.fetch_max_redirects,
-            allow_private=settings.fetch_allow_private,
-            allowed_networks=settings.fetch_allowed_networks,
-            egress=egress,
-        ),
+        fetch=fetch,
         escalation=escalation,
+        notifications=DeliveryOptions(
+            fetch=attrs.evolve(
+                fetch,
+                total_timeout=settings.notification_timeout_seconds,
+                connect_timeout=min(
+                    settings.fetch_connect_timeout_seconds, settings.notification_timeout_seconds
+                ),
+            ),
+            max_attempts=settings.notification_max_attempts,
+            backoff_max_seconds=settings.notification_backoff_max_seconds,
+        ),
     )
 
 

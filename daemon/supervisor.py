@@ -230,7 +230,7 @@ class Supervisor:
         applied = await migrate.apply(pool)
         if "scheduler" in self.role.value:
             # The modules' periodic work, as declared in this version of the code.
-            await sync_declared_schedules(pool, declared_schedules())
+            await sync_declared_schedules(pool, declared_schedules(self.components))
         policy = self.components.auth
         password = settings.bootstrap_admin_password
         try:

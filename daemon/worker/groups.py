@@ -16,6 +16,7 @@ import trio
 from daemon.queue import CronScheduler, Maintenance, QueueMetrics, QueueWorker
 from daemon.worker.handlers import build_registry
 from daemon.worker.housekeeping import register_housekeeping
+from daemon.worker.notification_handlers import register_notifications
 
 if TYPE_CHECKING:
     from daemon.composition import Components
@@ -36,6 +37,7 @@ def poller_group(
     options = dataclasses.replace(components.worker, conninfo=conninfo)
     registry = build_registry(components, main_pool, analyzers)
     register_housekeeping(registry, main_pool, components)
+    register_notifications(registry, main_pool, components)
     return QueueWorker(pool, registry, options, metrics)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from daemon.modules import auth, ingestion
+from daemon.modules import auth, ingestion, notifications
 
 if TYPE_CHECKING:
     from daemon.composition import Components
@@ -21,9 +21,17 @@ if TYPE_CHECKING:
     from daemon.shared.db.pool import Pool
 
 
-def declared_schedules() -> tuple[Schedule, ...]:
-    """Every schedule the modules declare (the built-in schedules)."""
-    return (*auth.SCHEDULES, *ingestion.SCHEDULES)
+def declared_schedules(components: Components | None = None) -> tuple[Schedule, ...]:
+    """Every schedule the modules declare (the built-in schedules); ``components`` give
+    the intervals that are settings (the escalation check's), else their defaults."""
+    escalation = (
+        notifications.SCHEDULES
+        if components is None
+        else notifications.escalation_schedules(
+            components.settings.escalation_check_interval_seconds
+        )
+    )
+    return (*auth.SCHEDULES, *ingestion.SCHEDULES, *escalation)
 
 
 def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Components) -> None:
@@ -41,10 +49,19 @@ def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Com
     async def prune_idempotency_keys(job: Job) -> dict[str, Any]:
         return {"keys": await ingestion.prune_idempotency_keys(pool)}
 
+    async def escalation_check(job: Job) -> dict[str, Any]:
+        report = await notifications.run_escalation_check(pool, components.escalation)
+        return {
+            "examined": report.examined,
+            "escalated": report.escalated,
+            "reassigned": report.reassigned,
+        }
+
     handlers = {
         auth.PRUNE_QUEUE: auth_prune,
         ingestion.REQUEUE_STRANDED_QUEUE: requeue_stranded,
         ingestion.PRUNE_IDEMPOTENCY_KEYS_QUEUE: prune_idempotency_keys,
+        notifications.ESCALATION_CHECK_QUEUE: escalation_check,
     }
     declared = {schedule.queue for schedule in declared_schedules()}
     if declared != set(handlers):  # a declaration without a handler would pile up jobs

@@ -67,8 +67,10 @@ async def post_guarded(
     )
     try:
         with trio.fail_after(policy.total_timeout):
-            async with client, client.stream("POST", target, content=content,
-                                             headers=dict(headers)) as response:  # fmt: skip
+            async with (
+                client,
+                client.stream("POST", target, content=content, headers=dict(headers)) as response,
+            ):
                 read = 0
                 async for chunk in response.aiter_raw():
                     read += len(chunk)

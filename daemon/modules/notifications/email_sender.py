@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 SECURITIES = ("starttls", "tls", "none")
 
 
-def _send_blocking(config: Mapping[str, Any], subject: str, text: str, delivery_id: str,
-                   timeout: float) -> None:  # fmt: skip
+def _send_blocking(
+    config: Mapping[str, Any], subject: str, text: str, delivery_id: str, timeout: float
+) -> None:
     message = EmailMessage()
     message["From"] = config.get("from") or "triaged@localhost"
     message["To"] = ", ".join(config["to"])
@@ -35,9 +36,6 @@ def _send_blocking(config: Mapping[str, Any], subject: str, text: str, delivery_
     host, port = config["host"], int(config["port"])
     security = config.get("security", "starttls")
     context = ssl.create_default_context()
-    if config.get("tls_insecure"):  # a test server's self-signed certificate
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     smtp: smtplib.SMTP
     if security == "tls":
         smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
@@ -51,8 +49,9 @@ def _send_blocking(config: Mapping[str, Any], subject: str, text: str, delivery_
         smtp.send_message(message)
 
 
-async def send_email(config: Mapping[str, Any], subject: str, text: str, *, delivery_id: str,
-                     timeout: float) -> None:  # fmt: skip
+async def send_email(
+    config: Mapping[str, Any], subject: str, text: str, *, delivery_id: str, timeout: float
+) -> None:
     """Send one message. Cancellation returns at once (the thread is abandoned).
 
     Raises:

@@ -61,8 +61,9 @@ class EscalationPolicy:
         return self.ladders.get(severity, ())
 
     def channel_names(self) -> frozenset[str]:
-        return frozenset(name for ladder in self.ladders.values() for lv in ladder
-                         for name in lv.channels)  # fmt: skip
+        return frozenset(
+            name for ladder in self.ladders.values() for lv in ladder for name in lv.channels
+        )
 
     def describe(self) -> dict[str, object]:
         """A JSON-able view (for ``triaged config check``)."""
@@ -96,8 +97,9 @@ class Step:
     next_due_at: datetime | None
 
 
-def next_step(policy: EscalationPolicy, severity: str, level: int, due_at: datetime,
-              now: datetime) -> Step:  # fmt: skip
+def next_step(
+    policy: EscalationPolicy, severity: str, level: int, due_at: datetime, now: datetime
+) -> Step:
     """The level an open, unacknowledged case should be at ``now``.
 
     ``level`` is the case's current level, ``due_at`` its ``escalation_due_at`` (the SLA

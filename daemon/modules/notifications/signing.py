@@ -30,8 +30,9 @@ def signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def signed_headers(secret: str, delivery_id: str, body: bytes, *, now: float | None = None
-                   ) -> dict[str, str]:  # fmt: skip
+def signed_headers(
+    secret: str, delivery_id: str, body: bytes, *, now: float | None = None
+) -> dict[str, str]:
     """The three signature headers for one attempt."""
     timestamp = int(time.time() if now is None else now)
     return {
@@ -41,8 +42,14 @@ def signed_headers(secret: str, delivery_id: str, body: bytes, *, now: float | N
     }
 
 
-def verify(secret: str, headers: dict[str, str], body: bytes, *, now: float | None = None,
-           tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> bool:  # fmt: skip
+def verify(
+    secret: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+) -> bool:
     """True when ``headers`` (lower-case names) sign ``body`` with ``secret`` and the
     timestamp is within ``tolerance`` seconds of ``now``. What a receiver runs."""
     try:

@@ -32,7 +32,7 @@ class NotificationSettings(BaseModel):
         default=60.0, ge=1, le=3600, description="How often the escalation check runs."
     )
     notification_max_attempts: int = Field(
-        default=8,
+        default=12,
         ge=1,
         le=100,
         description="Attempts of one notification delivery before it is dead-lettered "
@@ -40,4 +40,11 @@ class NotificationSettings(BaseModel):
     )
     notification_timeout_seconds: float = Field(
         default=15.0, gt=0, le=300, description="Time one delivery attempt may take."
+    )
+    notification_backoff_max_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=86400,
+        description="Longest wait between two attempts of a delivery (exponential backoff "
+        "with full jitter from 1 s up to this).",
     )
