@@ -25,6 +25,7 @@ from daemon.api.routes import (
     documents,
     health,
     metrics,
+    notification_channels,
     users,
 )
 from daemon.api.uploads import Request
@@ -39,6 +40,7 @@ BLUEPRINTS = [
     audit.blueprint,
     documents.blueprint,
     cases.blueprint,
+    notification_channels.blueprint,
 ]
 
 

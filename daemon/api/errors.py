@@ -34,6 +34,7 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
+from daemon.modules.notifications import ChannelNotFound, DuplicateChannel, NotificationError
 from daemon.shared.errors import (
     BodyTooLarge,
     DaemonError,
@@ -75,6 +76,9 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (ValidationFailed, 422),
     (InputError, 400),
     (DatabaseError, 503),
+    (ChannelNotFound, 404),
+    (DuplicateChannel, 409),
+    (NotificationError, 400),
 ]
 
 
