@@ -305,3 +305,19 @@ async def test_an_email_channel_delivers_to_the_smtp_server(pool, smtp_sink):
     text = mail.read_text()
     assert "X-Sink-To: <duty@example.com>" in text
     assert "escalated to level 1" in text
+
+
+async def test_metrics_count_escalations_and_deliveries(pool, api, receiver):
+    await add_channel(pool, "ops", receiver.url)
+    await new_cases(pool, 2)
+    await run_escalation_check(pool, POLICY)
+    receiver.fail = True
+    [first, _] = await rows(pool, "SELECT id::text FROM notification_deliveries ORDER BY id")
+    await deliver(pool, first[0], OPTIONS)  # one retry: still pending
+    receiver.fail = False
+    await deliver(pool, first[0], OPTIONS)
+    async with api.client() as client:
+        text = (await client.get("/metrics")).text
+    assert 'triaged_case_escalations{severity="high",level="1"} 2' in text
+    assert 'triaged_notification_deliveries{kind="webhook",outcome="delivered"} 1' in text
+    assert 'triaged_notification_deliveries{kind="webhook",outcome="pending"} 1' in text
