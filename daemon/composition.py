@@ -34,7 +34,7 @@ from daemon.modules.analysis import (
     parse_taxonomy,
 )
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
-from daemon.modules.cases import RoutingRules, parse_routing_rules
+from daemon.modules.cases import CaseWorkConfig, RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
 from daemon.modules.notifications import DeliveryOptions, EscalationPolicy, parse_policy
 from daemon.queue import MaintenanceOptions, SchedulerOptions, WorkerOptions
@@ -63,6 +63,8 @@ class Components:
       address policy allows).
     - ``fetch``: how document URLs are fetched (timeouts, size, redirects, the address
       policy and ``egress``).
+    - ``cases``: case work (the resolutions allowed, the SLA a reopened case restarts
+      its escalation ladder with).
     - ``escalation``: the escalation policy (what happens after a case's SLA deadline).
     - ``notifications``: how notification deliveries go out (the SSRF guard of ``fetch``
       with the delivery timeout, attempts, backoff).
@@ -79,6 +81,7 @@ class Components:
     retention: timedelta
     egress: EgressPolicy | None
     fetch: FetchPolicy
+    cases: CaseWorkConfig
     escalation: EscalationPolicy
     notifications: DeliveryOptions
 
@@ -149,6 +152,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
             max_attempts=settings.notification_max_attempts,
             backoff_max_seconds=settings.notification_backoff_max_seconds,
         ),
+        cases=CaseWorkConfig(resolutions=settings.case_resolutions, sla=routing.sla),
     )
 
 

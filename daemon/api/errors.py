@@ -27,7 +27,12 @@ from daemon.modules.auth import (
     Unauthenticated,
     UserNotFound,
 )
-from daemon.modules.cases import CaseNotFound
+from daemon.modules.cases import (
+    CaseNotFound,
+    CaseVersionRequired,
+    InvalidCaseTransition,
+    StaleCaseVersion,
+)
 from daemon.modules.ingestion import (
     DocumentNotFound,
     DocumentTooLarge,
@@ -66,6 +71,9 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (AuthError, 400),
     (DocumentNotFound, 404),
     (CaseNotFound, 404),
+    (InvalidCaseTransition, 409),
+    (StaleCaseVersion, 412),
+    (CaseVersionRequired, 428),
     (InvalidTransition, 409),
     (IdempotencyConflict, 422),
     (DocumentTooLarge, 413),
@@ -114,6 +122,10 @@ def register_error_handlers(app: Quart) -> None:
             extensions["errors"] = error.errors
         elif isinstance(error, InvalidAccountData):
             extensions["errors"] = [{"field": error.field, "message": error.message}]
+        elif isinstance(error, InvalidCaseTransition):
+            extensions["case_status"] = error.status
+        elif isinstance(error, StaleCaseVersion):
+            extensions["version"] = error.version
         return problem(
             status,
             title_for(status),

@@ -38,6 +38,9 @@
     ├── DocumentError               document and case operations
     │   ├── DocumentNotFound        no such document
     │   ├── CaseNotFound            no such case
+    │   ├── InvalidCaseTransition   the case's state does not allow the action (``status``)
+    │   ├── StaleCaseVersion        If-Match names another version of the case
+    │   ├── CaseVersionRequired     a case change without If-Match
     │   ├── InvalidTransition       the document's state does not allow this step or action
     │   ├── IdempotencyConflict     an Idempotency-Key reused with a different request
     │   └── DocumentTooLarge        the document is larger than TRIAGED_MAX_DOCUMENT_BYTES
@@ -63,7 +66,7 @@ leaves); everything else in the module that raises it, imported from that module
 package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
 ``IngestionError``'s branch, ``FetchUnavailable`` and the document leaves of
 ``DocumentError`` in ``daemon/modules/ingestion/errors.py``; ``AnalysisError``'s branch in
-``daemon/modules/analysis/errors.py``; ``CaseNotFound`` in
+``daemon/modules/analysis/errors.py``; ``CaseNotFound`` and the other case leaves in
 ``daemon/modules/cases/errors.py``; ``NotificationError``'s branch in
 ``daemon/modules/notifications/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
 ``daemon/queue/schedule_timing.py``. A test keeps this tree and the classes in step.

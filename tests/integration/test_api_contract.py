@@ -220,6 +220,7 @@ async def test_every_route_answers_as_documented(api):
         case_id = cases.json()["items"][0]["id"]
         assert (await client.get(f"/api/v1/cases/{case_id}")).status_code == 200
         assert (await client.get("/api/v1/cases/999999")).status_code == 404
+        await walk_case_work(client, case_id)
         retry = await client.post(f"/api/v1/documents/{document_id}/retry")
         assert retry.status_code == 409
         reanalyzed = await client.post(f"/api/v1/documents/{document_id}/reanalyze")
@@ -256,6 +257,40 @@ async def test_every_route_answers_as_documented(api):
         tested = await client.post(f"{base}/{channel_id}/test")
         assert tested.status_code == 200 and tested.json()["delivered"] is False
         assert (await client.delete(f"{base}/{channel_id}")).status_code == 204
+
+
+async def walk_case_work(client, case_id: int) -> None:
+    """Case work's routes and their own statuses (428, 412, 409, 201), checked."""
+    base = f"/api/v1/cases/{case_id}"
+    shown = await client.get(base)
+    tag = shown.headers["ETag"]
+    filters = {"assignee": "none", "overdue": "false", "q": "t", "min_escalation_level": "0"}
+    assert (await client.get("/api/v1/cases", params=filters)).status_code == 200
+    assert (await client.post(f"{base}/acknowledge")).status_code == 428
+    assert (
+        await client.post(f"{base}/acknowledge", headers={"If-Match": '"0"'})
+    ).status_code == 412
+    acked = await client.post(f"{base}/acknowledge", headers={"If-Match": tag})
+    assert acked.status_code == 200
+    tag = acked.headers["ETag"]
+    again = await client.post(f"{base}/acknowledge", headers={"If-Match": tag})
+    assert again.status_code == 409
+    assigned = await client.post(
+        f"{base}/assign", json={"user_id": None}, headers={"If-Match": tag}
+    )
+    assert assigned.status_code == 200
+    tag = assigned.headers["ETag"]
+    body = {"resolution": "fixed", "note": "done"}
+    resolved = await client.post(f"{base}/resolve", json=body, headers={"If-Match": tag})
+    assert resolved.status_code == 200
+    reopened = await client.post(
+        f"{base}/reopen", json={"note": "again"}, headers={"If-Match": resolved.headers["ETag"]}
+    )
+    assert reopened.status_code == 200
+    assert (await client.post(f"{base}/comments", json={"body": "hi"})).status_code == 201
+    assert (await client.get(f"{base}/comments")).status_code == 200
+    assert (await client.get(f"{base}/events", params={"limit": 2})).status_code == 200
+    assert (await client.get("/api/v1/cases/999999/events")).status_code == 404
 
 
 async def test_the_checker_refuses_what_the_document_does_not_say(api):

@@ -12,12 +12,13 @@ from daemon.modules.audit import AuditContext
 from daemon.modules.cases import get_case, record_case_event
 from daemon.modules.ingestion import reanalyze_document
 from daemon.modules.ingestion.states import STEPS, step_named
-from tests.integration.test_pipeline import new_document, pipeline
+from tests.integration.test_pipeline import INCIDENT, new_document, pipeline
 
 
-async def routed_case(pool) -> tuple[int, int]:
+async def routed_case(pool, marker: str = "") -> tuple[int, int]:
+    """A document routed to a case (``marker`` makes its text unlike the others')."""
     runner = pipeline(pool)
-    document_id = await new_document(pool)
+    document_id = await new_document(pool, INCIDENT + marker)
     for step in STEPS:
         await runner.run_step(step, document_id)
     async with pool.connection() as conn:

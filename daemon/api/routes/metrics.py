@@ -11,11 +11,12 @@ from quart import Blueprint, Response
 from daemon.api.access import Reply, requires
 from daemon.api.context import current_context
 from daemon.modules.auth import Role
+from daemon.modules.cases import CaseCounts, case_counts
 from daemon.modules.ingestion import document_counts
 from daemon.modules.notifications import notification_counts
 from daemon.queue import queue_stats
 from daemon.shared.errors import DatabaseError
-from daemon.shared.metrics import Gauge, Label, Metric, exposition
+from daemon.shared.metrics import Gauge, Histogram, Label, Metric, exposition
 
 if TYPE_CHECKING:
     from daemon.shared.config import Settings
@@ -25,6 +26,8 @@ blueprint = Blueprint("metrics", __name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_DATABASE_TIMEOUT_SECONDS = 2.0
 _STATES = ("created", "retry", "active", "completed", "cancelled", "failed")
+# Time to acknowledge a case, seconds: a minute to a week.
+ACKNOWLEDGE_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800)
 
 
 def _public(settings: Settings) -> bool:
@@ -44,15 +47,16 @@ async def metrics() -> Response:
     scraped: list[Metric] = []
     up = Gauge("triaged_database_up", "1 when the metrics scrape could read the database.")
     scraped.append(up)
-    stats = documents = None
+    stats = documents = cases = None
     with trio.move_on_after(SCRAPE_DATABASE_TIMEOUT_SECONDS):
         try:
             async with context.db.connection(timeout=SCRAPE_DATABASE_TIMEOUT_SECONDS) as conn:
                 stats = await queue_stats(conn)
                 documents = await document_counts(conn)
+                cases = await case_counts(conn, ACKNOWLEDGE_BUCKETS)
         except (DatabaseError, psycopg.Error):
-            stats = documents = None
-    if stats is None or documents is None:
+            stats = documents = cases = None
+    if stats is None or documents is None or cases is None:
         up.set(0)
     else:
         up.set(1)
@@ -71,7 +75,7 @@ async def metrics() -> Response:
         by_state = Gauge("triaged_documents", "Documents by pipeline state.", ["state"])
         for state, count in documents.items():
             by_state.set(count, state)
-        scraped += [jobs, oldest, paused, by_state]
+        scraped += [jobs, oldest, paused, by_state, *case_metrics(cases)]
     draining = Gauge("triaged_draining", "1 while the process shuts down.")
     draining.set(1 if context.health.draining else 0)
     scraped.append(draining)
@@ -118,3 +122,31 @@ async def _notification_metrics() -> list[Metric]:
     for (kind, status), count in delivered.items():
         deliveries.set(count, kind, status)
     return [escalations, deliveries]
+
+
+def case_metrics(counts: CaseCounts) -> list[Metric]:
+    """Cases not resolved by status, severity and escalation level; open cases past
+    their deadline by severity; time from opening to acknowledgement (every case's, read
+    from the database: the same from whichever process is scraped)."""
+    unresolved = Gauge(
+        "triaged_cases_unresolved",
+        "Cases open or acknowledged, by status, severity and escalation level.",
+        ["status", "severity", "level"],
+    )
+    for (status, severity, level), count in sorted(counts.unresolved.items()):
+        unresolved.set(count, status, severity, str(level))
+    overdue = Gauge(
+        "triaged_cases_overdue",
+        "Open cases (not acknowledged) past their SLA deadline, by severity.",
+        ["severity"],
+    )
+    for severity, count in sorted(counts.overdue.items()):
+        overdue.set(count, severity)
+    acknowledge = Histogram(
+        "triaged_case_time_to_acknowledge_seconds",
+        "Seconds from a case's opening to its acknowledgement, over acknowledged cases.",
+        buckets=counts.bounds,
+    )
+    acknowledge.counts[()] = list(counts.acknowledge_buckets)
+    acknowledge.sums[()] = counts.acknowledge_seconds
+    return [unresolved, overdue, acknowledge]

@@ -92,15 +92,63 @@ SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due
 FROM cases c JOIN documents d ON d.id = c.document_id
 WHERE c.document_id = %(document_id)s
 
--- name: list_cases
-SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity, c.sla_due_at,
-       c.assignee, c.tags, c.reason, c.created_at, c.updated_at, d.title,
-       c.version, c.assignee_user_id, c.resolution, c.resolution_note, c.acknowledged_at,
-       c.resolved_at, c.category, c.escalation_level, c.escalation_due_at
-FROM cases c JOIN documents d ON d.id = c.document_id
-WHERE (%(status)s::text IS NULL OR c.status = %(status)s::case_status)
-  AND (%(severity)s::text IS NULL OR c.severity = %(severity)s)
-  AND (%(assignee)s::text IS NULL OR c.assignee = %(assignee)s)
-  AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)
-ORDER BY c.id DESC
+-- name: update_case_work
+-- One lifecycle change, only if the case is still at the version it was read at (the
+-- If-Match check is this WHERE, not a read before the write). The trigger bumps version.
+UPDATE cases
+SET status = %(status)s::case_status,
+    assignee_user_id = %(assignee_user_id)s,
+    resolution = %(resolution)s,
+    resolution_note = %(resolution_note)s,
+    acknowledged_at = %(acknowledged_at)s,
+    resolved_at = %(resolved_at)s,
+    escalation_level = %(escalation_level)s,
+    escalation_due_at = %(escalation_due_at)s
+WHERE id = %(id)s AND version = %(version)s
+RETURNING version
+
+-- name: assignable_user
+SELECT role::text, active FROM users WHERE id = %(id)s
+
+-- name: add_comment
+INSERT INTO case_comments (case_id, author_user_id, author, body)
+VALUES (%(case_id)s, %(author_user_id)s, %(author)s, %(body)s)
+RETURNING id, case_id, author_user_id, author, body, created_at
+
+-- name: list_comments
+SELECT id, case_id, author_user_id, author, body, created_at
+FROM case_comments
+WHERE case_id = %(case_id)s AND (%(after_id)s::bigint IS NULL OR id > %(after_id)s)
+ORDER BY id
 LIMIT %(limit)s
+
+-- name: list_case_events
+SELECT id, case_id, kind, actor, at, detail
+FROM case_events
+WHERE case_id = %(case_id)s AND (%(after_id)s::bigint IS NULL OR id > %(after_id)s)
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: case_counts
+-- Cases not resolved, by status, severity and escalation level; and how many are open
+-- past their deadline. For the metrics scrape.
+SELECT status::text, severity, escalation_level, count(*),
+       count(*) FILTER (WHERE status = 'open' AND sla_due_at < now())
+FROM cases
+WHERE status IN ('open', 'acknowledged')
+GROUP BY 1, 2, 3
+
+-- name: time_to_acknowledge
+-- Seconds from opening to acknowledgement of every acknowledged case, bucketed by the
+-- histogram's upper bounds (bucket i: bounds[i-1] < s <= bounds[i]; past the last: +Inf).
+SELECT b.bucket, count(*), sum(b.seconds)
+FROM (
+    SELECT extract(epoch FROM c.acknowledged_at - c.created_at)::float8 AS seconds,
+           coalesce(array_position(
+               array(SELECT x >= extract(epoch FROM c.acknowledged_at - c.created_at)
+                     FROM unnest(%(bounds)s::float8[]) AS x),
+               true), cardinality(%(bounds)s::float8[]) + 1) - 1 AS bucket
+    FROM cases c
+    WHERE c.acknowledged_at IS NOT NULL
+) b
+GROUP BY b.bucket

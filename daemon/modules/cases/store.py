@@ -9,18 +9,19 @@ its event in the same transaction.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from psycopg.types.json import Jsonb
 
 from daemon.modules.cases.errors import CaseNotFound
+from daemon.modules.cases.filters import CASE_FILTER_SQL, CaseFilter, case_filter_params
 from daemon.shared.db.queries import load_queries
 from daemon.shared.pagination import Page, decode_cursor, fetch_limit, page_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from datetime import datetime
 
     from daemon.modules.cases.routing import RoutingDecision
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -51,6 +52,15 @@ class Case:
     category: str | None = None
     escalation_level: int = 0
     escalation_due_at: datetime | None = None
+
+    @property
+    def overdue(self) -> bool:
+        """Open (not acknowledged) past its SLA deadline."""
+        return (
+            self.status == "open"
+            and self.sla_due_at is not None
+            and self.sla_due_at < datetime.now(UTC)
+        )
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Case:
@@ -165,32 +175,36 @@ async def case_of_document(conn: TrioConnection, document_id: int) -> Case | Non
     return None if row is None else Case.from_row(row)
 
 
+# The columns :meth:`Case.from_row` reads, from ``cases c`` joined with ``documents d``.
+CASE_SELECT = """SELECT c.id, c.document_id, c.analysis_id, c.status::text, c.severity,
+       c.sla_due_at, c.assignee, c.tags, c.reason, c.created_at, c.updated_at, d.title,
+       c.version, c.assignee_user_id, c.resolution, c.resolution_note, c.acknowledged_at,
+       c.resolved_at, c.category, c.escalation_level, c.escalation_due_at
+FROM cases c JOIN documents d ON d.id = c.document_id"""
+
+LIST_CASES_SQL = (
+    CASE_SELECT
+    + "\nWHERE "
+    + CASE_FILTER_SQL
+    + "\n  AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)"
+    + "\nORDER BY c.id DESC\nLIMIT %(limit)s"
+)
+
+
 async def list_cases(
     conn: TrioConnection,
+    case_filter: CaseFilter | None = None,
     *,
-    status: str | None = None,
-    severity: str | None = None,
-    assignee: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Case]:
-    """A page of cases, newest first; ``cursor`` is the previous page's ``next_cursor``.
-    Read-only; runs in the caller's transaction.
+    """A page of the cases ``case_filter`` matches, newest first; ``cursor`` is the
+    previous page's ``next_cursor``. Read-only; runs in the caller's transaction.
 
     Raises:
         ValidationFailed: a malformed cursor.
     """
-    rows = await (
-        await conn.execute(
-            SQL["list_cases"],
-            {
-                "status": status,
-                "severity": severity,
-                "assignee": assignee,
-                "before_id": decode_cursor(cursor),
-                "limit": fetch_limit(limit),
-            },
-            prepare=False,
-        )
-    ).fetchall()
+    params = case_filter_params(case_filter or CaseFilter())
+    params |= {"before_id": decode_cursor(cursor), "limit": fetch_limit(limit)}
+    rows = await (await conn.execute(LIST_CASES_SQL, params, prepare=False)).fetchall()
     return page_of([Case.from_row(row) for row in rows], limit, key=lambda c: c.id)

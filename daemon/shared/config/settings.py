@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from daemon.shared.config.analysis import AnalysisSettings
 from daemon.shared.config.auth import AuthSettings
+from daemon.shared.config.case_work import CaseWorkSettings
 from daemon.shared.config.database import DatabaseSettings
 from daemon.shared.config.ingestion import IngestionSettings
 from daemon.shared.config.notifications import NotificationSettings
@@ -34,6 +35,7 @@ from daemon.shared.errors import ConfigError
 class Settings(
     BaseSettings,
     NotificationSettings,
+    CaseWorkSettings,
     AnalysisSettings,
     IngestionSettings,
     AuthSettings,
