@@ -68,13 +68,14 @@ RETURNING attempts
 
 -- name: due_cases
 -- The escalation check's batch: open cases whose next step is due (cases_escalation_due),
--- locked; those another check holds are skipped.
+-- locked; those another check holds are skipped. NO KEY UPDATE: the check changes no key,
+-- so rows that only reference the case (events, deliveries) do not make it skip one.
 SELECT id, severity, escalation_level, escalation_due_at, now()
 FROM cases
 WHERE escalation_due_at <= now() AND status = 'open'
 ORDER BY escalation_due_at
 LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
+FOR NO KEY UPDATE SKIP LOCKED
 
 -- name: ladder_cycle
 SELECT count(*)::integer FROM case_events WHERE case_id = %(case_id)s AND kind = 'reopened'
