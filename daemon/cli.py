@@ -2,7 +2,7 @@
 
 ``serve`` (http + poller + scheduler), ``api`` (http only), ``worker`` (poller +
 scheduler), ``migrate [--status]``, ``config check``, and the one-shot commands of
-:mod:`daemon.commands` (``jobs``, ``queues``, ``schedules``, ``user``, ``analyze``).
+:mod:`daemon.commands` (``jobs``, ``queues``, ``schedules``, ``user``, ``analyze``, ``cases``).
 Exit status 2 means the configuration or the command line is invalid.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon import __version__
-from daemon.commands import analyze, jobs, schedules, users
+from daemon.commands import analyze, cases, jobs, schedules, users
 from daemon.composition import Components, compose
 from daemon.shared.config import load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triaged")
 
-COMMAND_MODULES = (jobs, schedules, users, analyze)
+COMMAND_MODULES = (jobs, schedules, users, analyze, cases)
 
 
 def build_parser() -> argparse.ArgumentParser:

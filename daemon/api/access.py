@@ -108,6 +108,8 @@ class Access:
     replies: Mapping[int, Reply] = attrs.field(factory=lambda: {200: Reply()})
     errors: frozenset[int] = frozenset()
     database: bool = True
+    # Request headers the route requires, name -> description (If-Match of case work).
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
     def is_public(self, settings: Settings) -> bool:
         if self.role is None:
@@ -126,9 +128,11 @@ def requires(
     body_required: bool = True,
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Callable[[View], View]:
     """Declare that the route needs a principal whose role satisfies ``role``, and what
-    it reads and answers (see :class:`Access`).
+    it reads and answers (see :class:`Access`); ``headers``: the request headers it
+    requires (name -> description), for the OpenAPI document.
 
     Without ``replies`` the route is declared to answer a 200 with an undescribed body:
     for test apps only; the app's own routes declare theirs (a contract test checks).
@@ -144,6 +148,7 @@ def requires(
             query=query,
             replies=_replies({200: Reply()} if replies is None else replies),
             errors=frozenset(errors),
+            headers=dict(headers or {}),
         )
     )
 

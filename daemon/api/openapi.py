@@ -111,6 +111,11 @@ def build_document(app: Quart, settings: Settings) -> dict[str, Any]:
         ]
         if access.query is not None:
             parameters += _query_parameters(access.query, schemas)
+        parameters += [
+            {"name": name, "in": "header", "required": True, "description": text,
+             "schema": {"type": "string"}}
+            for name, text in access.headers.items()
+        ]  # fmt: skip
         doc = inspect.getdoc(view) or ""
         summary, _, description = doc.partition("\n")
         public = access.is_public(settings)

@@ -104,3 +104,64 @@ async def test_a_reanalysis_never_lowers_a_case(pool):
         after = await get_case(conn, case_id)
     assert (after.severity, after.sla_due_at) == ("critical", before.sla_due_at)
     assert "severity_raised" not in [k for k, _, _ in await events(pool, case_id)]
+
+
+async def test_migration_0011_backfills_the_cases_opened_before(database_url):
+    from daemon.shared.db import migrate, open_pool
+
+    before = [m for m in migrate.discover() if m.version < 11]
+    async with open_pool(database_url, max_size=2) as pool:
+        await migrate.apply(pool, before)
+        async with pool.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO users (email, role, password_hash) VALUES "
+                "('Lead@example.org', 'analyst', 'x'), ('viewer@example.org', 'viewer', 'x')"
+            )
+            await conn.execute(
+                "INSERT INTO documents (title, category) VALUES ('a', 'legal'), ('b', 'privacy')"
+            )
+            await conn.execute(
+                "INSERT INTO cases (document_id, status, severity, sla_due_at, assignee) "
+                "SELECT id, s::case_status, 'high', now() + interval '1 hour', who FROM ("
+                "  VALUES ('a', 'open', 'lead@example.org'),"
+                "         ('b', 'acknowledged', 'viewer@example.org')) v(t, s, who) "
+                "JOIN documents d ON d.title = v.t"
+            )
+        await migrate.apply(pool)
+        async with pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT d.title, c.category, c.assignee_user_id IS NOT NULL, c.version,"
+                    " c.escalation_due_at = c.sla_due_at, c.acknowledged_at IS NOT NULL,"
+                    " (SELECT array_agg(kind) FROM case_events e WHERE e.case_id = c.id)"
+                    " FROM cases c JOIN documents d ON d.id = c.document_id ORDER BY d.title"
+                )
+            ).fetchall()
+    assert rows == [
+        ("a", "legal", True, 1, True, False, ["opened"]),
+        ("b", "privacy", False, 1, None, True, ["opened"]),  # a viewer is not an assignee
+    ]
+
+
+async def test_a_routing_assignee_that_is_an_analysts_email_assigns_the_user(pool):
+    async with pool.transaction() as conn:
+        row = await (
+            await conn.execute(
+                "INSERT INTO users (email, role, password_hash) "
+                "VALUES ('SecOps@example.org', 'analyst', 'x') RETURNING id"
+            )
+        ).fetchone()
+    runner = pipeline(pool, routing_rules='{"assignees": {"security": "secops@example.org"}}')
+    document_id = await new_document(pool)
+    for step in STEPS:
+        await runner.run_step(step, document_id)
+    async with pool.connection() as conn:
+        case_id = (
+            await (
+                await conn.execute("SELECT id FROM cases WHERE document_id = %s", (document_id,))
+            ).fetchone()
+        )[0]
+        case = await get_case(conn, case_id)
+    assert (case.assignee, case.assignee_user_id) == ("secops@example.org", row[0])
+    [(_, _, detail)] = await events(pool, case_id)
+    assert detail["assignee_user_id"] == row[0]

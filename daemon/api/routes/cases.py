@@ -40,6 +40,10 @@ blueprint = Blueprint("cases", __name__, url_prefix="/api/v1/cases")
 
 _CHANGED = Reply(model=CaseView, headers=("ETag",))
 _CHANGE_ERRORS = (409, 412, 428)
+_IF_MATCH = {
+    "If-Match": 'The case\'s ETag as last read, e.g. "7" (428 without, 412 if stale); '
+    "* for any version."
+}
 
 
 class CaseListQuery(QueryModel):
@@ -170,13 +174,14 @@ def _assignee_filter(assignee: str | None) -> dict[str, Any]:
     return {"assignee_user_id": int(assignee)}
 
 
-@blueprint.get("")
-@requires(Role.VIEWER, query=CaseListQuery, replies={200: page_of(CaseView)})
-async def list_() -> Response:
-    """Cases newest first, filtered by status, severity, assignee (a user id, ``me``,
-    ``none``), overdue, escalation level, category, created and due ranges and text."""
-    query = query_params(CaseListQuery)
-    case_filter = CaseFilter(
+def case_filter_of(query: CaseListQuery) -> CaseFilter:
+    """The module's filter for the list's query (also for other lists of cases, such as
+    an export, whose query model extends :class:`CaseListQuery`).
+
+    Raises:
+        ValidationFailed: ``assignee=me`` from an API key (it has no user).
+    """
+    return CaseFilter(
         status=query.status,
         severity=query.severity,
         overdue=query.overdue,
@@ -190,6 +195,15 @@ async def list_() -> Response:
         text=query.q,
         **_assignee_filter(query.assignee),
     )
+
+
+@blueprint.get("")
+@requires(Role.VIEWER, query=CaseListQuery, replies={200: page_of(CaseView)})
+async def list_() -> Response:
+    """Cases newest first, filtered by status, severity, assignee (a user id, ``me``,
+    ``none``), overdue, escalation level, category, created and due ranges and text."""
+    query = query_params(CaseListQuery)
+    case_filter = case_filter_of(query)
     async with current_context().db.connection() as conn:
         cases = await list_cases(conn, case_filter, cursor=query.cursor, limit=query.limit)
     return json_response(page([case_view(c) for c in cases.items], cases.next_cursor))
@@ -225,6 +239,7 @@ async def _act(case_id: int, action_request: Request) -> Response:
     body_required=False,
     replies={200: _CHANGED},
     errors=_CHANGE_ERRORS,
+    headers=_IF_MATCH,
 )
 async def acknowledge(case_id: int) -> Response:
     """Take an open case: stops its escalation ladder. If-Match required (428 without,
@@ -235,7 +250,9 @@ async def acknowledge(case_id: int) -> Response:
 
 
 @blueprint.post("/<int:case_id>/assign")
-@requires(Role.ANALYST, body=AssignBody, replies={200: _CHANGED}, errors=_CHANGE_ERRORS)
+@requires(
+    Role.ANALYST, body=AssignBody, replies={200: _CHANGED}, errors=_CHANGE_ERRORS, headers=_IF_MATCH
+)
 async def assign(case_id: int) -> Response:
     """Assign a case not resolved to an active analyst or admin, or to nobody (null).
     If-Match required."""
@@ -244,7 +261,13 @@ async def assign(case_id: int) -> Response:
 
 
 @blueprint.post("/<int:case_id>/resolve")
-@requires(Role.ANALYST, body=ResolveBody, replies={200: _CHANGED}, errors=_CHANGE_ERRORS)
+@requires(
+    Role.ANALYST,
+    body=ResolveBody,
+    replies={200: _CHANGED},
+    errors=_CHANGE_ERRORS,
+    headers=_IF_MATCH,
+)
 async def resolve(case_id: int) -> Response:
     """Resolve a case with a resolution and a note: stops its ladder. If-Match required."""
     body = await json_body(ResolveBody)
@@ -260,6 +283,7 @@ async def resolve(case_id: int) -> Response:
     body_required=False,
     replies={200: _CHANGED},
     errors=_CHANGE_ERRORS,
+    headers=_IF_MATCH,
 )
 async def reopen(case_id: int) -> Response:
     """Reopen an acknowledged or resolved case: its escalation ladder starts again from
