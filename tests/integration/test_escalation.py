@@ -321,3 +321,49 @@ async def test_metrics_count_escalations_and_deliveries(pool, api, receiver):
     assert 'triaged_case_escalations{severity="high",level="1"} 2' in text
     assert 'triaged_notification_deliveries{kind="webhook",outcome="delivered"} 1' in text
     assert 'triaged_notification_deliveries{kind="webhook",outcome="pending"} 1' in text
+
+
+async def test_the_case_lifecycle_stops_and_restarts_the_ladder(pool, receiver):
+    """With the cases module's own actions: acknowledge stops the ladder, resolve
+    notifies a subscribed channel, reopen starts the ladder again (a new cycle)."""
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.modules.audit import AuditContext
+    from daemon.modules.cases import DEFAULT_SLA, CaseWorkConfig, Request, act_on_case
+
+    config = CaseWorkConfig(resolutions=("fixed",), sla=DEFAULT_SLA)
+    await add_channel(pool, "ops", receiver.url, events=["resolved"])
+    [case_id] = await new_cases(pool, 1)
+    assert (await run_escalation_check(pool, POLICY)).escalated == 1
+
+    async def act(action, **fields):
+        async with pool.transaction() as conn:
+            return await act_on_case(
+                conn,
+                case_id,
+                Request(action=action, **fields),
+                config=config,
+                context=AuditContext.system(),
+                expected_version=None,
+            )
+
+    await act("acknowledge")
+    assert (await run_escalation_check(pool, POLICY)).examined == 0
+    await act("resolve", resolution="fixed")
+    async with pool.transaction() as conn:  # reopened 4.5 h ago: its deadline passed 30 min ago
+        await act_on_case(
+            conn,
+            case_id,
+            Request(action="reopen"),
+            config=config,
+            context=AuditContext.system(),
+            expected_version=None,
+            now=datetime.now(UTC) - timedelta(hours=4, minutes=30),
+        )
+    report = await run_escalation_check(pool, POLICY)
+    assert report.escalated == 1
+    keys = await rows(pool, "SELECT cycle, level FROM case_escalations ORDER BY cycle")
+    assert keys == [(0, 1), (1, 1)]
+    kinds = [k for (k,) in await rows(pool, "SELECT event_kind FROM notification_deliveries")]
+    assert sorted(kinds) == ["escalated", "escalated", "resolved"]
+    assert await deliver_all(pool) == ["delivered"] * 3
