@@ -58,24 +58,29 @@ async def post_guarded(
     target = checked_url(url, policy.address_policy, egress=policy.egress)
     backend = GuardedBackend(policy.address_policy, resolver, egress=policy.egress)
     transport = GuardedTransport(backend, ssl_context=policy.ssl_context or _default_ssl_context())
-    client = httpx.AsyncClient(
-        transport=transport,
-        trust_env=False,
-        follow_redirects=False,
-        timeout=httpx.Timeout(policy.total_timeout, connect=policy.connect_timeout),
-        headers={"User-Agent": policy.user_agent},
+    # The transport directly, not a client: nothing logs the URL (a chat webhook's URL
+    # is its credential).
+    request = httpx.Request(
+        "POST",
+        target,
+        content=content,
+        headers={"User-Agent": policy.user_agent, **headers},
+        extensions={
+            "timeout": httpx.Timeout(policy.total_timeout, connect=policy.connect_timeout).as_dict()
+        },
     )
     try:
         with trio.fail_after(policy.total_timeout):
-            async with (
-                client,
-                client.stream("POST", target, content=content, headers=dict(headers)) as response,
-            ):
-                read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read > _MAX_REPLY_BYTES:
-                        break
+            async with transport:
+                response = await transport.handle_async_request(request)
+                try:
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read > _MAX_REPLY_BYTES:
+                            break
+                finally:
+                    await response.aclose()
                 return response.status_code
     except trio.TooSlowError as exc:
         raise FetchUnavailable(f"{target}: no answer within {policy.total_timeout:g} s") from exc
