@@ -91,3 +91,30 @@ def test_describe_round_trips() -> None:
 
     assert parse_policy(json.dumps(POLICY.describe())) == POLICY
     assert POLICY.channel_names() == {"ops-webhook", "lead-email", "pager", "digest"}
+
+
+def test_the_setting_or_its_file_is_parsed_at_start_and_errors_name_the_variable(
+    tmp_path,
+) -> None:
+    from daemon.composition import escalation_policy
+    from daemon.shared.config import Settings
+    from daemon.shared.errors import ConfigError
+
+    text = '{"high": {"levels": [{"after": "0s", "channels": ["ops"]}]}}'
+    assert escalation_policy(Settings(escalation_policy=text)) == parse_policy(text)
+    assert escalation_policy(Settings()).ladders == {}
+    policy_file = tmp_path / "escalation.json"
+    policy_file.write_text(text)
+    assert escalation_policy(Settings(escalation_policy_file=policy_file)) == parse_policy(text)
+    cases = [
+        ({"escalation_policy": '{"high": {}}'}, "TRIAGED_ESCALATION_POLICY: high"),
+        ({"escalation_policy_file": tmp_path / "missing.json"}, "TRIAGED_ESCALATION_POLICY_FILE"),
+        (
+            {"escalation_policy": text, "escalation_policy_file": policy_file},
+            "not both",
+        ),
+    ]
+    for fields, named in cases:
+        with pytest.raises(ConfigError) as caught:
+            escalation_policy(Settings(**fields))
+        assert named in str(caught.value), caught.value
