@@ -59,12 +59,11 @@ async def new_cases(pool, n, *, severity="high", overdue="10 seconds", status="o
     return [row[0] for row in rows]
 
 
-async def add_channel(pool, name, url, **extra):
+async def add_channel(pool, name, url, config_format="json", **extra):
+    config = {"url": url, "secret": SECRET, "format": config_format}
     async with pool.transaction() as conn:
         return await create_channel(
-            conn,
-            {"name": name, "kind": "webhook", "config": {"url": url, "secret": SECRET}, **extra},
-            LOOPBACK,
+            conn, {"name": name, "kind": "webhook", "config": config, **extra}, LOOPBACK
         )
 
 
@@ -367,3 +366,22 @@ async def test_the_case_lifecycle_stops_and_restarts_the_ladder(pool, receiver):
     kinds = [k for (k,) in await rows(pool, "SELECT event_kind FROM notification_deliveries")]
     assert sorted(kinds) == ["escalated", "escalated", "resolved"]
     assert await deliver_all(pool) == ["delivered"] * 3
+
+
+async def test_slack_form_is_signed_text_and_a_refused_url_fails_at_once(pool, receiver):
+    await add_channel(pool, "ops", receiver.url, config_format="slack")
+    [case_id] = await new_cases(pool, 1)
+    await run_escalation_check(pool, POLICY)
+    assert await deliver_all(pool) == ["delivered"]
+    [got] = receiver.snapshot()
+    assert got.valid and set(got.body) == {"text"}
+    assert f"case #{case_id} (high) escalated to level 1" in got.body["text"]
+    # The address policy in force when sending refuses loopback: failed for good, once.
+    await new_cases(pool, 1)
+    await run_escalation_check(pool, POLICY)
+    strict = DeliveryOptions(fetch=FetchPolicy(), max_attempts=5)
+    assert await deliver_all(pool, strict) == ["failed"]
+    [(attempts, error)] = await rows(
+        pool, "SELECT attempts, last_error FROM notification_deliveries WHERE status = 'failed'"
+    )
+    assert attempts == 1 and "refused" in error
