@@ -28,6 +28,7 @@ BUILT_IN = (
     "housekeeping.auth_prune",
     "housekeeping.prune_idempotency_keys",
     "housekeeping.requeue_stranded",
+    "notifications.escalation_check",  # issue 14: every minute by default
 )
 PER_MINUTE = "housekeeping.requeue_stranded"
 
