@@ -189,8 +189,14 @@ async def test_receiver_down_then_back_gets_everything_and_the_api_stays_fast(
     server = start_triaged(
         "serve",
         TRIAGED_INITIAL_ADMIN_PASSWORD_FILE=str(data_dir / "initial-admin-password"),
-        # Enough attempts, at most 2 s apart, to outlast the outage.
-        **(ENV | {"TRIAGED_NOTIFICATION_MAX_ATTEMPTS": "100"}),
+        # Enough attempts, at most 8 s apart, to outlast the outage.
+        **(
+            ENV
+            | {
+                "TRIAGED_NOTIFICATION_MAX_ATTEMPTS": "100",
+                "TRIAGED_NOTIFICATION_BACKOFF_MAX_SECONDS": "8",
+            }
+        ),
     )
     await server.wait_ready(timeout=60)
     admin = await analyst_key(server.url, data_dir / "initial-admin-password", role="admin")
