@@ -81,6 +81,11 @@ def _config_check(components: Components) -> int:
     print("configuration is valid; effective values:")
     for name, value in components.settings.public_view().items():
         print(f"  {name}={value}")
+    if components.escalation.ladders:
+        import json
+
+        print("escalation policy:")
+        print("  " + json.dumps(components.escalation.describe(), sort_keys=True))
     return EXIT_OK
 
 

@@ -36,6 +36,7 @@ from daemon.modules.analysis import (
 from daemon.modules.auth import AuthPolicy, ThrottlePolicy
 from daemon.modules.cases import CaseWorkConfig, RoutingRules, parse_routing_rules
 from daemon.modules.ingestion import EgressPolicy, FetchPolicy, PipelineConfig, egress_policy
+from daemon.modules.notifications import DeliveryOptions, EscalationPolicy, parse_policy
 from daemon.modules.retention import BatchLimits, Periods, RetentionConfig, purge_schedule
 from daemon.modules.sources import SourcePolicy, SourcesConfig
 from daemon.queue import InvalidSchedule, MaintenanceOptions, SchedulerOptions, WorkerOptions
@@ -69,6 +70,9 @@ class Components:
       its escalation ladder with).
     - ``purge``: the retention periods, the purge's schedule and batches, the audit
       checkpoint key.
+    - ``escalation``: the escalation policy (what happens after a case's SLA deadline).
+    - ``notifications``: how notification deliveries go out (the SSRF guard of ``fetch``
+      with the delivery timeout, attempts, backoff).
     """
 
     settings: Settings
@@ -84,6 +88,8 @@ class Components:
     fetch: FetchPolicy
     cases: CaseWorkConfig
     purge: RetentionConfig
+    escalation: EscalationPolicy
+    notifications: DeliveryOptions
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -101,8 +107,18 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
         ConfigError: a rule text does not parse (one line per variable at fault).
     """
     taxonomy, severity_rules, routing = _parse_rules(settings)
+    escalation = escalation_policy(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
     egress = egress_policy(settings.fetch_egress_networks)
+    fetch = FetchPolicy(
+        connect_timeout=settings.fetch_connect_timeout_seconds,
+        total_timeout=settings.fetch_timeout_seconds,
+        max_bytes=settings.max_document_bytes,
+        max_redirects=settings.fetch_max_redirects,
+        allow_private=settings.fetch_allow_private,
+        allowed_networks=settings.fetch_allowed_networks,
+        egress=egress,
+    )
     return Components(
         settings=settings,
         cpu=cpu,
@@ -129,14 +145,18 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
         scheduler=SchedulerOptions(catch_up_seconds=settings.scheduler_catch_up_seconds),
         retention=timedelta(days=settings.document_retention_days),
         egress=egress,
-        fetch=FetchPolicy(
-            connect_timeout=settings.fetch_connect_timeout_seconds,
-            total_timeout=settings.fetch_timeout_seconds,
-            max_bytes=settings.max_document_bytes,
-            max_redirects=settings.fetch_max_redirects,
-            allow_private=settings.fetch_allow_private,
-            allowed_networks=settings.fetch_allowed_networks,
-            egress=egress,
+        fetch=fetch,
+        escalation=escalation,
+        notifications=DeliveryOptions(
+            fetch=attrs.evolve(
+                fetch,
+                total_timeout=settings.notification_timeout_seconds,
+                connect_timeout=min(
+                    settings.fetch_connect_timeout_seconds, settings.notification_timeout_seconds
+                ),
+            ),
+            max_attempts=settings.notification_max_attempts,
+            backoff_max_seconds=settings.notification_backoff_max_seconds,
         ),
         cases=CaseWorkConfig(resolutions=settings.case_resolutions, sla=routing.sla),
         purge=retention_config(settings),
@@ -172,6 +192,32 @@ def retention_config(settings: Settings) -> RetentionConfig:
         schedule=schedule,
         checkpoint_key=None if key is None else key.get_secret_value().encode("utf-8"),
     )
+
+
+def escalation_policy(settings: Settings) -> EscalationPolicy:
+    """The escalation policy from its setting or its file (unset: no escalation).
+
+    Raises:
+        ConfigError: naming the variable at fault.
+    """
+    text, variable = settings.escalation_policy, "TRIAGED_ESCALATION_POLICY"
+    path = settings.escalation_policy_file
+    if path is not None:
+        if text is not None:
+            raise ConfigError(
+                ["TRIAGED_ESCALATION_POLICY_FILE: set it or TRIAGED_ESCALATION_POLICY, not both"]
+            )
+        variable = "TRIAGED_ESCALATION_POLICY_FILE"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            raise ConfigError([f"{variable}: cannot read {path}: {exc}"]) from None
+    if text is None:
+        return EscalationPolicy()
+    try:
+        return parse_policy(text)
+    except ValueError as exc:
+        raise ConfigError([f"{variable}: {exc}"]) from None
 
 
 def pipeline_config(components: Components, analyzers: AnalyzerSet | None = None) -> PipelineConfig:

@@ -26,6 +26,7 @@ from daemon.api.routes import (
     exports,
     health,
     metrics,
+    notification_channels,
     retention,
     source_webhooks,
     sources,
@@ -47,6 +48,7 @@ BLUEPRINTS = [
     source_webhooks.blueprint,
     exports.blueprint,
     retention.blueprint,
+    notification_channels.blueprint,
 ]
 
 

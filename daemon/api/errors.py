@@ -40,6 +40,7 @@ from daemon.modules.ingestion import (
     IdempotencyConflict,
     InvalidTransition,
 )
+from daemon.modules.notifications import ChannelNotFound, DuplicateChannel, NotificationError
 from daemon.modules.retention import HoldAlreadyReleased, HoldNotFound, UnderLegalHold
 from daemon.modules.sources import (
     DeliveryConflict,
@@ -105,6 +106,9 @@ _STATUS_BY_ERROR: list[tuple[type[DaemonError], int]] = [
     (HoldNotFound, 404),
     (HoldAlreadyReleased, 409),
     (UnderLegalHold, 409),
+    (ChannelNotFound, 404),
+    (DuplicateChannel, 409),
+    (NotificationError, 400),
 ]
 
 

@@ -65,6 +65,10 @@
     │   ├── HoldAlreadyReleased     the legal hold is already released
     │   ├── UnderLegalHold          the document or case is held: it cannot be deleted
     │   └── BatchOutOfTime          a one-row purge batch ran out of time
+    ├── NotificationError           notification channels and deliveries
+    │   ├── ChannelNotFound         no such notification channel
+    │   ├── DuplicateChannel        a channel with that name exists
+    │   └── DeliveryFailed          one delivery attempt failed (transient: retried)
     └── InputError                  a client sent something we cannot accept
         ├── MalformedInput          the body cannot be parsed at all
         ├── UnsupportedMediaType    the body is of a type the endpoint does not take
@@ -81,7 +85,8 @@ package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
 ``daemon/modules/analysis/errors.py``; ``CaseNotFound`` and the other case leaves in
 ``daemon/modules/cases/errors.py``; ``ExportsBusy`` in
 ``daemon/modules/exports/errors.py``; ``RetentionError``'s branch in
-``daemon/modules/retention/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
+``daemon/modules/retention/errors.py``; ``NotificationError``'s branch in
+``daemon/modules/notifications/errors.py``; ``QueueError``'s branch in ``daemon/queue/jobs.py`` and
 ``daemon/queue/schedule_timing.py``. A test keeps this tree and the classes in step.
 
 Every ``IngestionError`` is permanent: the same bytes fail the same way on every

@@ -17,6 +17,7 @@ from daemon.modules.sources import SourceMetrics
 from daemon.queue import CronScheduler, Maintenance, QueueMetrics, QueueWorker
 from daemon.worker.handlers import build_registry
 from daemon.worker.housekeeping import register_housekeeping
+from daemon.worker.notification_handlers import register_notifications
 from daemon.worker.sources import register_sources
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def poller_group(
     registry = build_registry(components, main_pool, analyzers)
     register_housekeeping(registry, main_pool, components)
     register_sources(registry, main_pool, components, SourceMetrics(metrics.registry))
+    register_notifications(registry, main_pool, components)
     return QueueWorker(pool, registry, options, metrics)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from daemon.modules import auth, ingestion, retention
+from daemon.modules import auth, ingestion, notifications, retention
 
 if TYPE_CHECKING:
     from daemon.composition import Components
@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 
 
 def declared_schedules(components: Components) -> tuple[Schedule, ...]:
-    """Every schedule the modules declare (the built-in schedules); the retention
-    purge's timing comes from the settings."""
-    return (*auth.SCHEDULES, *ingestion.SCHEDULES, components.purge.schedule)
+    """Every schedule the modules declare (the built-in schedules); ``components`` give
+    the timings that are settings (the escalation check's interval, the purge's time)."""
+    escalation = notifications.escalation_schedules(
+        components.settings.escalation_check_interval_seconds
+    )
+    return (*auth.SCHEDULES, *ingestion.SCHEDULES, *escalation, components.purge.schedule)
 
 
 def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Components) -> None:
@@ -46,11 +49,20 @@ def register_housekeeping(registry: HandlerRegistry, pool: Pool, components: Com
         report = await retention.run_purge(pool, components.purge, job_id=job.id)
         return {"run_id": report.id, "report": report.report}
 
+    async def escalation_check(job: Job) -> dict[str, Any]:
+        report = await notifications.run_escalation_check(pool, components.escalation)
+        return {
+            "examined": report.examined,
+            "escalated": report.escalated,
+            "reassigned": report.reassigned,
+        }
+
     handlers = {
         auth.PRUNE_QUEUE: auth_prune,
         ingestion.REQUEUE_STRANDED_QUEUE: requeue_stranded,
         ingestion.PRUNE_IDEMPOTENCY_KEYS_QUEUE: prune_idempotency_keys,
         retention.PURGE_QUEUE: retention_purge,
+        notifications.ESCALATION_CHECK_QUEUE: escalation_check,
     }
     declared = {schedule.queue for schedule in declared_schedules(components)}
     if declared != set(handlers):  # a declaration without a handler would pile up jobs

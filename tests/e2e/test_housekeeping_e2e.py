@@ -29,6 +29,7 @@ BUILT_IN = (
     "housekeeping.prune_idempotency_keys",
     "housekeeping.requeue_stranded",
     "retention.purge",  # daily at TRIAGED_RETENTION_PURGE_TIME (issue 15)
+    "notifications.escalation_check",  # issue 14: every minute by default
 )
 PER_MINUTE = "housekeeping.requeue_stranded"
 

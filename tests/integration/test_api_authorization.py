@@ -114,6 +114,13 @@ INTENDED: dict[tuple[str, str], Intent] = {
     ("GET", "/api/v1/exports/documents.csv"): VIEWER,
     ("GET", "/api/v1/exports/cases.csv"): VIEWER,
     ("GET", "/api/v1/exports/audit.csv"): ADMIN,
+    # Issue 14: notification channels are admin's (secrets, outbound URLs).
+    ("GET", "/api/v1/notification-channels"): ADMIN,
+    ("POST", "/api/v1/notification-channels"): ADMIN,
+    ("GET", "/api/v1/notification-channels/<int:channel_id>"): ADMIN,
+    ("PATCH", "/api/v1/notification-channels/<int:channel_id>"): ADMIN,
+    ("DELETE", "/api/v1/notification-channels/<int:channel_id>"): ADMIN,
+    ("POST", "/api/v1/notification-channels/<int:channel_id>/test"): ADMIN,
 }
 
 

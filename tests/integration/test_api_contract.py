@@ -263,6 +263,29 @@ async def test_every_route_answers_as_documented(api):
         assert (await client.delete(f"/api/v1/holds/{hold_id}", params=done)).status_code == 409
         assert (await client.get("/api/v1/retention/runs")).status_code == 200
         assert (await client.delete(f"/api/v1/documents/{document_id}")).status_code == 204
+        # Notification channels (issue 14). The SMTP port is closed: the test answers
+        # "not delivered" without traffic leaving loopback.
+        base = "/api/v1/notification-channels"
+        email = {"name": "walk", "kind": "email", "events": ["opened"],
+                 "config": {"to": ["duty@example.org"], "host": "127.0.0.1", "port": 9,
+                            "security": "none", "password": "pw"}}  # fmt: skip
+        created = await client.post(base, json=email)
+        assert created.status_code == 201 and created.json()["has_secret"]
+        assert "password" not in created.json()["config"]
+        channel_id = created.json()["id"]
+        assert (await client.post(base, json=email)).status_code == 409
+        loopback = {"name": "hook", "kind": "webhook",
+                    "config": {"url": "http://127.0.0.1:9/h", "secret": "k"}}  # fmt: skip
+        refused = await client.post(base, json=loopback)
+        assert refused.status_code == 422 and "config.url" in refused.text
+        assert (await client.get(base)).status_code == 200
+        assert (await client.get(f"{base}/{channel_id}")).status_code == 200
+        assert (await client.get(f"{base}/999999")).status_code == 404
+        patched = await client.patch(f"{base}/{channel_id}", json={"min_severity": "high"})
+        assert patched.status_code == 200 and patched.json()["min_severity"] == "high"
+        tested = await client.post(f"{base}/{channel_id}/test")
+        assert tested.status_code == 200 and tested.json()["delivered"] is False
+        assert (await client.delete(f"{base}/{channel_id}")).status_code == 204
 
     # Sources (issue 13).
     async with api.client(headers=another_admin) as client:

@@ -13,9 +13,10 @@ from daemon.api.context import current_context
 from daemon.modules.auth import Role
 from daemon.modules.cases import CaseCounts, case_counts
 from daemon.modules.ingestion import document_counts
+from daemon.modules.notifications import notification_counts
 from daemon.queue import queue_stats
 from daemon.shared.errors import DatabaseError
-from daemon.shared.metrics import Gauge, Histogram, Metric, exposition
+from daemon.shared.metrics import Gauge, Histogram, Label, Metric, exposition
 
 if TYPE_CHECKING:
     from daemon.shared.config import Settings
@@ -78,10 +79,49 @@ async def metrics() -> Response:
     draining = Gauge("triaged_draining", "1 while the process shuts down.")
     draining.set(1 if context.health.draining else 0)
     scraped.append(draining)
+    scraped += await _notification_metrics()
     for source in context.metric_sources:
         scraped += source()
     text = exposition([*context.registry.metrics.values(), *scraped])
     return Response(text, content_type=CONTENT_TYPE)
+
+
+async def _notification_metrics() -> list[Metric]:
+    """Escalations by severity and level, deliveries by channel kind and outcome (from
+    the database; nothing when it cannot be read in time)."""
+    counts = None
+    with trio.move_on_after(SCRAPE_DATABASE_TIMEOUT_SECONDS):
+        try:
+            async with current_context().db.connection(
+                timeout=SCRAPE_DATABASE_TIMEOUT_SECONDS
+            ) as conn:
+                counts = await notification_counts(conn)
+        except (DatabaseError, psycopg.Error):
+            counts = None
+    if counts is None:
+        return []
+    escalations = Gauge(
+        "triaged_case_escalations",
+        "Escalation levels fired, by case severity and level.",
+        [
+            Label.closed("severity", ("low", "medium", "high", "critical")),
+            Label.closed("level", [str(n) for n in range(1, 21)]),
+        ],
+    )
+    deliveries = Gauge(
+        "triaged_notification_deliveries",
+        "Notification deliveries by channel kind and outcome (pending, delivered, failed).",
+        [
+            Label.closed("kind", ("webhook", "email")),
+            Label.closed("outcome", ("pending", "delivered", "failed")),
+        ],
+    )
+    fired, delivered = counts
+    for (severity, level), count in fired.items():
+        escalations.set(count, severity, str(level))
+    for (kind, status), count in delivered.items():
+        deliveries.set(count, kind, status)
+    return [escalations, deliveries]
 
 
 def case_metrics(counts: CaseCounts) -> list[Metric]:

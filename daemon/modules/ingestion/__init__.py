@@ -65,6 +65,7 @@ from daemon.modules.ingestion.extraction import (
 )
 from daemon.modules.ingestion.fetch import Fetched, FetchPolicy, checked_url, fetch_url
 from daemon.modules.ingestion.guarded_network import note_configured_url
+from daemon.modules.ingestion.guarded_post import check_outbound_url, post_guarded
 from daemon.modules.ingestion.intake import (
     IntakeWriter,
     NewDocument,
@@ -139,6 +140,7 @@ __all__ = [
     "StepResult",
     "UnsupportedContent",
     "canonical_media_type",
+    "check_outbound_url",
     "checked_url",
     "chunk_text",
     "classify_address",
@@ -156,6 +158,7 @@ __all__ = [
     "list_documents",
     "normalize",
     "note_configured_url",
+    "post_guarded",
     "prune_idempotency_keys",
     "reanalyze_document",
     "receive_document",

@@ -24,6 +24,7 @@ from daemon.shared.config.case_work import CaseWorkSettings
 from daemon.shared.config.database import DatabaseSettings
 from daemon.shared.config.exports import ExportSettings
 from daemon.shared.config.ingestion import IngestionSettings
+from daemon.shared.config.notifications import NotificationSettings
 from daemon.shared.config.retention import RetentionSettings
 from daemon.shared.config.service import ServiceSettings
 from daemon.shared.config.sources import SourcesSettings
@@ -36,6 +37,7 @@ from daemon.shared.errors import ConfigError
 
 class Settings(
     BaseSettings,
+    NotificationSettings,
     RetentionSettings,
     ExportSettings,
     CaseWorkSettings,
@@ -89,6 +91,8 @@ class Settings(
         "taxonomy",
         "severity_rules",
         "routing_rules",
+        "escalation_policy",
+        "escalation_policy_file",
         mode="before",
     )
     @classmethod

@@ -1,0 +1,21 @@
+"""The notifications module's errors (their place in the tree: :mod:`daemon.shared.errors`)."""
+
+from __future__ import annotations
+
+from daemon.shared.errors import DaemonError
+
+
+class NotificationError(DaemonError):
+    """Notification channels and deliveries."""
+
+
+class ChannelNotFound(NotificationError):
+    """No such notification channel."""
+
+
+class DuplicateChannel(NotificationError):
+    """A notification channel with that name exists."""
+
+
+class DeliveryFailed(NotificationError):
+    """One delivery attempt failed (transient: the delivery is retried)."""
