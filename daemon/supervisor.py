@@ -55,6 +55,7 @@ from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
 from daemon.shared.errors import ConfigError, DaemonError, DatabaseError
 from daemon.shared.health import HealthState
+from daemon.shared.loop_lag import monitor_loop_lag
 from daemon.shared.metrics import Metric, Registry
 from daemon.shared.systemd_notify import Notifier
 from daemon.worker.groups import poller_group, scheduler_group
@@ -129,6 +130,7 @@ class Supervisor:
         with trio.open_signal_receiver(*_HANDLED_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, signals)
+                nursery.start_soon(monitor_loop_lag, self.metrics)
                 await nursery.start(self.notifier.run_watchdog)
                 with self._everything:
                     try:

@@ -203,26 +203,37 @@ async def test_livez_stays_fast_with_50_slow_analyses_in_flight(
             TRIAGED_DB_POOL_MAX_SIZE="20",
         )
         latencies: list[float] = []
-        async with httpx.AsyncClient(base_url=proc.url) as probe:
-            await post_documents(proc, key, 50)
-            with trio.fail_after(30):
-                while server.in_flight < 50:
-                    await trio.sleep(0.01)
-            deadline = time.monotonic() + 3.0
+        idle: list[float] = []
+
+        async def probe_for(seconds: float, into: list[float]) -> None:
+            deadline = time.monotonic() + seconds
             with client_gc_paused():
                 while time.monotonic() < deadline:
                     started = time.perf_counter()
                     assert (await probe.get("/livez")).status_code == 200
-                    latencies.append(time.perf_counter() - started)
+                    into.append(time.perf_counter() - started)
                     await trio.sleep(0.01)
+
+        async with httpx.AsyncClient(base_url=proc.url) as probe:
+            await probe_for(1.0, idle)  # the same probe before: this machine's own noise
+            await post_documents(proc, key, 50)
+            with trio.fail_after(30):
+                while server.in_flight < 50:
+                    await trio.sleep(0.01)
+            await probe_for(3.0, latencies)
         peak = server.max_in_flight
         async with open_pool(database_url, max_size=2) as pool:
             counts = await wait_terminal(pool, 50, timeout=60)
     latencies.sort()
+    idle.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
+    idle_p99 = idle[int(len(idle) * 0.99) - 1]
     print(
         f"\n/livez with {peak} model calls in flight: {len(latencies)} probes, median "
-        f"{statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+        f"{statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
+        f"(idle p99 {idle_p99 * 1000:.1f} ms)"
     )
     assert peak >= 50 and counts == {"completed": 50}
-    assert p99 < 0.050
+    # A call that held the loop would stall a probe for the model's 2 s; the bound is
+    # relative to the same probe's idle p99 on this machine, with a 50 ms floor.
+    assert p99 < max(0.050, 4 * idle_p99)

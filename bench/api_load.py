@@ -1,0 +1,389 @@
+"""Benchmark of API read latency while the worker is busy, with the issue's targets.
+
+Starts the real ``triaged`` (``--processes serve``, or e.g. ``api,worker``) on a fresh
+database ``triaged_bench_ingest`` of the server at ``--url`` with the default settings and
+the built-in heuristic analyzer, seeds ``--seed-documents`` (default 300) documents, most
+of which open cases, then measures reads in three scenarios:
+
+* **idle**: nothing else runs;
+* **uploading**: a load process uploads documents on 16 keep-alive connections as fast as
+  the service accepts them, for ``--seconds``;
+* **backlog**: 5,000 documents uploaded while ``ingest.fetch`` was paused, then resumed:
+  reads while that backlog drains through the eight steps (at most ``--seconds``).
+
+The reader is its own process: on one keep-alive connection it sends, at a steady
+``--rate`` (default 25/s), in turn ``GET /api/v1/documents?limit=20``,
+``GET /api/v1/cases?limit=20``, one document and one case; each latency runs from the
+request's send to the end of its response; a request that would be due while the
+previous one is still out waits for it (one connection, one request at a time, as a UI
+polling a list would), so a stalled daemon shows as a lower achieved rate, printed too.
+Beside it, ``/livez`` every 100 ms on a second connection. The daemon's
+own event-loop lag (``triaged_event_loop_lag_seconds``, sampled every 50 ms) is read
+from ``/metrics`` before and after each scenario.
+
+Each run (``--runs``, default 3) uses a fresh database and process; the table shows the
+median of the runs and each run's figure.
+
+    .venv/bin/python bench/api_load.py [--processes serve|api,worker] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_ROOT))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+import trio  # noqa: E402
+
+from bench.ingest import (  # noqa: E402
+    DEFAULT_URL,
+    Daemon,
+    RawHttp,
+    document_text,
+    drop_database,
+    post_request,
+    recreate_database,
+)
+
+UPLOADERS = 16
+BACKLOG = 5000
+TARGETS = {
+    "uploading p95": 25.0,
+    "uploading p99": 50.0,
+    "idle p50": 3.0,
+    "livez p99": 10.0,
+}
+CASE_WORDS = "ransomware breach password phishing urgent outage"
+
+
+def get_request(port: int, key: str, path: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n\r\n"
+    ).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+# -- the reader and the loader: each its own process ------------------------------------
+
+
+async def read_loop(port: int, key: str, seconds: float, rate: float, paths: list[str]) -> dict:
+    reads = await RawHttp.connect(port)
+    probes = await RawHttp.connect(port)
+    read_requests = [get_request(port, key, p) for p in paths]
+    livez = f"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    samples: list[float] = []
+    livez_samples: list[float] = []
+    deadline = trio.current_time() + seconds
+
+    async def reader() -> None:
+        interval, due, i = 1 / rate, trio.current_time(), 0
+        while due < deadline:
+            await trio.sleep_until(due)
+            sent = trio.current_time()
+            status, body = await reads.exchange(read_requests[i % len(read_requests)])
+            if status != 200:
+                raise SystemExit(f"read answered {status}: {body[:300]!r}")
+            samples.append((trio.current_time() - sent) * 1000)
+            i += 1
+            due = max(due + interval, trio.current_time())
+
+    async def prober() -> None:
+        due = trio.current_time()
+        while due < deadline:
+            await trio.sleep_until(due)
+            sent = trio.current_time()
+            status, _ = await probes.exchange(livez)
+            if status != 200:
+                raise SystemExit(f"/livez answered {status}")
+            livez_samples.append((trio.current_time() - sent) * 1000)
+            due = max(due + 0.1, trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        nursery.start_soon(prober)
+    return {"reads": samples, "livez": livez_samples, "seconds": seconds}
+
+
+async def load_loop(port: int, key: str, seconds: float, seed: int) -> dict:
+    rng = random.Random(seed)
+    deadline = trio.current_time() + seconds
+    accepted = 0
+
+    async def uploader(n: int) -> None:
+        nonlocal accepted
+        connection = await RawHttp.connect(port)
+        while trio.current_time() < deadline:
+            request = post_request(port, key, f"load {n}", document_text(rng))
+            status, body = await connection.exchange(request)
+            if status != 202:
+                raise SystemExit(f"upload answered {status}: {body[:300]!r}")
+            accepted += 1
+        await connection.aclose()
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for n in range(UPLOADERS):
+            nursery.start_soon(uploader, n)
+    return {"accepted": accepted, "seconds": trio.current_time() - started}
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.child == "reader":
+        paths = json.loads(args.paths)
+        result = trio.run(read_loop, args.port, args.key, args.seconds, args.rate, paths)
+    else:
+        result = trio.run(load_loop, args.port, args.key, args.seconds, args.seed)
+    json.dump(result, sys.stdout)
+
+
+def spawn(kind: str, daemon: Daemon, key: str, seconds: float, **extra: object) -> subprocess.Popen:
+    command = [sys.executable, __file__, "--child", kind, "--port", str(daemon.port)]
+    command += ["--key", key, "--seconds", str(seconds)]
+    for name, value in extra.items():
+        command += [f"--{name}", str(value)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, cwd=_ROOT)
+
+
+def collect(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"a benchmark child failed with {proc.returncode}")
+    return json.loads(out)
+
+
+# -- the daemon's side ---------------------------------------------------------------------
+
+
+def loop_lag(daemon: Daemon) -> tuple[float, float]:
+    """Sum and count of the daemon's event-loop lag histogram (seconds)."""
+    text = httpx.get(f"{daemon.url}/metrics", timeout=30).text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("triaged_event_loop_lag_seconds_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("triaged_event_loop_lag_seconds_count"):
+            count = float(line.split()[-1])
+    return total, count
+
+
+def loop_lag_buckets(daemon: Daemon) -> dict[float, float]:
+    text = httpx.get(f"{daemon.url}/metrics", timeout=30).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("triaged_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.split()[-1])
+    return buckets
+
+
+def lag_p99_ms(before: dict[float, float], after: dict[float, float]) -> float:
+    """p99 of the lag samples taken between two scrapes (an upper bucket bound, ms)."""
+    delta = {bound: after.get(bound, 0.0) - before.get(bound, 0.0) for bound in after}
+    total = delta.get(float("inf"), 0.0)
+    if total <= 0:
+        return float("nan")
+    for bound in sorted(delta):
+        if delta[bound] >= 0.99 * total:
+            return bound * 1000
+    return float("inf")
+
+
+def completed(database: str) -> int:
+    with psycopg.connect(database, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM documents WHERE state IN ('completed','duplicate','failed')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def queue_command(daemon: Daemon, database: str, action: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGED_")}
+    env["TRIAGED_DATABASE_URL"] = database
+    subprocess.run(
+        [sys.executable, "-m", "daemon", "queues", action, "ingest.fetch"],
+        env=env,
+        cwd=_ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def upload(daemon: Daemon, key: str, count: int, seed: int, words: str = "") -> None:
+    rng = random.Random(seed)
+    send, receive = trio.open_memory_channel[bytes](count)
+    for _ in range(count):
+        send.send_nowait(post_request(daemon.port, key, "seed", f"{words} {document_text(rng)}"))
+    send.close()
+
+    async def poster() -> None:
+        connection = await RawHttp.connect(daemon.port)
+        async for request in receive:
+            status, body = await connection.exchange(request)
+            if status != 202:
+                raise SystemExit(f"upload answered {status}: {body[:300]!r}")
+        await connection.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(UPLOADERS):
+            nursery.start_soon(poster)
+
+
+async def wait_completed(database: str, count: int, limit: float) -> float:
+    started = time.monotonic()
+    while await trio.to_thread.run_sync(completed, database) < count:
+        if time.monotonic() - started > limit:
+            raise SystemExit(f"{count} documents did not complete within {limit} s")
+        await trio.sleep(0.2)
+    return time.monotonic() - started
+
+
+def read_paths(database: str) -> list[str]:
+    with psycopg.connect(database, autocommit=True) as conn:
+        document = conn.execute("SELECT max(id) FROM documents").fetchone()
+        case = conn.execute("SELECT max(id), count(*) FROM cases").fetchone()
+    assert document and case and case[0], "the seed opened no case"
+    print(f"  seeded; {case[1]} cases", file=sys.stderr)
+    return [
+        "/api/v1/documents?limit=20",
+        "/api/v1/cases?limit=20",
+        f"/api/v1/documents/{document[0]}",
+        f"/api/v1/cases/{case[0]}",
+    ]
+
+
+def summarise(name: str, measured: dict, lag: float, rate: float | None) -> dict[str, float]:
+    reads, livez = measured["reads"], measured["livez"]
+    return {
+        f"{name} p50": statistics.median(reads),
+        f"{name} p95": percentile(reads, 0.95),
+        f"{name} p99": percentile(reads, 0.99),
+        f"{name} reads/s": len(reads) / measured["seconds"],
+        f"{name} livez p99": percentile(livez, 0.99),
+        f"{name} loop lag p99": lag,
+        **({f"{name} docs/s": rate} if rate is not None else {}),
+    }
+
+
+def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
+    database = recreate_database(args.url)
+    roles = args.processes.split(",")
+    with tempfile.TemporaryDirectory(prefix="triaged-bench-") as workdir:
+        daemon = Daemon(database, Path(workdir), {}, roles)
+        try:
+            trio.run(daemon.ready)
+            key = trio.run(daemon.api_key)
+            trio.run(upload, daemon, key, args.seed_documents, seed, CASE_WORDS)
+            trio.run(wait_completed, database, args.seed_documents, 300)
+            paths = read_paths(database)
+            time.sleep(2)
+            result: dict[str, float] = {}
+            reader = {"rate": args.rate, "paths": json.dumps(paths)}
+
+            # idle
+            before = loop_lag_buckets(daemon)
+            measured = collect(spawn("reader", daemon, key, args.seconds, **reader))
+            result |= summarise(
+                "idle", measured, lag_p99_ms(before, loop_lag_buckets(daemon)), None
+            )
+
+            # uploading on 16 connections as fast as accepted
+            done_before = completed(database)
+            before = loop_lag_buckets(daemon)
+            loader = spawn("loader", daemon, key, args.seconds, seed=seed + 100)
+            measured = collect(spawn("reader", daemon, key, args.seconds, **reader))
+            loaded = collect(loader)
+            lag = lag_p99_ms(before, loop_lag_buckets(daemon))
+            rate = loaded["accepted"] / loaded["seconds"]
+            print(f"  uploading: {rate:.0f} uploads/s accepted", file=sys.stderr)
+            result |= summarise("uploading", measured, lag, rate)
+            total = done_before + loaded["accepted"]
+            trio.run(wait_completed, database, total, 600)
+            time.sleep(2)
+
+            # a backlog of 5,000 documents draining through the steps
+            queue_command(daemon, database, "pause")
+            trio.run(upload, daemon, key, BACKLOG, seed + 200, "")
+            time.sleep(1)
+            before = loop_lag_buckets(daemon)
+            started = time.monotonic()
+            queue_command(daemon, database, "resume")
+            seconds = min(args.seconds, 5000 / 250)
+            measured = collect(spawn("reader", daemon, key, seconds, **reader))
+            drained = completed(database) - total
+            lag = lag_p99_ms(before, loop_lag_buckets(daemon))
+            result |= summarise("backlog", measured, lag, drained / (time.monotonic() - started))
+            return result
+        finally:
+            daemon.stop()
+            drop_database(args.url)
+
+
+ROWS = [
+    ("idle", "reads, idle"),
+    ("uploading", "reads while uploading on 16 connections"),
+    ("backlog", "reads while 5,000 documents drain"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=DEFAULT_URL, help="a database URL on the server")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", default="serve", help="serve, or e.g. api,worker")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario")
+    parser.add_argument("--rate", type=float, default=25.0, help="reads per second")
+    parser.add_argument("--seed-documents", type=int, default=300)
+    parser.add_argument("--child", choices=["reader", "loader"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--paths", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    results = []
+    for run in range(args.runs):
+        results.append(one_run(args, seed=run * 1000))
+        print(f"run {run + 1}: {json.dumps(results[-1])}", file=sys.stderr)
+    print(f"processes: {' + '.join(args.processes.split(','))}; reads at {args.rate:g}/s")
+    print(
+        f"| scenario | read p50 ms | read p95 ms | read p99 ms | /livez p99 ms "
+        f"| loop lag p99 ms | docs/s | median of {args.runs} |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, label in ROWS:
+
+        def med(metric: str, name: str = name) -> str:
+            values = [r[f"{name} {metric}"] for r in results if f"{name} {metric}" in r]
+            return f"{statistics.median(values):,.1f}" if values else "-"
+
+        p95s = " / ".join(f"{r[f'{name} p95']:.1f}" for r in results)
+        print(
+            f"| {label} | {med('p50')} | {med('p95')} | {med('p99')} | {med('livez p99')} "
+            f"| {med('loop lag p99')} | {med('docs/s')} | p95 of runs: {p95s} |"
+        )
+    print("targets: " + ", ".join(f"{k} <= {v:g} ms" for k, v in TARGETS.items()))
+
+
+if __name__ == "__main__":
+    main()
