@@ -29,8 +29,8 @@ def rss(pid: int) -> int:
 def seed(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO documents (title, source_id, state, metadata)"
-            " SELECT repeat('row ' || g || ' ', 30), '=src', 'completed', '{}'"
+            "INSERT INTO documents (title, state, metadata)"
+            " SELECT repeat('row ' || g || ' ', 30), 'completed', '{}'"
             f" FROM generate_series(1, {ROWS}) g"
         )
 

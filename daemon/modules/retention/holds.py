@@ -4,7 +4,11 @@ purged (see :mod:`daemon.modules.retention.purge` for what "depends on" covers).
 Placing a hold takes the retention lock exclusively, so it waits for a purge batch in
 flight and every later batch sees it: a hold that returned is never outrun by the purge.
 A hold is placed only on a document or case that exists (a purged one cannot be held
-back). Placing and releasing are audited in the same transaction.
+back): the target is read ``FOR KEY SHARE``, so a deletion in flight that does not take
+the retention lock (an admin's delete, a case going with its document) is waited for
+and the hold refused if the target is gone; a deletion that comes after waits for the
+hold and is refused by the legal-hold trigger. Placing and releasing are audited in the
+same transaction.
 """
 
 from __future__ import annotations

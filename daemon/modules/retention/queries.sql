@@ -161,10 +161,14 @@ RETURNING id, target_type, target_id, reason, created_by, created_at, released_a
           released_by, release_reason
 
 -- name: document_exists
-SELECT 1 FROM documents WHERE id = %(id)s
+-- FOR KEY SHARE: a delete of the row in flight (an admin's, not under the retention
+-- lock) is waited for, and the row is then seen gone; a delete that comes later waits
+-- for the hold's commit and its legal-hold trigger sees the hold.
+SELECT 1 FROM documents WHERE id = %(id)s FOR KEY SHARE
 
 -- name: case_exists
-SELECT 1 FROM cases WHERE id = %(id)s
+-- FOR KEY SHARE: as document_exists (a case also goes by its document's cascade).
+SELECT 1 FROM cases WHERE id = %(id)s FOR KEY SHARE
 
 -- name: release_hold
 UPDATE legal_holds
