@@ -59,13 +59,14 @@ TARGET_P95_FLOOR_MS = 25.0
 SEED = """
 INSERT INTO documents (title, external_id, media_type, size_bytes, sha256,
                        state, language, category, severity, created_by, metadata,
-                       created_at, updated_at, completed_at, retain_until)
+                       created_at, updated_at, completed_at, finished_at, retain_until)
 SELECT CASE WHEN g %% 10 = 0 THEN '=SUM(A' || g || ')'
             ELSE 'Checkout outage report number ' || g || ', "region" eu-west' END,
        'ext-' || g, 'text/plain', 1000 + g %% 4000,
        sha256(g::text::bytea), 'completed', 'en', 'incident',
        (ARRAY['low', 'medium', 'high', 'critical'])[1 + g %% 4], 'user:1',
-       jsonb_build_object('n', g), t, t, t + interval '3 seconds', t + interval '365 days'
+       jsonb_build_object('n', g), t, t, t + interval '3 seconds', t + interval '3 seconds',
+       t + interval '365 days'
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
      LATERAL (SELECT now() - (%(last)s::bigint - g) * interval '1 second' AS t) AS times
 """

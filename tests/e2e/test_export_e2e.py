@@ -106,3 +106,8 @@ async def test_export_memory_is_flat_and_sigterm_cuts_a_stalled_export(
         ).fetchall()
     assert [r[0]["complete"] for r in rows] == [True, False]
     assert rows[0][0]["rows"] == ROWS
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        started = conn.execute(
+            "SELECT details->>'kind' FROM audit_events WHERE action = 'export.started'"
+        ).fetchall()
+    assert started == [("documents",), ("documents",)]  # each audited before its first byte

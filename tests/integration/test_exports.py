@@ -14,11 +14,21 @@ import trio
 
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
+from daemon.modules.audit import AuditContext
 from daemon.modules.auth import Role, create_api_key
-from daemon.modules.exports import COLUMNS, ExportKind, neutralise
-from daemon.modules.ingestion import IntakeWriter
+from daemon.modules.exports import (
+    COLUMNS,
+    ExportKind,
+    ExportRequest,
+    ExportSlots,
+    ExportStream,
+    neutralise,
+    select_columns,
+)
+from daemon.modules.ingestion import DocumentFilter, IntakeWriter, document_filter_sql
 from daemon.shared.config import Settings
 from daemon.shared.db import migrate
+from daemon.shared.errors import DatabaseError
 from daemon.shared.health import HealthState
 from tests.integration.api_server import FAST_HASHING, SYSTEM, bearer, free_port, serve_api
 
@@ -94,6 +104,9 @@ async def test_documents_csv_round_trips_with_neutralised_formulas(api):
         parsed = datetime.fromisoformat(row["created_at"])
         assert parsed == created_at
         assert row["completed_at"] == ""  # NULL: an empty cell
+        # When it reached its terminal state (set by the trigger of migration 0013, in
+        # the inserting transaction): what the retention periods count from.
+        assert datetime.fromisoformat(row["finished_at"]) == created_at
         assert row["state"] == "completed"
     assert rows[0]["metadata"] == '{"n": 1}'
 
@@ -175,8 +188,11 @@ async def test_cases_and_audit_exports_and_who_may_call_them(api):
         )
     assert audit.status_code == 200
     assert audit.headers["content-disposition"].startswith('attachment; filename="audit-')
-    # Each export is audited when it ends: the two cases exports are there.
-    assert [r["action"] for r in parse(audit.content)] == ["export.cases", "export.cases"]
+    # Each export is audited when it starts (committed before its first byte: the audit
+    # export's own start is in its snapshot) and when it ends.
+    assert [r["action"] for r in parse(audit.content)] == [
+        "export.started", "export.cases", "export.started", "export.cases", "export.started",
+    ]  # fmt: skip
 
 
 async def _copy_running(pool) -> int:
@@ -212,6 +228,15 @@ async def test_a_client_that_goes_away_cancels_the_copy_and_frees_its_slot(pool)
         # the query waits for the client (back-pressure) instead of running to its end.
         await trio.sleep(1.0)
         assert await _copy_running(pool) == 1
+        # Mid-export (where a SIGKILL would leave it), the export is already audited.
+        [(actor_type, started)] = await audit_events(pool, "export.started")
+        assert actor_type == "user"
+        assert started == {
+            "kind": "documents",
+            "filters": {},
+            "columns": list(COLUMNS[ExportKind.DOCUMENTS]),
+        }
+        assert await audit_events(pool, "export.documents") == []
         async with api.client(headers=bearer(token)) as client:
             busy = await client.get("/api/v1/exports/documents.csv")
             assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
@@ -297,3 +322,40 @@ async def test_an_export_takes_the_times_its_list_takes(api):
     listed_ids = [str(e["id"]) for e in reversed(listed.json()["items"])]
     assert listed_ids == [row["id"] for row in parse(exported.content)]
     assert len(listed_ids) >= 1  # the admin's login
+
+
+async def test_an_export_whose_start_cannot_be_audited_is_refused_before_any_byte(pool):
+    """The audit chain's lock held by another transaction: ``export.started`` cannot be
+    committed in time, so the export is refused (503 at the API) and no COPY runs."""
+    await insert_documents(pool, ["one", "two"])
+    predicate, params = document_filter_sql(DocumentFilter())
+    request = ExportRequest(
+        kind=ExportKind.DOCUMENTS,
+        columns=select_columns(ExportKind.DOCUMENTS, "id,title"),
+        predicate=predicate,
+        params=params,
+        filters={},
+    )
+    slots = ExportSlots(1)
+    async with pool.connection() as blocker:
+        await blocker.execute("SELECT 1 FROM audit_chain FOR UPDATE")  # until rolled back
+        stream = ExportStream(
+            pool, request, slots.take(), context=AuditContext.system(), audit_timeout=0.5
+        )
+        with pytest.raises(DatabaseError):
+            await stream.start()
+        assert stream.rows == 0 and not stream.complete
+        assert slots.running == 0
+        await blocker.rollback()
+    assert await audit_events(pool, "export.started") == []
+    assert await audit_events(pool, "export.documents") == []
+    # Once the chain is free, the same export is audited first and runs.
+    stream = ExportStream(pool, request, slots.take(), context=AuditContext.system())
+    body = b"".join([chunk async for chunk in stream])
+    assert [r["title"] for r in parse(body)] == ["one", "two"]
+    assert [e[1]["columns"] for e in await audit_events(pool, "export.started")] == [
+        ["id", "title"]
+    ]
+    [(_, ended)] = await audit_events(pool, "export.documents")
+    assert ended["rows"] == 2 and ended["complete"] is True
+    assert pool.stats().in_use == 0

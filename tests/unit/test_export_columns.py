@@ -25,7 +25,8 @@ from daemon.shared.errors import ValidationFailed
 DOCUMENTED = {
     ExportKind.DOCUMENTS: "id,title,state,source_id,external_id,url,filename,media_type,"
     "size_bytes,sha256,failed_step,error,duplicate_of,language,category,severity,"
-    "analysis_id,created_by,metadata,created_at,updated_at,completed_at,retain_until",
+    "analysis_id,created_by,metadata,created_at,updated_at,completed_at,retain_until,"
+    "finished_at",
     ExportKind.CASES: "id,document_id,document_title,analysis_id,status,severity,sla_due_at,"
     "assignee,tags,reason,created_at,updated_at,category,assignee_user_id,version,resolution,"
     "resolution_note,acknowledged_at,resolved_at,escalation_level,escalation_due_at",

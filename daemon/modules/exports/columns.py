@@ -96,7 +96,8 @@ COLUMNS: Mapping[ExportKind, Mapping[str, Column]] = {
         Column("created_at", "d.created_at", Z),
         Column("updated_at", "d.updated_at", Z),
         Column("completed_at", "d.completed_at", Z),
-        Column("retain_until", "d.retain_until", Z),
+        Column("retain_until", "d.retain_until", Z),  # informational: see docs/retention.md
+        Column("finished_at", "d.finished_at", Z),  # what the retention periods count from
     ),
     ExportKind.CASES: _catalog(
         Column("id", "c.id", P),

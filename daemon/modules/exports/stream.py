@@ -15,10 +15,15 @@ Contract:
   cancels the COPY on the server at once; the connection goes back to the pool clean.
 * **Trio.** The generator yields outside any cancel scope or nursery (the pool lease
   and psycopg's COPY block open none), as Trio requires of async generators.
-* **Audited.** When the export ends, whether complete, cut or failed, one audit event
-  ``export.<kind>`` is written in its own transaction (shielded, bounded by
-  ``AUDIT_TIMEOUT``): the filters, the columns, the rows read from the database and
-  whether the export was complete.
+* **Audited.** Before the COPY starts (so before the first byte is sent), the event
+  ``export.started`` (the kind, the filters, the columns) is committed in its own
+  transaction, bounded by ``audit_timeout``; if it cannot be, the export is refused
+  (:class:`DatabaseError`, raised by :meth:`ExportStream.start`) and nothing is sent:
+  every export that sends data is audited, even one the process dies in. When the
+  export ends, whether complete, cut or failed, the event ``export.<kind>`` (the
+  filters, the columns, the rows read from the database, whether it was complete) is
+  written best-effort in its own transaction (shielded, bounded by ``audit_timeout``;
+  a failure is logged).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
+import psycopg
 import trio
 from psycopg import sql
 
@@ -37,6 +43,7 @@ from daemon.modules.exports.columns import ExportKind, columns_sql
 from daemon.modules.exports.errors import ExportsBusy
 from daemon.shared.db.copy_out import DEFAULT_CHUNK_BYTES, copy_out
 from daemon.shared.db.queries import load_queries
+from daemon.shared.errors import DatabaseError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -48,7 +55,8 @@ if TYPE_CHECKING:
 SQL = load_queries("daemon.modules.exports", "queries.sql")
 
 AUDIT_TIMEOUT = 5.0
-"""Longest wait for the audit event of an export that ends (shielded from cancellation)."""
+"""Longest wait for each audit event of an export: the start's (then the export is
+refused) and the end's (shielded from cancellation; then only logged)."""
 
 BOM = "\ufeff".encode()
 
@@ -120,9 +128,12 @@ class ExportStream:
         *,
         context: AuditContext,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        audit_timeout: float = AUDIT_TIMEOUT,
     ) -> None:
         self.rows = 0
         self.complete = False
+        self.started_audited = False
+        self._audit_timeout = audit_timeout
         self._pool = pool
         self._request = request
         self._context = context
@@ -139,6 +150,11 @@ class ExportStream:
         PostgreSQL refuses, the database unavailable) is raised here, where it can still
         be answered with its own status, instead of cutting a 200 response. The export
         is then over (its slot released, its audit event written).
+
+        Raises:
+            DatabaseError: the ``export.started`` event could not be committed within
+                the audit timeout: the export is refused, no COPY ran.
+            psycopg.Error: the query itself failed.
         """
         self._first = await self._chunks.__anext__()
 
@@ -162,6 +178,7 @@ class ExportStream:
         messages = 0
         prefix = BOM if self._request.bom else b""
         try:
+            await self._audit_start()  # committed before any byte is produced
             async with self._pool.connection() as conn:
                 await conn.set_read_only(True)  # the pool resets it on release
                 await conn.execute(SQL["export_session"])  # opens the transaction
@@ -181,7 +198,48 @@ class ExportStream:
             self.complete = True
         finally:
             self._slot.release()
-            await self._audit(trio.current_time() - started)
+            if self.started_audited:  # else no export ran: nothing to report
+                await self._audit(trio.current_time() - started)
+
+    async def _audit_start(self) -> None:
+        """Commit ``export.started`` in its own transaction.
+
+        Raises:
+            DatabaseError: not committed within the audit timeout (e.g. a wait on the
+                audit chain's lock) or a database error: the export must not run.
+        """
+        request = self._request
+        details = {
+            "kind": request.kind.value,
+            "filters": dict(request.filters),
+            "columns": [column.name for column in request.columns],
+        }
+        with trio.move_on_after(self._audit_timeout) as scope:
+            try:
+                async with self._pool.transaction(timeout=self._audit_timeout) as conn:
+                    await record(
+                        conn,
+                        self._context,
+                        "export.started",
+                        target_type="export",
+                        target_id=request.kind.value,
+                        details=details,
+                    )
+            except psycopg.Error as exc:
+                log.error(
+                    "refused an export: could not audit its start: %s",
+                    type(exc).__name__,
+                    extra={"action": "export.audit_failed", **details},
+                )
+                raise DatabaseError("could not audit the export's start") from None
+        if scope.cancelled_caught:
+            log.error(
+                "refused an export: could not audit its start within %g s",
+                self._audit_timeout,
+                extra={"action": "export.audit_failed", **details},
+            )
+            raise DatabaseError("could not audit the export's start in time")
+        self.started_audited = True
 
     async def _audit(self, seconds: float) -> None:
         request = self._request
@@ -192,9 +250,10 @@ class ExportStream:
             "complete": self.complete,
             "seconds": round(seconds, 3),
         }
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + AUDIT_TIMEOUT) as scope:
+        timeout = self._audit_timeout
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
             try:
-                async with self._pool.transaction(timeout=AUDIT_TIMEOUT) as conn:
+                async with self._pool.transaction(timeout=timeout) as conn:
                     await record(
                         conn,
                         self._context,
@@ -212,7 +271,7 @@ class ExportStream:
         if scope.cancelled_caught:
             log.error(
                 "could not audit an export within %g s",
-                AUDIT_TIMEOUT,
+                timeout,
                 extra={"action": "export.audit_failed", **details},
             )
         log.info(
