@@ -15,9 +15,10 @@ event is named) or the command failed; 2 bad arguments.
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
-from daemon.modules.audit import verify
+from daemon.modules.audit import checkpoint_key_warning, verify
 from daemon.modules.retention import RUN_ORDER, due, run_purge
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ async def _verify(args: argparse.Namespace, pool: Pool) -> int:
     async with pool.transaction() as conn:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         result = await verify(conn, args.components.purge.checkpoint_key)
+    warning = checkpoint_key_warning(args.components.purge.checkpoint_key)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     view: dict[str, Any] = {
         "ok": result.ok,
         "events": result.events,
@@ -101,6 +105,7 @@ async def _verify(args: argparse.Namespace, pool: Pool) -> int:
         "problem": result.problem,
         "event_id": result.event_id,
         "seq": result.seq,
+        "warning": warning,
     }
     if args.json:
         print(json.dumps(view, indent=2))

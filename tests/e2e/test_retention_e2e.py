@@ -124,6 +124,8 @@ async def test_audit_verify_passes_untouched_and_names_the_altered_event(databas
         ok = await triaged(env, "audit", "verify")
         assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
         assert "intact: 50 event(s) from the start" in ok.stdout.decode()
+        # No TRIAGED_AUDIT_CHECKPOINT_KEY here: verify says what that leaves exposed.
+        assert "warning: TRIAGED_AUDIT_CHECKPOINT_KEY is not set" in ok.stderr.decode()
 
         purged = await triaged(env, "retention", "run")
         assert purged.returncode == 0, purged.stderr.decode()

@@ -4,6 +4,7 @@ report counts what it did; the same content can be ingested again afterwards."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -279,3 +280,16 @@ async def test_finished_at_follows_the_state_whoever_writes_it(pool):
         assert await move("failed") == failed_at  # same state again: unchanged
         assert await move("extracted") is None  # retried: back in the pipeline
         assert await move("completed") is not None
+
+
+async def test_a_purge_warns_while_checkpoints_are_signed_with_the_installation_key(pool, caplog):
+    caplog.set_level(logging.WARNING, logger="triaged.retention")
+    await run_purge(pool, config())
+    unset = [
+        r for r in caplog.records if r.__dict__.get("action") == "retention.checkpoint_key_unset"
+    ]
+    assert len(unset) == 1
+    assert "TRIAGED_AUDIT_CHECKPOINT_KEY is not set" in unset[0].getMessage()
+    caplog.clear()
+    await run_purge(pool, config(audit_checkpoint_key="a key of some good length"))
+    assert not [r for r in caplog.records if "CHECKPOINT_KEY" in r.getMessage()]

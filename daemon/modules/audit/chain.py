@@ -40,6 +40,17 @@ SQL = load_queries("daemon.modules.audit", "queries.sql")
 
 GENESIS = bytes(32)  # the prev_hash of the first event ever
 
+UNSET_KEY_WARNING = (
+    "TRIAGED_AUDIT_CHECKPOINT_KEY is not set: audit checkpoints are signed with the "
+    "installation key, stored in the same database, so anyone who can write to the "
+    "database can forge a checkpoint; set the key (and keep it) in production"
+)
+
+
+def checkpoint_key_warning(configured: bytes | None) -> str | None:
+    """The warning to give while no checkpoint key is configured (None once it is)."""
+    return UNSET_KEY_WARNING if configured is None else None
+
 
 @attrs.frozen(kw_only=True)
 class CheckpointKey:

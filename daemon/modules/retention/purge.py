@@ -164,6 +164,8 @@ async def _purge_kind(pool: Pool, config: RetentionConfig, run_id: int, kind: Ki
             cutoff = datetime.now(UTC) - config.periods.of(kind)
             below_seq = await audit.purge_bound(conn, cutoff)
             signer = await audit.checkpoint_key(conn, config.checkpoint_key)
+        if warning := audit.checkpoint_key_warning(config.checkpoint_key):
+            log.warning(warning, extra={"action": "retention.checkpoint_key_unset"})
     while True:
         started = time.monotonic()
         try:
