@@ -48,3 +48,9 @@ def test_same_origin():
     assert not same_origin("http://a.example/x", "https://a.example/x")
     assert not same_origin("http://a.example/x", None)
     assert not same_origin("http://a.example:99999/x", "http://a.example/x")
+
+
+def test_a_configuration_without_url_is_refused_for_its_url():
+    with pytest.raises(ValidationFailed) as refused:
+        check_config("feed", {}, POLICY, stored_secrets=STORED_SECRETS, stored_config=STORED_CONFIG)
+    assert [error["field"] for error in refused.value.errors] == ["config.url"]

@@ -180,8 +180,11 @@ def check_config(
     merged = dict(raw)
     for name in secret_names:  # absent: keep the stored value; null: clear it
         if name not in merged and stored_secrets and stored_secrets.get(name) is not None:
-            if name == "auth_header" and not same_origin(
-                merged.get("url"), (stored_config or {}).get("url")
+            url = merged.get("url")  # absent: refused below as config.url
+            if (
+                name == "auth_header"
+                and url is not None
+                and not same_origin(url, (stored_config or {}).get("url"))
             ):
                 raise _fail(
                     "config.auth_header",
