@@ -57,16 +57,17 @@ CREATE INDEX source_polls_source ON source_polls (source_id, id DESC);
 -- The built-in source of manual uploads, then one `upload` source per free-text source id
 -- the documents had (named by it): documents.source_id becomes a foreign key.
 INSERT INTO sources (name, kind, builtin) VALUES ('upload', 'upload', true);
+-- An id empty or blank (the old JSON upload accepted "") names no source: the built-in one.
 INSERT INTO sources (name, kind)
-SELECT DISTINCT source_id, 'upload' FROM documents
-WHERE source_id IS NOT NULL AND source_id <> 'upload'
-ORDER BY source_id
+SELECT DISTINCT nullif(btrim(source_id), ''), 'upload' FROM documents
+WHERE nullif(btrim(source_id), '') IS NOT NULL AND source_id <> 'upload'
+ORDER BY 1
 ON CONFLICT (name) WHERE deleted_at IS NULL DO NOTHING;
 
 ALTER TABLE documents ADD COLUMN source_ref bigint REFERENCES sources (id);
 UPDATE documents d SET source_ref = s.id
 FROM sources s
-WHERE s.deleted_at IS NULL AND s.name = coalesce(d.source_id, 'upload');
+WHERE s.deleted_at IS NULL AND s.name = coalesce(nullif(btrim(d.source_id), ''), 'upload');
 DROP INDEX documents_source;
 ALTER TABLE documents DROP COLUMN source_id;
 ALTER TABLE documents RENAME COLUMN source_ref TO source_id;

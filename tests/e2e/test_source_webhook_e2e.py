@@ -68,7 +68,9 @@ async def test_a_sender_retrying_gets_one_document_and_forgeries_get_401(start_t
         assert len({a.json()["id"] for a in answers}) == 1
 
         refused = [
-            await client.post(url, content=body, headers=first_headers),  # replayed
+            await client.post(  # replayed under another delivery id
+                url, content=body, headers={**first_headers, "Triaged-Delivery-Id": "evt-9"}
+            ),
             await client.post(url, content=body, headers=signed(body, "evt-2", secret="x" * 20)),
             await client.post(
                 url, content=body, headers=signed(body, "evt-3", timestamp=int(time.time()) - 600)

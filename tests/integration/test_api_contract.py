@@ -330,7 +330,10 @@ async def test_every_route_answers_as_documented(api):
             "Triaged-Signature": f"v1={mac.hexdigest()}",
         }
         assert (await client.post(url, content=body, headers=signed)).status_code == 202
-        assert (await client.post(url, content=body, headers=signed)).status_code == 401  # replay
+        resent = await client.post(url, content=body, headers=signed)  # the answer was lost
+        assert resent.status_code == 202 and resent.headers["Idempotent-Replayed"] == "true"
+        replay = {**signed, "Triaged-Delivery-Id": "c-2"}
+        assert (await client.post(url, content=body, headers=replay)).status_code == 401
         unsigned = await client.post(url, json={"content": "x"})
         assert unsigned.status_code == 401
 

@@ -42,6 +42,13 @@ async def test_secrets_are_write_only(api, admin):
             json={"config": {"url": "https://feeds.example.org/other.xml"}},
         )
         assert patched.status_code == 200 and patched.json()["secrets_set"] == ["auth_header"]
+        # ... but not to another origin: the secret would go to that server.
+        moved = await client.patch(
+            f"/api/v1/sources/{source['id']}",
+            json={"config": {"url": "https://attacker.example.net/other.xml"}},
+        )
+        assert moved.status_code == 422, moved.text
+        assert [e["field"] for e in moved.json()["errors"]] == ["config.auth_header"]
         answers = [
             created, hook, patched,
             await client.get(f"/api/v1/sources/{source['id']}"),

@@ -1,6 +1,7 @@
 """Migration 0010 on a database with documents from before it: their free-text source ids
 become sources of kind ``upload`` (one per distinct id, named by it), documents without
-one belong to the built-in upload source, and ``documents.source_id`` is a foreign key."""
+one (or with an empty or blank one) belong to the built-in upload source, and
+``documents.source_id`` is a foreign key."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ async def test_free_text_source_ids_become_upload_sources(database_url):
         await migrate.apply(pool, before)
         async with pool.transaction() as conn:
             for title, source in [("a", "pager"), ("b", None), ("c", "pager"), ("d", "mail"),
-                                  ("e", "upload")]:  # fmt: skip
+                                  ("e", "upload"), ("f", ""), ("g", "  ")]:  # fmt: skip
                 await conn.execute(
                     "INSERT INTO documents (title, source_id) VALUES (%s, %s)", [title, source]
                 )
@@ -36,6 +37,8 @@ async def test_free_text_source_ids_become_upload_sources(database_url):
                 ("c", "pager", "upload", False),
                 ("d", "mail", "upload", False),
                 ("e", "upload", "upload", True),
+                ("f", "upload", "upload", True),  # the old upload accepted "": no source name
+                ("g", "upload", "upload", True),
             ]
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             async with pool.transaction() as conn:

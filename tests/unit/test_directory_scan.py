@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from daemon.modules.sources.directory_scan import (
     item_identity,
     move_processed,
     name_selected,
+    open_beneath,
     read_file,
     scan_directory,
 )
@@ -168,3 +170,43 @@ def test_move_refuses_a_processed_link_leading_elsewhere(tmp_path):
         move_processed(inbox, "r.txt")
     assert (inbox / "r.txt").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_read_refuses_another_file_with_the_same_size_and_mtime(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    [file] = scan_directory(tmp_path, roots=[str(tmp_path)], include=[], exclude=[])
+    (tmp_path / "b.txt").write_bytes(b"HELLO")  # another file, swapped in under the name
+    os.utime(tmp_path / "b.txt", ns=(file.mtime_ns, file.mtime_ns))
+    os.replace(tmp_path / "b.txt", tmp_path / "a.txt")
+    assert read_file(tmp_path, file, roots=[str(tmp_path)], max_bytes=100) is None
+
+
+def test_open_beneath_follows_no_symlink_on_the_way(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "inbox").mkdir(parents=True)
+    outside.mkdir()
+    (root / "inbox" / "a.txt").write_bytes(b"inside")
+    (outside / "a.txt").write_bytes(b"outside")
+    fd = open_beneath(root, ("inbox", "a.txt"))
+    with os.fdopen(fd, "rb") as stream:
+        assert stream.read() == b"inside"
+    # The inbox swapped for a link to elsewhere after the path was checked: no open.
+    (root / "inbox").rename(root / "inbox.old")
+    (root / "inbox").symlink_to(outside)
+    with pytest.raises(OSError) as refused:
+        open_beneath(root, ("inbox", "a.txt"))
+    assert refused.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    (root / "link.txt").symlink_to(outside / "a.txt")
+    with pytest.raises(OSError) as refused:
+        open_beneath(root, ("link.txt",))
+    assert refused.value.errno == errno.ELOOP
+    with pytest.raises(OSError):
+        open_beneath(root, ("..", "outside", "a.txt"))
+
+
+def test_read_does_not_block_on_a_fifo_swapped_in(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"")
+    [file] = scan_directory(tmp_path, roots=[str(tmp_path)], include=[], exclude=[])
+    os.mkfifo(tmp_path / "fifo")
+    os.replace(tmp_path / "fifo", tmp_path / "a.txt")  # opening it for reading would block
+    assert read_file(tmp_path, file, roots=[str(tmp_path)], max_bytes=100) is None

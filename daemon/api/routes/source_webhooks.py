@@ -55,7 +55,13 @@ class WebhookDocument(BaseModel):
 @blueprint.post("/<int:source_id>/webhook")
 @public(
     body=WebhookDocument,
-    replies={202: Reply(model=DocumentReceipt, description="Accepted", headers=("Location",))},
+    replies={
+        202: Reply(
+            model=DocumentReceipt,
+            description="Accepted (with a Location naming the document, unless a resent"
+            " delivery's document was purged since by retention)",
+        )
+    },
     errors=(401, 409),
     signed=True,
 )
@@ -63,10 +69,12 @@ async def receive(source_id: int) -> Response:
     """Receive a signed delivery (headers ``Triaged-Delivery-Id``, ``Triaged-Timestamp``,
     ``Triaged-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">``).
 
-    Answers 202 with the document's receipt; a retried delivery (same delivery id, signed
-    again) answers the same receipt with ``Idempotent-Replayed: true``. 401: the
-    signature, timestamp or delivery id is refused, or the signature was replayed (nothing
-    is created); 409: the source is disabled, or the delivery id came with another body.
+    Answers 202 with the document's receipt and its ``Location``; a retried delivery
+    (same delivery id, signed again, or the very same request sent again) answers the same
+    receipt with ``Idempotent-Replayed: true`` (without ``Location`` if the retention
+    purge deleted the document since). 401: the signature, timestamp or delivery id is
+    refused, or the signature was replayed under another delivery id (nothing is
+    created); 409: the source is disabled, or the delivery id came with another body.
     """
     context = current_context()
     settings = context.settings
@@ -90,7 +98,7 @@ async def receive(source_id: int) -> Response:
         )
     else:
         new = NewDocument(content=body, media_type=request.content_type or None)
-    receipt = await receive_delivery(
+    answer = await receive_delivery(
         context.db,
         delivery,
         new,
@@ -98,7 +106,10 @@ async def receive(source_id: int) -> Response:
         max_bytes=settings.max_document_bytes,
         max_attempts=settings.ingest_max_attempts,
     )
-    headers = {"Location": f"/api/v1/documents/{receipt.id}"}
+    receipt = answer.receipt
+    headers: dict[str, str] = {}
+    if answer.document_kept:  # purged since: no Location naming a document not there
+        headers["Location"] = f"/api/v1/documents/{receipt.id}"
     if receipt.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(receipt.as_json(), 202, headers=headers)

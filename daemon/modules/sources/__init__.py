@@ -74,6 +74,7 @@ from daemon.modules.sources.store import (
 )
 from daemon.modules.sources.webhook import (
     AuthenticatedDelivery,
+    DeliveryReceipt,
     authenticate_delivery,
     receive_delivery,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "BatchOutcome",
     "CheckedSource",
     "DeliveryConflict",
+    "DeliveryReceipt",
     "DirectoryConfig",
     "DirectoryRefused",
     "DuplicateSourceName",

@@ -11,8 +11,14 @@ the rules it applies are pure functions (:func:`is_settled`, :func:`name_selecte
   under the same root; one that leaves it is skipped.
 * **Settle.** A file is taken once its modification time is at least ``settle_seconds``
   old: a writer still appending keeps moving its mtime, so its file waits for a later
-  poll. Reading re-checks it: the open file's size and mtime must equal what the scan saw,
-  before and after reading (:func:`read_file`); otherwise it waits too.
+  poll. Reading re-checks it: the open file must be the one the scan saw (device and
+  inode) with the size and mtime it saw, before and after reading (:func:`read_file`);
+  otherwise it waits too.
+* **Opening.** A file is opened one path component at a time from a descriptor of its
+  root, each with ``O_NOFOLLOW`` (:func:`open_beneath`): a directory swapped for a
+  symlink between the checks and the open cannot lead outside the root (the open fails
+  and the file waits). The file itself is opened ``O_NONBLOCK``: a FIFO planted under
+  its name cannot block the poll.
 * **Identity.** A file is ``name|size|mtime_ns`` (:func:`item_identity`): committed
   with its document as the source's item, so a poll retried after a crash between the
   commit and the move sees the file as already recorded and only moves it. A file
@@ -49,6 +55,8 @@ class FileState:
     name: str
     size: int
     mtime_ns: int
+    device: int | None = None  # st_dev and st_ino of the file (None: not compared)
+    inode: int | None = None
 
 
 def item_identity(file: FileState) -> str:
@@ -140,7 +148,12 @@ def scan_directory(
                 continue  # gone since listed, or a dangling link
             if not stat.S_ISREG(info.st_mode):
                 continue
-            files.append(FileState(name=entry.name, size=info.st_size, mtime_ns=info.st_mtime_ns))
+            files.append(
+                FileState(
+                    name=entry.name, size=info.st_size, mtime_ns=info.st_mtime_ns,
+                    device=info.st_dev, inode=info.st_ino,
+                )
+            )  # fmt: skip
     files.sort(key=lambda file: file.name)
     return files
 
@@ -148,27 +161,27 @@ def scan_directory(
 def read_file(
     directory: Path, file: FileState, *, roots: Sequence[str], max_bytes: int
 ) -> bytes | None:
-    """The file's bytes if it is still exactly as scanned (size and mtime, before and
-    after reading); None if it changed or went away (a later poll sees it again).
-    Blocking.
+    """The file's bytes if it is still exactly as scanned (the same file, size and
+    mtime, before and after reading); None if it changed, went away or no longer lies
+    under the root without symlinks on the way (a later poll sees it again). Blocking.
 
     Raises:
         FileTooLarge: over ``max_bytes``.
     """
     if file.size > max_bytes:
         raise FileTooLarge(f"{file.name} has {file.size} bytes; the limit is {max_bytes}")
-    path = directory.resolve() / file.name
     root = root_of(directory, roots)
     if root is None:
         return None
+    path = directory.resolve() / file.name
     try:
         if path.is_symlink():
-            path = path.resolve()
-            if not path.is_relative_to(root):
-                return None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            path = path.resolve()  # followed only to a file under the same root
+        if path == root or not path.is_relative_to(root):
+            return None
+        fd = open_beneath(root, path.relative_to(root).parts)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
             return None
         raise
     with os.fdopen(fd, "rb") as stream:
@@ -182,15 +195,45 @@ def read_file(
     return data
 
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def open_beneath(root: Path, parts: Sequence[str]) -> int:
+    """A read-only descriptor of ``root/parts...``, opened one component at a time, each
+    relative to the descriptor of the one before with ``O_NOFOLLOW``: a symlink anywhere
+    below ``root`` fails the open (``ELOOP``/``ENOTDIR``) instead of leading elsewhere.
+    The last component is opened ``O_NONBLOCK`` (a FIFO does not block). Blocking.
+
+    Raises:
+        OSError: a component is missing, a symlink, or not a directory.
+    """
+    if not parts or any(part in ("", ".", "..") or "/" in part for part in parts):
+        raise OSError(errno.ENOENT, f"not a path beneath {root}")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(
+                part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC, dir_fd=fd
+            )
+            os.close(fd)
+            fd = inner
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 class FileTooLarge(Exception):
     """A settled file larger than the source's item limit (it is skipped)."""
 
 
 def _unchanged(info: os.stat_result, file: FileState) -> bool:
+    """The same regular file as scanned (device and inode, when known), size and mtime."""
     return (
         stat.S_ISREG(info.st_mode)
         and info.st_size == file.size
         and info.st_mtime_ns == file.mtime_ns
+        and (file.device is None or info.st_dev == file.device)
+        and (file.inode is None or info.st_ino == file.inode)
     )
 
 

@@ -6,13 +6,17 @@ A conditional request carries the last answer's validators (``If-None-Match``,
 ``If-Modified-Since``): a ``304`` creates nothing. A ``200`` body's SHA-256 is its
 identity, so an unchanged body under a new ETag creates nothing either (and a body that
 returns to an earlier version is not a new document). The optional auth header (a
-secret) goes to the configured origin only, never to a redirect's other host.
+secret) goes to the configured origin only, never to a redirect's other host. A body
+over :data:`INLINE_HASH_BYTES` is hashed in the CPU threads (``config.cpu``; else a
+worker thread), never on the event loop: bodies go up to the source's item limit.
 """
 
 from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from daemon.modules.ingestion import fetch_url
 from daemon.modules.sources.polling import BatchOutcome, PolledItem
@@ -22,6 +26,9 @@ if TYPE_CHECKING:
 
     from daemon.modules.ingestion import Fetched
     from daemon.modules.sources.polling import PollContext
+    from daemon.shared.cpu_threads import CpuThreads
+
+INLINE_HASH_BYTES = 64 * 1024  # larger bodies are hashed off the event loop
 
 
 def request_headers(context: PollContext) -> dict[str, str]:
@@ -65,6 +72,21 @@ def media_type_of(fetched: Fetched) -> str | None:
     return fetched.media_type
 
 
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def content_sha256(data: bytes, cpu: CpuThreads | None) -> str:
+    """The hex SHA-256 of ``data``: inline when small, else in ``cpu``'s threads (None:
+    a ``trio.to_thread`` worker), so the event loop never hashes megabytes. Cancellable
+    (the hash itself runs to its end; its result is dropped)."""
+    if len(data) <= INLINE_HASH_BYTES:
+        return _sha256_hex(data)
+    if cpu is not None:
+        return await cpu.run(_sha256_hex, data)
+    return await trio.to_thread.run_sync(_sha256_hex, data, abandon_on_cancel=True)
+
+
 class HttpPoller:
     def __init__(self, context: PollContext) -> None:
         self.context = context
@@ -73,7 +95,7 @@ class HttpPoller:
         fetched = await fetch_conditionally(self.context)
         if fetched.not_modified or not fetched.data:
             return
-        digest = hashlib.sha256(fetched.data).hexdigest()
+        digest = await content_sha256(fetched.data, self.context.config.cpu)
         yield [
             PolledItem(
                 identity=f"sha256:{digest}",

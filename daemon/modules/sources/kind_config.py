@@ -9,13 +9,19 @@ kinds) and limits. Every refusal is a :class:`~daemon.shared.errors.ValidationFa
 naming the field (``config.url``, ``schedule.cron``, ...): the API answers 422 with it.
 
 Secrets on update: a secret field absent from a new configuration keeps its stored value
-(an admin changes a feed's URL without sending its auth header again); ``null`` clears it.
+(an admin changes a feed's path or options without sending its auth header again);
+``null`` clears it. An ``http``/``feed`` auth header is kept only while ``config.url``
+keeps its origin (scheme, host, port): a URL pointing at another origin must come with the
+auth header again (or ``null``), else 422 naming ``config.auth_header`` — otherwise
+whoever can edit the source could send the stored secret to a server of their own.
+(Webhook secrets only verify what arrives; nothing is sent with them.)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from datetime import datetime  # noqa: TC003 (pydantic reads annotations at run time)
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -158,8 +164,10 @@ def check_config(
     policy: SourcePolicy,
     *,
     stored_secrets: dict[str, Any] | None = None,
+    stored_config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``raw`` validated for ``kind``: (public configuration, secrets).
+    """``raw`` validated for ``kind``: (public configuration, secrets). ``stored_*``: the
+    source's current configuration on update (see the module docstring for secrets).
 
     Raises:
         ValidationFailed: naming ``config.<field>``.
@@ -172,6 +180,17 @@ def check_config(
     merged = dict(raw)
     for name in secret_names:  # absent: keep the stored value; null: clear it
         if name not in merged and stored_secrets and stored_secrets.get(name) is not None:
+            url = merged.get("url")  # absent: refused below as config.url
+            if (
+                name == "auth_header"
+                and url is not None
+                and not same_origin(url, (stored_config or {}).get("url"))
+            ):
+                raise _fail(
+                    "config.auth_header",
+                    "config.url points at another origin: send the auth header again "
+                    "(or null to clear it)",
+                )
             merged[name] = stored_secrets[name]
     try:
         model = CONFIG_MODELS[kind].model_validate(merged)
@@ -196,6 +215,23 @@ def check_config(
     for name in secret_names:
         values.pop(name, None)
     return values, secrets
+
+
+def same_origin(url: object, other: object) -> bool:
+    """Whether two URLs have the same origin (scheme, host, port; default ports filled in).
+    Anything unparsable is a different origin."""
+    if not isinstance(url, str) or not isinstance(other, str):
+        return False
+    try:
+        first, second = urllib.parse.urlsplit(url), urllib.parse.urlsplit(other)
+        origins = [
+            (p.scheme.lower(), (p.hostname or "").lower(),
+             p.port or {"http": 80, "https": 443}.get(p.scheme.lower()))
+            for p in (first, second)
+        ]  # fmt: skip
+    except ValueError:
+        return False
+    return bool(origins[0][1]) and origins[0] == origins[1]
 
 
 def check_url(url: str, policy: SourcePolicy, *, field: str) -> str:

@@ -154,6 +154,7 @@ def check_source_input(
         config, secrets = check_config(
             kind, body.get("config"), policy,
             stored_secrets=current.secrets if current is not None else None,
+            stored_config=current.config if current is not None else None,
         )  # fmt: skip
     if current is not None and "schedule" not in body:
         schedule = current.schedule

@@ -12,15 +12,22 @@ called by the API route:
    reason and never with the signature or a secret. A disabled source answers
    :class:`SourceDisabled` once the sender is authenticated.
 2. :func:`receive_delivery` writes, in **one transaction**: the signed message's digest
-   (a replay of an accepted signature finds it and is refused: :class:`WebhookRefused`,
-   nothing written), the delivery as the source's item ``delivery:<id>`` (its
-   idempotency key), the document, its audit event and first pipeline job
-   (:func:`daemon.modules.ingestion.write_documents`), and the receipt in the item.
-   A retried delivery (same id, signed again with a new timestamp) finds the item and
-   answers the stored receipt; with a different body it is a :class:`DeliveryConflict`.
-   Concurrent retries race on the item's primary key: the loser waits for the winner's
+   with the delivery id it came under, the delivery as the source's item
+   ``delivery:<id>`` (its idempotency key), the document, its audit event and first
+   pipeline job (:func:`daemon.modules.ingestion.write_documents`), and the receipt in
+   the item. A retried delivery (same id, signed again with a new timestamp) finds the
+   item and answers the stored receipt; with a different body it is a
+   :class:`DeliveryConflict`. A signed message accepted before is a replay, refused
+   (:class:`WebhookRefused`, nothing written) — unless it is the very request accepted
+   before (same delivery id, same body: the sender resent it because the answer was
+   lost after the commit), which answers the stored receipt too. Concurrent retries
+   race on the digest's or the item's primary key: the loser waits for the winner's
    commit and answers its receipt. A failure anywhere rolls everything back, the
    digest included, so the sender may retry.
+
+A stored receipt whose document the retention purge deleted since (the item keeps the
+receipt, its ``document_id`` is NULL) is answered with :attr:`DeliveryReceipt.document_kept`
+False: the route leaves out the ``Location`` that would name a document no longer there.
 
 Digests are kept until their timestamp leaves the tolerance window (a replay after that is
 refused as stale); each delivery forgets its source's expired ones in its transaction.
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
     from daemon.modules.audit import AuditContext
     from daemon.shared.cpu_threads import CpuThreads
     from daemon.shared.db.pool import Pool
+    from daemon.shared.db.psycopg_trio import TrioConnection
 
 SQL = load_queries("daemon.modules.sources", "webhook.sql")
 SIGNED_HEADERS = (DELIVERY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
@@ -75,6 +83,15 @@ class WebhookTarget:
     title_template: str
     metadata: dict[str, Any]
     max_item_bytes: int
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryReceipt:
+    """The answer to a delivery: the receipt (``receipt.replayed``: a stored one) and
+    whether its document still exists (False: purged since by retention)."""
+
+    receipt: Receipt
+    document_kept: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -183,13 +200,14 @@ async def receive_delivery(
     context: AuditContext,
     max_bytes: int,
     max_attempts: int,
-) -> Receipt:
+) -> DeliveryReceipt:
     """Store the delivery's document once (see the module docstring); ``new`` is the
     document the body describes (its source, external id and title are set here).
-    ``Receipt.replayed`` is True for a retried delivery.
+    ``receipt.replayed`` is True for a retried or resent delivery.
 
     Raises:
-        WebhookRefused: the signed message was accepted before (a replay).
+        WebhookRefused: the signed message was accepted before under another delivery
+            id or with another body (a replay).
         DeliveryConflict: the delivery id was used with a different body.
         ValidationFailed, DocumentTooLarge, UnsupportedMediaType: the document itself.
     """
@@ -208,37 +226,45 @@ async def receive_delivery(
     )  # fmt: skip
     async with pool.transaction() as conn:
         await conn.execute(SQL["forget_expired_signatures"], {"source_id": source.id})
+        signature = {"source_id": source.id, "digest": delivery.verified.digest}
         remembered = await (
             await conn.execute(
                 SQL["remember_signature"],
                 {
-                    "source_id": source.id,
-                    "digest": delivery.verified.digest,
+                    **signature,
                     "expires_at": delivery.verified.timestamp + delivery.tolerance,
+                    "delivery_id": delivery.verified.delivery_id,
                 },
             )
         ).fetchone()
-        if remembered is None:
-            log.warning(
-                "webhook delivery to source %s refused: replayed", source.id,
-                extra={"action": "source.webhook_refused", "source_id": source.id,
-                       "reason": "replayed"},
-            )  # fmt: skip
-            raise WebhookRefused()
         params = {"source_id": source.id, "identity": identity}
+        if remembered is None:
+            # Accepted before: only the very same request (same delivery id, same body)
+            # answers its receipt; anything else carrying that signature is a replay.
+            under = await (await conn.execute(SQL["signature_delivery"], signature)).fetchone()
+            resent = None
+            if under is not None and under[0] == delivery.verified.delivery_id:
+                resent = await _stored_receipt(conn, params, delivery.body_sha256)
+            if resent is None:
+                log.warning(
+                    "webhook delivery to source %s refused: replayed", source.id,
+                    extra={"action": "source.webhook_refused", "source_id": source.id,
+                           "reason": "replayed"},
+                )  # fmt: skip
+                raise WebhookRefused()
+            return resent
         claimed = await (
             await conn.execute(
                 SQL["claim_delivery"], {**params, "state": Jsonb({"sha256": delivery.body_sha256})}
             )
         ).fetchone()
         if claimed is None:
-            row = await (await conn.execute(SQL["stored_delivery"], params)).fetchone()
-            state = dict(row[0] or {}) if row is not None else {}
-            if state.get("sha256") != delivery.body_sha256:
+            stored = await _stored_receipt(conn, params, delivery.body_sha256)
+            if stored is None:
                 raise DeliveryConflict(
                     "this delivery id was already received with a different body"
                 )
-            return Receipt.from_json(state["receipt"])
+            return stored
         [receipt] = await write_documents(
             conn, [new], context=context, max_bytes=min(max_bytes, source.max_item_bytes),
             max_attempts=max_attempts,
@@ -253,4 +279,18 @@ async def receive_delivery(
         extra={"action": "source.webhook_received", "source_id": source.id,
                "document_id": receipt.id},
     )  # fmt: skip
-    return receipt
+    return DeliveryReceipt(receipt=receipt)
+
+
+async def _stored_receipt(
+    conn: TrioConnection, params: dict[str, Any], body_sha256: str
+) -> DeliveryReceipt | None:
+    """The receipt stored for the delivery item if it was received with this body."""
+    row = await (await conn.execute(SQL["stored_delivery"], params)).fetchone()
+    state = dict(row[0] or {}) if row is not None else {}
+    if state.get("sha256") != body_sha256 or "receipt" not in state:
+        return None
+    assert row is not None
+    return DeliveryReceipt(
+        receipt=Receipt.from_json(state["receipt"]), document_kept=row[1] is not None
+    )
