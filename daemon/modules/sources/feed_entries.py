@@ -8,7 +8,6 @@ import hashlib
 from typing import Any
 
 import attrs
-import feedparser
 
 from daemon.modules.ingestion import CorruptContent
 
@@ -57,6 +56,10 @@ def parse_feed(data: bytes) -> list[FeedEntry]:
     Raises:
         CorruptContent: the bytes are not a feed (no entries and a parse error).
     """
+    # Imported on first use (in the parsing thread): feedparser costs ~12 MB of memory that
+    # a process which never polls a feed should not carry.
+    import feedparser
+
     parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=False)
     if parsed.get("bozo") and not parsed.entries and not parsed.get("feed"):
         raise CorruptContent(f"not a readable feed: {parsed.get('bozo_exception')}")
