@@ -19,10 +19,6 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-import pypdf
-from pypdf import PasswordType
-from pypdf.errors import DependencyError, PdfReadError
-
 from daemon.modules.ingestion.errors import CorruptContent, EncryptedContent, UnsupportedContent
 from daemon.modules.ingestion.extraction.media import PDF
 from daemon.modules.ingestion.extraction.result import TextBuffer, finish
@@ -49,6 +45,12 @@ def extract(data: bytes, *, max_chars: int) -> Extracted:
             package (which ``pypdf`` needs for AES) is not installed.
         CorruptContent: it is truncated or corrupt, or no page's text can be extracted.
     """
+    # Imported on first use (in the extraction thread): pypdf costs ~17 MB of memory that a
+    # process which never reads a PDF (an api process) should not carry.
+    import pypdf
+    from pypdf import PasswordType
+    from pypdf.errors import DependencyError
+
     notes: list[str] = []
     out = TextBuffer(max_chars)
     with _pypdf_warnings(notes):
@@ -98,6 +100,8 @@ def _unreadable(data: bytes, exc: Exception) -> str:
         return "not a PDF: the %PDF- signature is missing"
     if _EOF_MARKER not in data[-_EOF_WITHIN:]:
         return f"truncated PDF: no %%EOF end marker, the file is incomplete ({_reason(exc)})"
+    from pypdf.errors import PdfReadError
+
     if isinstance(exc, PdfReadError | ValueError):
         return f"corrupt PDF: {_reason(exc)}"
     return f"corrupt PDF: cannot be parsed ({_reason(exc)})"
