@@ -47,6 +47,7 @@ import trio
 from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.server import HttpService
 from daemon.modules.analysis import AnalyzerSet
+from daemon.modules.audit import checkpoint_key_warning
 from daemon.modules.auth import InvalidAccountData, bootstrap_admin, initial_admin
 from daemon.modules.ingestion import IntakeWriter, note_configured_url
 from daemon.queue import QueueMetrics, sync_declared_schedules
@@ -180,6 +181,9 @@ class Supervisor:
         # reverse: groups first, then the pool, then the embedded database.
         async with AsyncExitStack() as resources:
             await self.notifier.notify(STATUS="starting")
+            unset_key = checkpoint_key_warning(self.components.purge.checkpoint_key)
+            if unset_key:
+                log.warning(unset_key, extra={"action": "audit.checkpoint_key_unset"})
             url, pool = await self._open_database(resources)
             queue_pool = await self._open_queue_pool(resources, url)
             analyzers = await self._open_analyzers(resources)

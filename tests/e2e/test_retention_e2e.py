@@ -200,3 +200,16 @@ async def test_a_worker_runs_the_purge_job_of_the_declared_schedule(start_triage
         assert left[0] == n - len(want.gone)
         for kind, count in want.deleted.items():
             assert run[3][kind]["deleted"] == count, kind
+
+
+async def test_a_process_started_without_a_checkpoint_key_warns_once_at_start(start_triaged):
+    unset = start_triaged("serve")
+    await unset.wait_ready()
+    keyed = start_triaged("serve", TRIAGED_AUDIT_CHECKPOINT_KEY="a checkpoint key of some length")
+    await keyed.wait_ready()
+    for process in (unset, keyed):
+        process.signal(signal.SIGTERM)
+        assert await process.wait_exit(timeout=30) == 0
+    assert unset.output().count("audit.checkpoint_key_unset") == 1
+    assert "audit.checkpoint_key_unset" not in keyed.output()
+    assert "a checkpoint key of some length" not in keyed.output()
