@@ -185,13 +185,14 @@ class RawHttp:
     """A minimal HTTP/1.1 keep-alive client on one connection (Content-Length bodies):
     the load generator shares the cores with the daemon, so it spends little CPU."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, port: int) -> None:
         self.stream = stream
+        self.port = port
         self.buffer = b""
 
     @classmethod
     async def connect(cls, port: int) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+        return cls(await trio.open_tcp_stream("127.0.0.1", port), port)
 
     async def exchange(self, request: bytes) -> int:
         await self.stream.send_all(request)
@@ -208,6 +209,12 @@ class RawHttp:
         while len(self.buffer) < length:
             await self._receive()
         self.buffer = self.buffer[length:]
+        if any(line.lower() == b"connection: close" for line in lines):
+            # The server ends a keep-alive connection after so many requests (hypercorn:
+            # 1,000): the next request goes on a new one, as any HTTP client does.
+            await self.stream.aclose()
+            self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+            self.buffer = b""
         return status
 
     async def _receive(self) -> None:
