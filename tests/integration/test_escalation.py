@@ -389,14 +389,20 @@ async def test_slack_form_is_signed_text_and_a_refused_url_fails_at_once(pool, r
 async def test_a_webhook_urls_path_never_reaches_the_delivery_or_the_case_history(pool):
     """A chat webhook's URL path is its credential: a failing delivery records the
     receiver's origin only (last_error, the retry reason, the viewer-visible event)."""
-    port = free_port()  # nothing listens: every attempt fails to connect
-    await add_channel(pool, "chat", f"http://127.0.0.1:{port}/hooks/T0/B0/s3cr3tp4th?k=tok3n")
-    [case_id] = await new_cases(pool, 1)
-    await run_escalation_check(pool, POLICY)
-    [(delivery_id,)] = await rows(pool, "SELECT id::text FROM notification_deliveries")
-    first = await deliver(pool, delivery_id, OPTIONS)
-    assert first.status == "retry" and f"127.0.0.1:{port}" in first.reason
-    assert await deliver_all(pool) == ["failed"]
+    impatient = DeliveryOptions(
+        fetch=FetchPolicy(allowed_networks=("127.0.0.0/8",), total_timeout=0.5), max_attempts=2
+    )
+    with socket.socket() as silent:  # accepts connections, never answers: each try times out
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        await add_channel(pool, "ops", f"http://127.0.0.1:{port}/hooks/T0/B0/s3cr3tp4th?k=tok3n")
+        [case_id] = await new_cases(pool, 1)
+        await run_escalation_check(pool, POLICY)
+        [(delivery_id,)] = await rows(pool, "SELECT id::text FROM notification_deliveries")
+        first = await deliver(pool, delivery_id, impatient)
+        assert first.status == "retry" and f"http://127.0.0.1:{port}" in first.reason
+        assert await deliver_all(pool, impatient) == ["failed"]
     [(error,)] = await rows(pool, "SELECT last_error FROM notification_deliveries")
     [(detail,)] = await rows(
         pool, "SELECT detail FROM case_events WHERE case_id = %s AND kind = 'notified'", case_id
@@ -445,7 +451,10 @@ async def test_a_changed_destination_needs_the_secret_again(pool):
         )
         with pytest.raises(ValidationFailed) as caught:  # refused at configuration
             await update_channel(
-                conn, email.id, {"config": {"host": "169.254.169.254"}}, FetchPolicy()
+                conn,
+                email.id,
+                {"config": {"host": "169.254.169.254", "password": "pw"}},
+                FetchPolicy(),
             )
     assert kept.has_secret and moved.has_secret and moved.config["host"] == "smtp.example.net"
     assert caught.value.errors[0]["field"] == "config.host"
