@@ -4,6 +4,8 @@ A channel is ``{name, kind, config, events, min_severity, enabled}``. Its ``conf
 splits in two: what may be shown (a webhook's ``url`` and ``format``; an email's ``to``,
 ``host``, ``port``, ``security``, ``username``, ``from``) and the secret, which is
 write-only (a webhook's ``secret``, an email's ``password``): stored, never answered.
+Email credentials only with ``tls`` or ``starttls``; a secret does not follow a change
+of its destination (:func:`check_secret_follows`).
 """
 
 from __future__ import annotations
@@ -88,11 +90,11 @@ def split_config(
     return email, secret
 
 
-def destination(kind: str, shown: Mapping[str, Any]) -> tuple[str, str, int]:
+def destination(kind: str, shown: Mapping[str, Any]) -> tuple[str, str, object]:
     """Where a channel's secret goes: a webhook URL's (scheme, host, port), an email
-    server's ("smtp", host, port)."""
+    server's ("smtp", host, port). Total: unchecked input gives some value, never raises."""
     if kind == "email":
-        return ("smtp", str(shown.get("host", "")).lower().rstrip("."), int(shown.get("port", 0)))
+        return ("smtp", str(shown.get("host", "")).lower().rstrip("."), shown.get("port"))
     try:
         parts = urlsplit(str(shown.get("url", "")))
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
