@@ -140,6 +140,7 @@ def _send_blocking(
     else:
         smtp = _Pinned(timeout=timeout)
     smtp.addresses = addresses
+    smtp._host = host  # set by SMTP(host) only; TLS takes server_hostname from it
     code, greeting = smtp.connect(host, port)
     if code != 220:  # what SMTP(host, port) checks when it connects itself
         smtp.close()
