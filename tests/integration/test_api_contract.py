@@ -263,12 +263,15 @@ async def test_every_route_answers_as_documented(api):
         assert (await client.delete(f"/api/v1/holds/{hold_id}", params=done)).status_code == 409
         assert (await client.get("/api/v1/retention/runs")).status_code == 200
         assert (await client.delete(f"/api/v1/documents/{document_id}")).status_code == 204
-        # Notification channels (issue 14). The SMTP port is closed: the test answers
-        # "not delivered" without traffic leaving loopback.
+        # Notification channels (issue 14). The SMTP server's address is refused when
+        # sending: the test answers "not delivered" without traffic leaving loopback.
         base = "/api/v1/notification-channels"
         email = {"name": "walk", "kind": "email", "events": ["opened"],
                  "config": {"to": ["duty@example.org"], "host": "127.0.0.1", "port": 9,
-                            "security": "none", "password": "pw"}}  # fmt: skip
+                            "security": "tls", "password": "pw"}}  # fmt: skip
+        refused = await client.post(base, json=email)
+        assert refused.status_code == 422 and "config.host" in refused.text
+        email["config"]["host"] = "smtp.example.org"
         created = await client.post(base, json=email)
         assert created.status_code == 201 and created.json()["has_secret"]
         assert "password" not in created.json()["config"]
@@ -283,8 +286,15 @@ async def test_every_route_answers_as_documented(api):
         assert (await client.get(f"{base}/999999")).status_code == 404
         patched = await client.patch(f"{base}/{channel_id}", json={"min_severity": "high"})
         assert patched.status_code == 200 and patched.json()["min_severity"] == "high"
+        async with api.pool.transaction() as conn:  # stored before the address policy
+            await conn.execute(  # changed: refused when sending, before any connection
+                'UPDATE notification_channels SET config = config || \'{"host": "127.1"}\''
+                " WHERE id = %s",
+                (channel_id,),
+            )
         tested = await client.post(f"{base}/{channel_id}/test")
         assert tested.status_code == 200 and tested.json()["delivered"] is False
+        assert tested.json()["reason"].startswith("refused: 127.0.0.1 is a loopback address")
         assert (await client.delete(f"{base}/{channel_id}")).status_code == 204
 
     # Sources (issue 13).

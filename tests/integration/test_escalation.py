@@ -3,6 +3,7 @@ webhook receiver (signatures verified) and a real SMTP server in its own process
 
 from __future__ import annotations
 
+import email
 import socket
 import subprocess
 import sys
@@ -262,7 +263,7 @@ def smtp_sink(tmp_path):
     port = free_port()
     directory = tmp_path / "mail"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.smtp_sink", str(port), str(directory), "bot", "pw"],
+        [sys.executable, "-m", "tests.smtp_sink", str(port), str(directory)],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[2],
     )
@@ -284,16 +285,14 @@ async def test_an_email_channel_delivers_to_the_smtp_server(pool, smtp_sink):
                 "kind": "email",
                 "config": {
                     "to": ["duty@example.com"],
-                    "host": "127.0.0.1",
+                    "host": "localhost",
                     "port": port,
-                    "security": "none",
-                    "username": "bot",
-                    "password": "pw",
+                    "security": "none",  # no credentials: they go over TLS only
                 },
             },
             LOOPBACK,
         )
-    assert "password" not in channel.config and channel.has_secret
+    assert not channel.has_secret
     await new_cases(pool, 1)
     await run_escalation_check(pool, POLICY)
     assert await deliver_all(pool) == ["delivered"]
@@ -385,3 +384,127 @@ async def test_slack_form_is_signed_text_and_a_refused_url_fails_at_once(pool, r
         pool, "SELECT attempts, last_error FROM notification_deliveries WHERE status = 'failed'"
     )
     assert attempts == 1 and "refused" in error
+
+
+async def test_a_webhook_urls_path_never_reaches_the_delivery_or_the_case_history(pool):
+    """A chat webhook's URL path is its credential: a failing delivery records the
+    receiver's origin only (last_error, the retry reason, the viewer-visible event)."""
+    impatient = DeliveryOptions(
+        fetch=FetchPolicy(allowed_networks=("127.0.0.0/8",), total_timeout=0.5), max_attempts=2
+    )
+    with socket.socket() as silent:  # accepts connections, never answers: each try times out
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        await add_channel(pool, "ops", f"http://127.0.0.1:{port}/hooks/T0/B0/s3cr3tp4th?k=tok3n")
+        [case_id] = await new_cases(pool, 1)
+        await run_escalation_check(pool, POLICY)
+        [(delivery_id,)] = await rows(pool, "SELECT id::text FROM notification_deliveries")
+        first = await deliver(pool, delivery_id, impatient)
+        assert first.status == "retry" and f"http://127.0.0.1:{port}" in first.reason
+        assert await deliver_all(pool, impatient) == ["failed"]
+    [(error,)] = await rows(pool, "SELECT last_error FROM notification_deliveries")
+    [(detail,)] = await rows(
+        pool, "SELECT detail FROM case_events WHERE case_id = %s AND kind = 'notified'", case_id
+    )
+    for text in (first.reason, error, detail["reason"]):
+        assert "s3cr3tp4th" not in text and "tok3n" not in text and "/hooks" not in text
+
+
+async def test_a_changed_destination_needs_the_secret_again(pool):
+    from daemon.modules.notifications import update_channel
+
+    channel = await add_channel(pool, "ops", "http://127.0.0.1:9/hook")
+    async with pool.transaction() as conn:
+        email = await create_channel(
+            conn,
+            {
+                "name": "mail",
+                "kind": "email",
+                "config": {
+                    "to": ["duty@example.com"],
+                    "host": "smtp.example.org",
+                    "security": "tls",
+                    "username": "bot",
+                    "password": "pw",
+                },
+            },
+            LOOPBACK,
+        )
+    moves = [
+        (channel.id, {"url": "http://127.0.0.2:9/hook"}, "config.secret"),
+        (email.id, {"host": "smtp.example.net"}, "config.password"),
+        (email.id, {"port": 2525}, "config.password"),
+        (email.id, {"security": "none"}, "config.username"),
+    ]
+    for channel_id, config, field in moves:
+        async with pool.transaction() as conn:
+            with pytest.raises(ValidationFailed) as caught:
+                await update_channel(conn, channel_id, {"config": config}, LOOPBACK)
+        assert caught.value.errors[0]["field"] == field
+    async with pool.transaction() as conn:  # the same origin keeps the secret
+        kept = await update_channel(
+            conn, channel.id, {"config": {"url": "http://127.0.0.1:9/other"}}, LOOPBACK
+        )
+        moved = await update_channel(
+            conn, email.id, {"config": {"host": "smtp.example.net", "password": "pw2"}}, LOOPBACK
+        )
+        with pytest.raises(ValidationFailed) as caught:  # refused at configuration
+            await update_channel(
+                conn,
+                email.id,
+                {"config": {"host": "169.254.169.254", "password": "pw"}},
+                FetchPolicy(),
+            )
+    assert kept.has_secret and moved.has_secret and moved.config["host"] == "smtp.example.net"
+    assert caught.value.errors[0]["field"] == "config.host"
+    [(secret,)] = await rows(
+        pool, "SELECT secret FROM notification_channels WHERE id = %s", email.id
+    )
+    assert secret == "pw2"
+
+
+async def test_a_title_with_line_breaks_is_mailed_and_a_hopeless_mail_fails_at_once(
+    pool, smtp_sink
+):
+    port, directory = smtp_sink
+    config = {"to": ["duty@example.com"], "host": "localhost", "port": port, "security": "none"}
+    async with pool.transaction() as conn:
+        channel = await create_channel(
+            conn, {"name": "ops", "kind": "email", "config": config}, LOOPBACK
+        )
+    [case_id] = await new_cases(pool, 1)
+    async with pool.transaction() as conn:
+        await conn.execute(
+            "UPDATE documents SET title = %s WHERE id = (SELECT document_id FROM cases "
+            "WHERE id = %s)",
+            ("disk full\r\nBcc: all@example.com", case_id),
+        )
+    await run_escalation_check(pool, POLICY)
+    assert await deliver_all(pool) == ["delivered"]
+    deadline = time.monotonic() + 5
+    while not list(directory.glob("*.eml")) and time.monotonic() < deadline:
+        await trio.sleep(0.05)
+    [mail] = directory.glob("*.eml")
+    message = email.message_from_string(mail.read_text())
+    assert message["Bcc"] is None  # the title stayed in the subject, on one line
+    assert "disk full Bcc: all@example.com" in " ".join(str(message["Subject"]).split())
+    # Credentials stored (before they needed TLS) on a cleartext channel: failed for good
+    # at the first attempt, recorded in the case's history, never sent.
+    async with pool.transaction() as conn:
+        await conn.execute(
+            "UPDATE notification_channels SET secret = 'pw', "
+            'config = config || \'{"username": "bot"}\' WHERE id = %s',
+            (channel.id,),
+        )
+    [other] = await new_cases(pool, 1)
+    await run_escalation_check(pool, POLICY)
+    assert await deliver_all(pool) == ["failed"]
+    [(attempts, error)] = await rows(
+        pool, "SELECT attempts, last_error FROM notification_deliveries WHERE case_id = %s", other
+    )
+    assert attempts == 1 and "only over TLS" in error
+    [(detail,)] = await rows(
+        pool, "SELECT detail FROM case_events WHERE case_id = %s AND kind = 'notified'", other
+    )
+    assert detail["outcome"] == "failed"

@@ -1,9 +1,9 @@
 """``/api/v1/notification-channels``: where case notifications go (admins only).
 
 Secrets are write-only: given in ``config`` (``secret`` of a webhook, ``password`` of an
-email channel), stored, never answered. A webhook URL must pass the SSRF guard's address
-policy and egress allowlist (``TRIAGED_FETCH_*``), else 422 on ``config.url``. Every
-write is audited, never with the secret."""
+email channel), stored, never answered. A webhook URL and an SMTP host must pass the SSRF
+guard's address policy and egress allowlist (``TRIAGED_FETCH_*``), else 422 on
+``config.url`` / ``config.host``. Every write is audited, never with the secret."""
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ async def show(channel_id: int) -> Response:
 @requires(Role.ADMIN, body=ChannelPatchBody, replies={200: NotificationChannelView}, errors=(409,))
 async def patch(channel_id: int) -> Response:
     """Change the given fields; ``config`` fields given replace the stored ones, the
-    secret is kept unless given."""
+    secret is kept unless given, except when its destination changes (a webhook URL's
+    origin, an SMTP host or port): then 422 unless it is given again."""
     body = await json_body(ChannelPatchBody)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     async with current_context().db.transaction() as conn:

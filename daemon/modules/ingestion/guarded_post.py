@@ -30,6 +30,29 @@ if TYPE_CHECKING:
 _MAX_REPLY_BYTES = 64 * 1024
 
 
+def url_origin(url: httpx.URL) -> str:
+    """``scheme://host:port`` of ``url``: what an error or a log line may name (a chat
+    webhook's path and query are its credential)."""
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    host = url.raw_host.decode("ascii")
+    return f"{url.scheme}://[{host}]:{port}" if ":" in host else f"{url.scheme}://{host}:{port}"
+
+
+def _redact(text: str, url: httpx.URL | str, origin: str) -> str:
+    """``text`` with ``url`` (as given and as parsed) and its path-and-query replaced by
+    ``origin``: what a message made by another layer may say without the credential."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return text.replace(str(url), origin)
+    for whole in sorted({str(url), str(parsed)}, key=len, reverse=True):
+        text = text.replace(whole, origin)
+    tail = parsed.raw_path.decode("ascii", "replace")
+    if len(tail) > 1:
+        text = text.replace(tail, "/…")
+    return text
+
+
 def check_outbound_url(url: str, policy: FetchPolicy) -> None:
     """Refuse ``url`` as far as can be told without DNS (scheme, host, a literal address
     the policy refuses, the egress allowlist).
@@ -56,6 +79,7 @@ async def post_guarded(
         FetchUnavailable: timeout (``policy.total_timeout``), network or DNS failure.
     """
     target = checked_url(url, policy.address_policy, egress=policy.egress)
+    where = url_origin(target)  # never the path or query: they may be the credential
     backend = GuardedBackend(policy.address_policy, resolver, egress=policy.egress)
     transport = GuardedTransport(backend, ssl_context=policy.ssl_context or _default_ssl_context())
     # The transport directly, not a client: nothing logs the URL (a chat webhook's URL
@@ -83,8 +107,9 @@ async def post_guarded(
                     await response.aclose()
                 return response.status_code
     except trio.TooSlowError as exc:
-        raise FetchUnavailable(f"{target}: no answer within {policy.total_timeout:g} s") from exc
+        raise FetchUnavailable(f"{where}: no answer within {policy.total_timeout:g} s") from exc
     except FetchRefused:
         raise
     except httpx.HTTPError as exc:
-        raise FetchUnavailable(f"{target}: {str(exc) or type(exc).__name__}") from exc
+        reason = _redact(str(exc), target, where) or type(exc).__name__
+        raise FetchUnavailable(f"{where}: {reason}") from exc

@@ -4,16 +4,22 @@ A channel is ``{name, kind, config, events, min_severity, enabled}``. Its ``conf
 splits in two: what may be shown (a webhook's ``url`` and ``format``; an email's ``to``,
 ``host``, ``port``, ``security``, ``username``, ``from``) and the secret, which is
 write-only (a webhook's ``secret``, an email's ``password``): stored, never answered.
+Email credentials only with ``tls`` or ``starttls``; a secret does not follow a change
+of its destination (:func:`check_secret_follows`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from daemon.modules.notifications.email_sender import SECURITIES
 from daemon.modules.notifications.escalation_policy import SEVERITIES
 from daemon.shared.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 KINDS = ("webhook", "email")
 EVENTS = ("opened", "escalated", "resolved")
@@ -76,7 +82,45 @@ def split_config(
     shown = {key: value for key, value in config.items() if key != secret_key}
     if kind == "webhook":
         return _webhook(shown, secret, creating=creating), secret
-    return _email(shown), secret
+    email = _email(shown)
+    if email["security"] not in ("tls", "starttls"):
+        for key, value in (("username", email.get("username")), ("password", secret)):
+            if value is not None:
+                raise _fail(f"config.{key}", "only with security tls or starttls (never in clear)")
+    return email, secret
+
+
+def destination(kind: str, shown: Mapping[str, Any]) -> tuple[str, str, object]:
+    """Where a channel's secret goes: a webhook URL's (scheme, host, port), an email
+    server's ("smtp", host, port). Total: unchecked input gives some value, never raises."""
+    if kind == "email":
+        return ("smtp", str(shown.get("host", "")).lower().rstrip("."), shown.get("port"))
+    try:
+        parts = urlsplit(str(shown.get("url", "")))
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+        return (parts.scheme, (parts.hostname or "").rstrip("."), port)
+    except ValueError:
+        return ("", str(shown.get("url", "")), 0)
+
+
+def check_secret_follows(
+    kind: str, old_shown: Mapping[str, Any], new_config: Mapping[str, Any], has_secret: bool
+) -> None:
+    """A change of where the secret goes (a webhook URL's scheme, host or port; an email
+    server's host or port) must give the secret again: else whoever may change a channel
+    could send the stored secret to a server of theirs.
+
+    Raises:
+        ValidationFailed: on ``config.secret`` / ``config.password``.
+    """
+    key = SECRET_KEYS.get(kind)
+    if key is None or not has_secret or key in new_config:
+        return
+    merged = {**old_shown, **new_config}
+    if destination(kind, merged) != destination(kind, old_shown):
+        raise _fail(
+            f"config.{key}", "required again: the channel's destination (host or port) changed"
+        )
 
 
 def _webhook(shown: dict[str, Any], secret: str | None, *, creating: bool) -> dict[str, Any]:

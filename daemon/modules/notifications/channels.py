@@ -15,9 +15,11 @@ from daemon.modules.ingestion import FetchRefused, check_outbound_url
 from daemon.modules.notifications.channel_rules import (
     check_events,
     check_name,
+    check_secret_follows,
     check_severity,
     split_config,
 )
+from daemon.modules.notifications.email_sender import check_smtp_host
 from daemon.modules.notifications.errors import ChannelNotFound, DuplicateChannel
 from daemon.shared.db.queries import load_queries
 from daemon.shared.errors import ValidationFailed
@@ -64,12 +66,20 @@ class Channel:
 
 
 def check_reachable(kind: str, config: Mapping[str, Any], policy: FetchPolicy) -> None:
-    """A webhook's URL must be one the SSRF guard lets out (loopback and private
-    addresses only when the fetch settings allow them).
+    """A webhook's URL, an email channel's server must be one the SSRF guard lets out
+    as far as can be told without DNS (loopback and private addresses only when the
+    fetch settings allow them; the egress allowlist). What a name resolves to is checked
+    when sending.
 
     Raises:
-        ValidationFailed: on ``config.url``.
+        ValidationFailed: on ``config.url`` or ``config.host``.
     """
+    if kind == "email":
+        try:
+            check_smtp_host(str(config["host"]), int(config["port"]), policy)
+        except FetchRefused as exc:
+            raise ValidationFailed([{"field": "config.host", "message": str(exc)}]) from None
+        return
     if kind != "webhook":
         return
     try:
@@ -117,6 +127,7 @@ async def update_channel(
     config = changes.get("config", {})
     if not isinstance(config, dict):
         raise ValidationFailed([{"field": "config", "message": "an object"}])
+    check_secret_follows(current.kind, current.config, config, old_secret is not None)
     merged = {**current.config, **config}
     shown, secret = split_config(current.kind, merged, old_secret=old_secret, creating=False)
     check_reachable(current.kind, shown, policy)

@@ -99,7 +99,7 @@ async def deliver(pool: Pool, delivery_id: str, options: DeliveryOptions) -> Out
         return await _finish_failed(pool, did, case_id, base, str(exc)[:300])
     except DeliveryFailed as exc:
         reason = str(exc)[:300]
-        if attempts + 1 >= options.max_attempts:
+        if exc.permanent or attempts + 1 >= options.max_attempts:
             return await _finish_failed(pool, did, case_id, base, reason)
         async with pool.transaction() as conn:
             await conn.execute(SQL["note_attempt"], {"id": did, "error": reason})

@@ -18,4 +18,11 @@ class DuplicateChannel(NotificationError):
 
 
 class DeliveryFailed(NotificationError):
-    """One delivery attempt failed (transient: the delivery is retried)."""
+    """One delivery attempt failed (transient: the delivery is retried).
+
+    ``permanent``: retrying cannot help (the message cannot be sent as it is, or the
+    server refused it for good); the delivery is recorded failed at once."""
+
+    def __init__(self, message: str | None = None, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -4,6 +4,7 @@ and an email's subject and text. Pure."""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,22 +31,38 @@ class Notice:
     title: str
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character (CR, LF, TAB, ...; the Unicode line and
+    paragraph separators) replaced by a space: safe in a mail header or a chat line."""
+    return _CONTROL.sub(" ", text)
+
+
+def slack_escaped(text: str) -> str:
+    """``&``, ``<`` and ``>`` escaped as Slack (and Mattermost) document, so untrusted
+    text cannot mention ``<!channel>`` or make ``<url|links>``."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def summary(notice: Notice) -> str:
-    """One line a person reads."""
+    """One line a person reads (no control characters: it is also a mail subject)."""
     what = {
         "opened": "opened",
         "resolved": "resolved",
         "escalated": f"escalated to level {notice.detail.get('level', notice.level)}",
         "test": "test message",
     }.get(notice.event_kind, notice.event_kind)
-    return f"[triaged] case #{notice.case_id} ({notice.severity}) {what}: {notice.title}"[:500]
+    line = f"[triaged] case #{notice.case_id} ({notice.severity}) {what}: {notice.title}"
+    return one_line(line)[:500]
 
 
 def webhook_body(notice: Notice, fmt: str) -> bytes:
     """The exact bytes sent (and signed). ``fmt``: ``json`` or ``slack`` (``{"text"}``,
     which Slack and Mattermost incoming webhooks accept)."""
     if fmt == "slack":
-        return json.dumps({"text": summary(notice)}, ensure_ascii=False).encode()
+        return json.dumps({"text": slack_escaped(summary(notice))}, ensure_ascii=False).encode()
     body = {
         "type": f"case.{notice.event_kind}",
         "delivery_id": notice.delivery_id,
@@ -79,7 +96,7 @@ def email_text(notice: Notice) -> tuple[str, str]:
         f"Status: {notice.status}",
         f"Escalation level: {notice.level}",
         f"SLA due: {notice.sla_due_at.isoformat() if notice.sla_due_at else '-'}",
-        f"Event: {notice.event_kind} by {notice.actor} at {notice.at.isoformat()}",
+        one_line(f"Event: {notice.event_kind} by {notice.actor} at {notice.at.isoformat()}"),
         f"Delivery id: {notice.delivery_id}",
     ]
     return summary(notice), "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -32,6 +33,34 @@ class DeliveryOptions:
     backoff_max_seconds: float = 120.0
 
 
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (what may be shown of a webhook URL)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+        host = parts.hostname or ""
+    except ValueError:
+        return "(the webhook URL)"
+    return f"{parts.scheme}://[{host}]:{port}" if ":" in host else f"{parts.scheme}://{host}:{port}"
+
+
+def redacted(text: str, url: str) -> str:
+    """``text`` without ``url`` or its path and query (each replaced by what may be shown)."""
+    text = text.replace(url, origin(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    for secret in (
+        parts.path + ("?" + parts.query if parts.query else ""),
+        parts.path,
+        parts.query,
+    ):
+        if len(secret) > 1:
+            text = text.replace(secret, "/…")
+    return text
+
+
 async def send(
     kind: str,
     config: Mapping[str, Any],
@@ -42,8 +71,11 @@ async def send(
     """Deliver ``notice``; returns when the receiver accepted it (2xx, or SMTP accepted).
 
     Raises:
-        DeliveryFailed: transient or not, the reason (never the secret).
-        FetchRefused: the webhook URL is refused by the address policy (permanent).
+        DeliveryFailed: transient or not (``permanent``), the reason: never the secret,
+            never a webhook URL's path or query (a chat webhook's credential), only its
+            ``scheme://host:port``.
+        FetchRefused: the webhook URL or the SMTP server is refused by the address
+            policy or the egress allowlist (permanent).
     """
     if kind == "webhook":
         body = webhook_body(notice, str(config.get("format", "json")))
@@ -51,10 +83,13 @@ async def send(
             "content-type": "application/json",
             **signed_headers(secret or "", notice.delivery_id, body),
         }
+        url = str(config["url"])
         try:
-            status = await post_guarded(str(config["url"]), body, headers, options.fetch)
+            status = await post_guarded(url, body, headers, options.fetch)
         except FetchUnavailable as exc:
-            raise DeliveryFailed(str(exc)[:300]) from None
+            raise DeliveryFailed(redacted(str(exc), url)[:300]) from None
+        except FetchRefused as exc:
+            raise FetchRefused(redacted(str(exc), url)[:300]) from None
         if not 200 <= status < 300:
             raise DeliveryFailed(f"the receiver answered HTTP {status}")
         return
@@ -69,6 +104,7 @@ async def send(
                     text,
                     delivery_id=notice.delivery_id,
                     timeout=timeout,
+                    policy=options.fetch,
                 )
         except trio.TooSlowError:
             raise DeliveryFailed(f"SMTP: not done within {timeout * 2:g} s") from None
