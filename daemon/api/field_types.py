@@ -37,6 +37,12 @@ def _true_or_false(value: Any) -> Any:
 JsonBool = Annotated[bool, Strict()]
 """A JSON body's ``true`` or ``false``, nothing else."""
 
+JsonInt = Annotated[int, Strict()]
+"""A JSON body's integer: not ``true`` (which lax validation reads as 1), not ``"3"``."""
+
+JsonNumber = Annotated[float, Strict()]
+"""A JSON body's number (an integer or a fraction): not ``true``, not ``"3"``."""
+
 DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 """An RFC 3339 date-time with a time zone (``2026-01-31T12:00:00Z``), in a JSON body or
 a query: no Unix time, no bare date."""

@@ -230,3 +230,42 @@ async def test_204_has_no_content_type(api):
     assert deleted.status_code == 204
     assert "content-type" not in deleted.headers
     assert deleted.content == b""
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "body", "field"),
+    [
+        (
+            "admin",
+            "/api/v1/sources",
+            {"name": "s", "kind": "upload", "limits": {"items_per_poll": True}},
+            "limits.items_per_poll",
+        ),
+        (
+            "admin",
+            "/api/v1/sources",
+            {
+                "name": "s",
+                "kind": "feed",
+                "config": {"url": "https://feed.example.org/"},
+                "schedule": {"interval_seconds": True},
+            },
+            "schedule.interval_seconds",
+        ),
+        ("analyst", "/api/v1/documents", {"content": "x", "source_id": True}, "source_id"),
+        (
+            "admin",
+            "/api/v1/holds",
+            {"target_type": "document", "target_id": "1", "reason": "r"},
+            "target_id",
+        ),
+    ],
+)
+async def test_json_integers_are_integers_not_true_or_strings(api, role, path, body, field):
+    # Lax validation would read true as 1 and "1" as 1: a body the schema calls invalid
+    # must not be accepted (Schemathesis found POST /sources taking items_per_poll: true).
+    token = await api.token(Role.ADMIN if role == "admin" else Role.ANALYST)
+    async with api.client() as client:
+        response = await client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 422, response.text
+    assert field in response.text

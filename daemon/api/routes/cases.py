@@ -13,7 +13,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context, current_principal
 from daemon.api.body import json_body
 from daemon.api.context import current_context
-from daemon.api.field_types import DateTime, QueryBool  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import DateTime, JsonInt, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.if_match import etag, required_version
 from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, page
@@ -93,7 +93,7 @@ class AcknowledgeBody(_Body):
 
 
 class AssignBody(_Body):
-    user_id: int | None = Field(
+    user_id: JsonInt | None = Field(
         ge=1, le=2**63 - 1, description="An active analyst or admin; null: nobody."
     )
 

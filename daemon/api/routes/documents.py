@@ -14,7 +14,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context, current_principal
 from daemon.api.body import field_errors, json_body
 from daemon.api.context import current_context
-from daemon.api.field_types import DateTime  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import DateTime, JsonInt  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.json_input import parse_json
 from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
@@ -72,7 +72,7 @@ class DocumentBody(BaseModel):
     media_type: str | None = Field(
         default=None, max_length=200, description="of content; default text/plain"
     )
-    source_id: int | None = Field(
+    source_id: JsonInt | None = Field(
         default=None, ge=1, le=MAX_ID, description="a source of kind upload; default: the built-in"
     )
     external_id: str | None = Field(default=None, max_length=500)

@@ -12,7 +12,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
-from daemon.api.field_types import QueryBool  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import JsonInt, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, page
 from daemon.api.schemas.base import page_of
@@ -62,7 +62,7 @@ class HoldBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target_type: Literal["document", "case"]
-    target_id: int = Field(ge=1, le=MAX_ID)
+    target_id: JsonInt = Field(ge=1, le=MAX_ID)
     reason: str = Field(min_length=1, max_length=2000)
 
 

@@ -13,7 +13,7 @@ from daemon.api.access import Reply, requires
 from daemon.api.authn import audit_context
 from daemon.api.body import json_body
 from daemon.api.context import current_context
-from daemon.api.field_types import JsonBool  # noqa: TC001 (pydantic reads it at run time)
+from daemon.api.field_types import JsonBool, JsonInt, JsonNumber  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.query import Cursor, QueryModel, query_params
 from daemon.api.responses import json_response, no_content, page
 from daemon.api.schemas.base import page_of
@@ -48,7 +48,7 @@ class ScheduleBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    interval_seconds: float | None = Field(default=None, ge=1, le=31_622_400)
+    interval_seconds: JsonNumber | None = Field(default=None, ge=1, le=31_622_400)
     cron: str | None = Field(default=None, max_length=200)
     timezone: str = Field(default="UTC", max_length=100)
 
@@ -56,9 +56,9 @@ class ScheduleBody(BaseModel):
 class LimitsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items_per_poll: int | None = Field(default=None, ge=1, le=10_000)
-    bytes_per_item: int | None = Field(default=None, ge=1, le=1 << 30)
-    timeout_seconds: float | None = Field(default=None, ge=1, le=3600)
+    items_per_poll: JsonInt | None = Field(default=None, ge=1, le=10_000)
+    bytes_per_item: JsonInt | None = Field(default=None, ge=1, le=1 << 30)
+    timeout_seconds: JsonNumber | None = Field(default=None, ge=1, le=3600)
 
 
 _CONFIG_DOC = (
