@@ -368,9 +368,9 @@ def main() -> None:
     print(f"processes: {' + '.join(args.processes.split(','))}; reads at {args.rate:g}/s")
     print(
         f"| scenario | read p50 ms | read p95 ms | read p99 ms | /livez p99 ms "
-        f"| loop lag p99 ms | docs/s | median of {args.runs} |"
+        f"| loop lag p99 ms | reads/s | docs/s | median of {args.runs} |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, label in ROWS:
 
         def med(metric: str, name: str = name) -> str:
@@ -380,7 +380,8 @@ def main() -> None:
         p95s = " / ".join(f"{r[f'{name} p95']:.1f}" for r in results)
         print(
             f"| {label} | {med('p50')} | {med('p95')} | {med('p99')} | {med('livez p99')} "
-            f"| {med('loop lag p99')} | {med('docs/s')} | p95 of runs: {p95s} |"
+            f"| {med('loop lag p99')} | {med('reads/s')} | {med('docs/s')} "
+            f"| p95 of runs: {p95s} |"
         )
     print("targets: " + ", ".join(f"{k} <= {v:g} ms" for k, v in TARGETS.items()))
 
