@@ -172,18 +172,6 @@ def collect(proc: subprocess.Popen) -> dict:
 # -- the daemon's side ---------------------------------------------------------------------
 
 
-def loop_lag(daemon: Daemon) -> tuple[float, float]:
-    """Sum and count of the daemon's event-loop lag histogram (seconds)."""
-    text = httpx.get(f"{daemon.url}/metrics", timeout=30).text
-    total = count = 0.0
-    for line in text.splitlines():
-        if line.startswith("triaged_event_loop_lag_seconds_sum"):
-            total = float(line.split()[-1])
-        elif line.startswith("triaged_event_loop_lag_seconds_count"):
-            count = float(line.split()[-1])
-    return total, count
-
-
 def loop_lag_buckets(daemon: Daemon) -> dict[float, float]:
     text = httpx.get(f"{daemon.url}/metrics", timeout=30).text
     buckets: dict[float, float] = {}

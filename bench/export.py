@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,8 @@ sys.path.insert(0, str(_ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import trio  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+from bench.ingest import RawHttp, free_port, with_database  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "triaged_bench_export"
@@ -70,16 +70,6 @@ SELECT CASE WHEN g %% 10 = 0 THEN '=SUM(A' || g || ')'
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g,
      LATERAL (SELECT now() - (%(last)s::bigint - g) * interval '1 second' AS t) AS times
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def with_database(url: str, name: str) -> str:
-    return make_conninfo(**{**conninfo_to_dict(url), "dbname": name})
 
 
 def recreate_database(url: str) -> str:
@@ -181,52 +171,6 @@ class Daemon:
         self.log.close()
 
 
-class RawHttp:
-    """A minimal HTTP/1.1 keep-alive client on one connection (Content-Length bodies):
-    the load generator shares the cores with the daemon, so it spends little CPU."""
-
-    def __init__(self, stream: trio.SocketStream, port: int) -> None:
-        self.stream = stream
-        self.port = port
-        self.buffer = b""
-
-    @classmethod
-    async def connect(cls, port: int) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port), port)
-
-    async def exchange(self, request: bytes) -> int:
-        await self.stream.send_all(request)
-        while b"\r\n\r\n" not in self.buffer:
-            await self._receive()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in lines
-            if line.lower().startswith(b"content-length:")
-        )
-        while len(self.buffer) < length:
-            await self._receive()
-        self.buffer = self.buffer[length:]
-        if any(line.lower() == b"connection: close" for line in lines):
-            # The server ends a keep-alive connection after so many requests (hypercorn:
-            # 1,000): the next request goes on a new one, as any HTTP client does.
-            await self.stream.aclose()
-            self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
-            self.buffer = b""
-        return status
-
-    async def _receive(self) -> None:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            raise ConnectionError("server closed the connection")
-        self.buffer += data
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
 def p95(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[max(0, int(len(ordered) * 0.95) - 1)]
@@ -274,7 +218,7 @@ async def measure(daemon: Daemon, key: str, total: int, columns: str | None) -> 
     idle = []
     for _ in range(IDLE_REQUESTS):
         started = time.perf_counter()
-        assert await client.exchange(request) == 200
+        assert (await client.exchange(request))[0] == 200
         idle.append((time.perf_counter() - started) * 1000)
     busy: list[float] = []
     baseline = daemon.rss_kib()
@@ -297,7 +241,7 @@ async def measure(daemon: Daemon, key: str, total: int, columns: str | None) -> 
         await trio.sleep(0.2)  # the export is under way
         while True:
             started = time.perf_counter()
-            assert await client.exchange(request) == 200
+            assert (await client.exchange(request))[0] == 200
             busy.append((time.perf_counter() - started) * 1000)
 
     async with trio.open_nursery() as nursery:

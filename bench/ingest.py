@@ -229,13 +229,14 @@ class RawHttp:
     body the Content-Length announces: about a tenth of that.
     """
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, port: int) -> None:
         self.stream = stream
+        self.port = port
         self.buffer = b""
 
     @classmethod
     async def connect(cls, port: int) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+        return cls(await trio.open_tcp_stream("127.0.0.1", port), port)
 
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
         await self.stream.send_all(request)
@@ -252,6 +253,12 @@ class RawHttp:
         while len(self.buffer) < length:
             await self._receive()
         body, self.buffer = self.buffer[:length], self.buffer[length:]
+        if any(line.lower() == b"connection: close" for line in lines):
+            # The server ends a keep-alive connection after so many requests (hypercorn:
+            # 1,000): the next request goes on a new one, as any HTTP client does.
+            await self.stream.aclose()
+            self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+            self.buffer = b""
         return status, body
 
     async def _receive(self) -> None:
