@@ -25,6 +25,11 @@ Each run (``--runs``, default 3) uses a fresh database and process; the table sh
 median of the runs and each run's figure.
 
     .venv/bin/python bench/api_load.py [--processes serve|api,worker] [--runs 3]
+        [--scenarios idle,uploading,backlog] [--profile DIR]
+
+``--profile DIR`` samples each daemon process with py-spy (``pip install py-spy``; it needs
+the right to ptrace the daemon) during each scenario: the thread holding the GIL
+(``<scenario>-<role>-gil.txt``) and every thread (``-threads.txt``), as collapsed stacks.
 """
 
 from __future__ import annotations
@@ -271,6 +276,77 @@ def summarise(name: str, measured: dict, lag: float, rate: float | None) -> dict
     }
 
 
+def profile(args: argparse.Namespace, daemon: Daemon, scenario: str, seconds: float) -> None:
+    """With ``--profile DIR``: py-spy samples each daemon process during the scenario, twice
+    (the thread holding the GIL, ``--gil``; every thread, idle ones too, ``--idle``), as
+    collapsed stacks in DIR (``bench/profile_summary.py`` reads them)."""
+    if not args.profile:
+        return
+    Path(args.profile).mkdir(parents=True, exist_ok=True)
+    for role, proc in zip(args.processes.split(","), daemon.procs, strict=True):
+        for view, flags in (("gil", ["--gil"]), ("threads", ["--threads", "--idle"])):
+            output = Path(args.profile) / f"{scenario}-{role}-{view}.txt"
+            command = ["py-spy", "record", "-p", str(proc.pid), "-d", str(int(seconds)), "-r"]
+            command += ["100", "--nonblocking", "--format", "raw", "-o", str(output), *flags]
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Scenario:
+    """The scenarios of one run, each a method returning its figures."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        daemon: Daemon,
+        database: str,
+        key: str,
+        seed: int,
+        reader: dict,
+    ) -> None:
+        self.args, self.daemon, self.database = args, daemon, database
+        self.key, self.seed, self.reader = key, seed, reader
+
+    def idle(self) -> dict[str, float]:
+        args, daemon = self.args, self.daemon
+        before = loop_lag_buckets(daemon)
+        profile(args, daemon, "idle", args.seconds)
+        measured = collect(spawn("reader", daemon, self.key, args.seconds, **self.reader))
+        return summarise("idle", measured, lag_p99_ms(before, loop_lag_buckets(daemon)), None)
+
+    def uploading(self) -> dict[str, float]:
+        """Uploads on 16 connections as fast as accepted; returns once they completed."""
+        args, daemon, database = self.args, self.daemon, self.database
+        done_before = completed(database)
+        before = loop_lag_buckets(daemon)
+        loader = spawn("loader", daemon, self.key, args.seconds, seed=self.seed + 100)
+        profile(args, daemon, "uploading", args.seconds)
+        measured = collect(spawn("reader", daemon, self.key, args.seconds, **self.reader))
+        loaded = collect(loader)
+        lag = lag_p99_ms(before, loop_lag_buckets(daemon))
+        rate = loaded["accepted"] / loaded["seconds"]
+        print(f"  uploading: {rate:.0f} uploads/s accepted", file=sys.stderr)
+        trio.run(wait_completed, database, done_before + loaded["accepted"], 600)
+        time.sleep(2)
+        return summarise("uploading", measured, lag, rate)
+
+    def backlog(self) -> dict[str, float]:
+        """5,000 documents uploaded while ``ingest.fetch`` is paused, read while they drain."""
+        args, daemon, database = self.args, self.daemon, self.database
+        total = completed(database)
+        queue_command(daemon, database, "pause")
+        trio.run(upload, daemon, self.key, BACKLOG, self.seed + 200, "")
+        time.sleep(1)
+        before = loop_lag_buckets(daemon)
+        started = time.monotonic()
+        queue_command(daemon, database, "resume")
+        seconds = min(args.seconds, 5000 / 250)
+        profile(args, daemon, "backlog", seconds)
+        measured = collect(spawn("reader", daemon, self.key, seconds, **self.reader))
+        drained = completed(database) - total
+        lag = lag_p99_ms(before, loop_lag_buckets(daemon))
+        return summarise("backlog", measured, lag, drained / (time.monotonic() - started))
+
+
 def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
     database = recreate_database(args.url)
     roles = args.processes.split(",")
@@ -285,40 +361,9 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
             time.sleep(2)
             result: dict[str, float] = {}
             reader = {"rate": args.rate, "paths": json.dumps(paths)}
-
-            # idle
-            before = loop_lag_buckets(daemon)
-            measured = collect(spawn("reader", daemon, key, args.seconds, **reader))
-            result |= summarise(
-                "idle", measured, lag_p99_ms(before, loop_lag_buckets(daemon)), None
-            )
-
-            # uploading on 16 connections as fast as accepted
-            done_before = completed(database)
-            before = loop_lag_buckets(daemon)
-            loader = spawn("loader", daemon, key, args.seconds, seed=seed + 100)
-            measured = collect(spawn("reader", daemon, key, args.seconds, **reader))
-            loaded = collect(loader)
-            lag = lag_p99_ms(before, loop_lag_buckets(daemon))
-            rate = loaded["accepted"] / loaded["seconds"]
-            print(f"  uploading: {rate:.0f} uploads/s accepted", file=sys.stderr)
-            result |= summarise("uploading", measured, lag, rate)
-            total = done_before + loaded["accepted"]
-            trio.run(wait_completed, database, total, 600)
-            time.sleep(2)
-
-            # a backlog of 5,000 documents draining through the steps
-            queue_command(daemon, database, "pause")
-            trio.run(upload, daemon, key, BACKLOG, seed + 200, "")
-            time.sleep(1)
-            before = loop_lag_buckets(daemon)
-            started = time.monotonic()
-            queue_command(daemon, database, "resume")
-            seconds = min(args.seconds, 5000 / 250)
-            measured = collect(spawn("reader", daemon, key, seconds, **reader))
-            drained = completed(database) - total
-            lag = lag_p99_ms(before, loop_lag_buckets(daemon))
-            result |= summarise("backlog", measured, lag, drained / (time.monotonic() - started))
+            run = Scenario(args, daemon, database, key, seed, reader)
+            for name in args.scenarios.split(","):
+                result |= getattr(run, name)()
             return result
         finally:
             daemon.stop()
@@ -340,6 +385,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per scenario")
     parser.add_argument("--rate", type=float, default=25.0, help="reads per second")
     parser.add_argument("--seed-documents", type=int, default=300)
+    parser.add_argument(
+        "--scenarios", default="idle,uploading,backlog", help="which, in this order"
+    )
+    parser.add_argument("--profile", metavar="DIR", help="py-spy each scenario into DIR")
     parser.add_argument("--child", choices=["reader", "loader"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -365,6 +414,8 @@ def main() -> None:
             values = [r[f"{name} {metric}"] for r in results if f"{name} {metric}" in r]
             return f"{statistics.median(values):,.1f}" if values else "-"
 
+        if not any(f"{name} p95" in r for r in results):
+            continue
         p95s = " / ".join(f"{r[f'{name} p95']:.1f}" for r in results)
         print(
             f"| {label} | {med('p50')} | {med('p95')} | {med('p99')} | {med('livez p99')} "
