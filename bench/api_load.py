@@ -351,7 +351,8 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
     database = recreate_database(args.url)
     roles = args.processes.split(",")
     with tempfile.TemporaryDirectory(prefix="triaged-bench-") as workdir:
-        daemon = Daemon(database, Path(workdir), {}, roles)
+        extra = dict(item.split("=", 1) for item in args.env)
+        daemon = Daemon(database, Path(workdir), extra, roles)
         try:
             trio.run(daemon.ready)
             key = trio.run(daemon.api_key)
@@ -387,6 +388,9 @@ def main() -> None:
     parser.add_argument("--seed-documents", type=int, default=300)
     parser.add_argument(
         "--scenarios", default="idle,uploading,backlog", help="which, in this order"
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a daemon setting"
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy each scenario into DIR")
     parser.add_argument("--child", choices=["reader", "loader"], help=argparse.SUPPRESS)

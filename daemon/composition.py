@@ -40,8 +40,10 @@ from daemon.modules.notifications import DeliveryOptions, EscalationPolicy, pars
 from daemon.modules.retention import BatchLimits, Periods, RetentionConfig, purge_schedule
 from daemon.modules.sources import SourcePolicy, SourcesConfig
 from daemon.queue import InvalidSchedule, MaintenanceOptions, SchedulerOptions, WorkerOptions
+from daemon.shared.cpu_processes import CpuProcesses
 from daemon.shared.cpu_threads import CpuThreads, usable_cpus
 from daemon.shared.errors import ConfigError
+from daemon.shared.loop_priority import LoopPriority
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,10 +57,16 @@ class Components:
     """Everything a process is wired from, built once by :func:`compose`.
 
     - ``settings``: the validated settings (for the adapters' own options: HTTP, pool).
-    - ``cpu``: the process's one pool of low-priority CPU threads (password hashing,
-      extraction, heuristic analysis), sized to the usable CPUs.
+    - ``cpu``: the process's one pool of low-priority CPU threads, for work that releases
+      the GIL (password hashing, hashing big contents), sized to the usable CPUs.
+    - ``processes``: the process's CPU worker processes, for work that holds the GIL
+      (extraction, normalization, heuristic analysis), as many as usable CPUs; they
+      start on first use, so a process that runs no step starts none.
+    - ``priority``: HTTP reads before queue work on the process's event loop (the edge
+      marks reads, the supervisor marks the poller and scheduler groups).
     - ``auth``: the authentication rules (its ``cpu`` set).
-    - ``analysis``: the analyzers' configuration (taxonomy and rules parsed, ``cpu`` set).
+    - ``analysis``: the analyzers' configuration (taxonomy and rules parsed, its ``cpu``
+      the ``processes``).
     - ``routing``: the rules that open cases.
     - ``worker``, ``maintenance``, ``scheduler``: the queue engine's options.
     - ``retention``: how long completed documents are kept.
@@ -77,6 +85,8 @@ class Components:
 
     settings: Settings
     cpu: CpuThreads = attrs.field(eq=False, repr=False)
+    processes: CpuProcesses = attrs.field(eq=False, repr=False)
+    priority: LoopPriority = attrs.field(eq=False, repr=False)
     auth: AuthPolicy
     analysis: AnalyzerConfig
     routing: RoutingRules
@@ -96,12 +106,17 @@ class Components:
         return self.analysis.taxonomy
 
 
-def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
+def compose(
+    settings: Settings,
+    *,
+    cpu: CpuThreads | None = None,
+    processes: CpuProcesses | None = None,
+) -> Components:
     """The components of a process configured by ``settings``.
 
-    ``cpu``: a CPU pool to share (tests building several processes' worth of components
-    in one); by default one is built, sized to the usable CPUs. Its threads start on
-    first use.
+    ``cpu``, ``processes``: CPU pools to share (tests building several processes' worth
+    of components in one); by default each is built, sized to the usable CPUs. Their
+    threads and processes start on first use.
 
     Raises:
         ConfigError: a rule text does not parse (one line per variable at fault).
@@ -109,6 +124,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
     taxonomy, severity_rules, routing = _parse_rules(settings)
     escalation = escalation_policy(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
+    processes = processes if processes is not None else CpuProcesses(usable_cpus())
     egress = egress_policy(settings.fetch_egress_networks)
     fetch = FetchPolicy(
         connect_timeout=settings.fetch_connect_timeout_seconds,
@@ -122,6 +138,8 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
     return Components(
         settings=settings,
         cpu=cpu,
+        processes=processes,
+        priority=LoopPriority(),
         auth=auth_policy(settings, cpu=cpu),
         analysis=AnalyzerConfig(
             provider=Provider(settings.analyzer.value),
@@ -129,7 +147,7 @@ def compose(settings: Settings, *, cpu: CpuThreads | None = None) -> Components:
             severity_rules=severity_rules,
             llm=_llm_config_factory(settings),
             llm_model=settings.llm_model,
-            cpu=cpu,
+            cpu=processes,
         ),
         routing=routing,
         worker=WorkerOptions(
@@ -227,6 +245,7 @@ def pipeline_config(components: Components, analyzers: AnalyzerSet | None = None
     return PipelineConfig(
         analyzers=analyzers if analyzers is not None else AnalyzerSet(components.analysis),
         cpu=components.cpu,
+        processes=components.processes,
         taxonomy=components.taxonomy,
         routing=components.routing,
         fetch=components.fetch,

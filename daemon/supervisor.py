@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
     from daemon.composition import Components
     from daemon.shared.config import SystemdEnvironment
+    from daemon.shared.loop_priority import LoopPriority
     from daemon.shared.service import Service
 
 log = logging.getLogger("triaged.supervisor")
@@ -90,10 +91,14 @@ class Role(enum.Enum):
 class _Group:
     service: Service
     stopping: trio.Event  # set by the supervisor when the drain begins
+    # the queue's groups: their tasks step aside for HTTP reads (None: the http group)
+    background: LoopPriority | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.background is not None:
+            self.background.background()
         try:
             with self.scope:
                 await self.service.run(task_status=task_status)
@@ -190,7 +195,8 @@ class Supervisor:
             groups: list[_Group] = []
             async with trio.open_nursery() as group_nursery:
                 for service in self._services(url, pool, queue_pool, analyzers):
-                    group = _Group(service, self._draining)
+                    background = None if service.name == "http" else self.components.priority
+                    group = _Group(service, self._draining, background)
                     await group_nursery.start(group.run)
                     groups.append(group)
                 # Everything built at start lives until exit: take it out of the garbage

@@ -92,6 +92,7 @@ def create_asgi(app: QuartTrio, context: ApiContext) -> Any:
         body_budget=BodyBudget(max(settings.http_body_bytes_in_flight, settings.max_request_bytes)),
         cors=CorsPolicy.of(settings.cors_allowed_origins),
         trusted_proxies=parse_networks(settings.http_trusted_proxies),
+        priority=context.parts.priority,
     )
 
 

@@ -30,6 +30,10 @@
   (the HTML docs page does), and ``Cache-Control: no-store`` on everything under
   ``/api/`` and on any request that carried credentials, unless the app chose otherwise.
 - **CORS** (:mod:`daemon.api.cors`): off unless origins are allowed.
+- **Reads first** (:mod:`daemon.shared.loop_priority`): while a GET, HEAD or OPTIONS
+  request is in flight (until its response is out or starts streaming), the queue's
+  work and the other requests on this event loop step aside at their next database
+  checkout or CPU hand-off.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import re
 import time
 import uuid
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -49,6 +53,11 @@ from daemon.api.cors import CorsPolicy
 from daemon.api.problems import PROBLEM_JSON, title_for
 from daemon.api.proxies import Network, client_address
 from daemon.shared.logs import request_id_var
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from daemon.shared.loop_priority import LoopPriority
 
 log = logging.getLogger("triaged.access")
 
@@ -64,6 +73,7 @@ _BASE_HEADERS = [
 DEFAULT_CSP = b"default-src 'none'; frame-ancestors 'none'"
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 RETRY_AFTER_SECONDS = 5  # after a 503 for the budget of body bytes in flight
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Edge:
@@ -78,8 +88,10 @@ class Edge:
         trusted_proxies: tuple[Network, ...] = (),
         body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS,
         body_budget: BodyBudget | None = None,
+        priority: LoopPriority | None = None,
     ) -> None:
         self.app = app
+        self.priority = priority
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.body_budget = body_budget or BodyBudget(max_body_bytes)
@@ -109,6 +121,20 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, partial(self._send_shielded, send))
             return
+        if self.priority is None:
+            await self._exchange(scope, receive, send)
+        elif scope.get("method") in _READS:
+            # A read goes first: queue work and writes on this loop step aside until it
+            # is answered, or until its response streams (an export takes minutes).
+            with self.priority.foreground() as read:
+                await self._exchange(scope, receive, send, read.end)
+        else:
+            with self.priority.background_block():
+                await self._exchange(scope, receive, send)
+
+    async def _exchange(
+        self, scope: Scope, receive: Any, send: Any, on_stream: Callable[[], None] | None = None
+    ) -> None:
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -137,6 +163,8 @@ class Edge:
                     *_BASE_HEADERS,
                     (b"x-request-id", request_id.encode()),
                 ]
+            elif on_stream is not None and message.get("more_body"):
+                on_stream()
             await self._send_shielded(send, message)
 
         try:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import outcome
 import trio
 
+from daemon.shared.loop_priority import yield_to_foreground
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -52,6 +54,7 @@ class CpuThreads:
         self._lock = threading.Lock()
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
+        await yield_to_foreground()
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         result: list[outcome.Outcome[T]] = []

@@ -106,6 +106,8 @@ default message. HTTP statuses are chosen in one place only, ``daemon/api/errors
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def describe_cause(exc: BaseException) -> str:
     """The first non-empty message along ``exc``'s causes (else its type's name): HTTP
@@ -128,6 +130,18 @@ class DaemonError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries pickled (the CPU worker processes hand them
+        # back): rebuilt without ``__init__``, whose signature differs between subclasses.
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore_error(cls: type[DaemonError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(DaemonError):

@@ -19,6 +19,7 @@ from daemon.modules.ingestion import (
 )
 from daemon.modules.ingestion.states import STEPS, step_named
 from daemon.shared.config import Settings
+from daemon.shared.cpu_processes import CpuProcesses
 from daemon.shared.cpu_threads import CpuThreads
 
 SYSTEM = AuditContext.system()
@@ -317,21 +318,36 @@ class CountingThreads(CpuThreads):
 
     def __init__(self) -> None:
         super().__init__(1, name="test-counted")
-        self.calls = 0
+        self.calls: list[str] = []
 
     async def run(self, function, *args):
-        self.calls += 1
+        self.calls.append(function.__name__)
         return await super().run(function, *args)
 
 
-async def test_the_steps_compute_on_the_cpu_threads_they_are_given(pool):
-    cpu = CountingThreads()
-    runner = Pipeline(pool, pipeline_config(compose(Settings(), cpu=cpu)))
-    document_id = await new_document(pool)
-    for step in STEPS[:4]:
-        await runner.run_step(step, document_id)
-    assert cpu.calls == 3  # hash, extract, normalize: none on a hidden pool of the module
-    assert await state_of(pool, document_id) == "normalized"
+class CountingProcesses(CpuProcesses):
+    """CPU worker processes that count the calls given to them."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.calls: list[str] = []
+
+    async def run(self, function, *args):
+        self.calls.append(function.__name__)
+        return await super().run(function, *args)
+
+
+async def test_the_steps_compute_on_the_cpu_pools_they_are_given(pool):
+    cpu, processes = CountingThreads(), CountingProcesses()
+    runner = Pipeline(pool, pipeline_config(compose(Settings(), cpu=cpu, processes=processes)))
+    document_ids = [await new_document(pool, text=f"outage number {n}") for n in range(3)]
+    for step in STEPS[:5]:
+        await runner.run_batch(step, {i: {} for i in document_ids})
+    # hashing (which releases the GIL) on the threads; the work that holds the GIL in
+    # the worker processes, one call per batch; none on a hidden pool of the modules
+    assert cpu.calls == ["sha256_digests"]
+    assert processes.calls == ["extract_all", "normalize_all", "heuristic_analyses"]
+    assert {await state_of(pool, i) for i in document_ids} == {"analyzed"}
 
 
 async def test_a_document_with_neither_content_nor_url_fails_at_fetch(pool):

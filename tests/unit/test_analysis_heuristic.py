@@ -488,17 +488,36 @@ async def test_large_requests_run_in_a_thread_small_ones_do_not(monkeypatch):
     assert small.analysis.category == large.analysis.category == "outage"
 
 
-async def test_large_requests_can_go_to_a_given_offloader():
-    calls = []
+class InlineRunner:
+    """A CPU runner that records its calls and runs them in place."""
 
-    async def offload(fn):
-        calls.append(fn)
+    def __init__(self):
+        self.calls = []
+
+    async def run(self, function, *args):
+        self.calls.append((function.__name__, len(args[0])))
         await trio.lowlevel.checkpoint()
-        return fn()
+        return function(*args)
 
-    analyzer = HeuristicAnalyzer(inline_max_chars=10, offload=offload)
+
+async def test_a_large_lone_request_goes_to_the_given_cpu_runner():
+    cpu = InlineRunner()
+    analyzer = HeuristicAnalyzer(inline_max_chars=10, cpu=cpu)
     outcome = await analyzer.analyze(AnalysisRequest(chunks=[OUTAGE]))
-    assert len(calls) == 1 and outcome.analysis.category == "outage"
+    assert cpu.calls == [("heuristic_analyses", 1)] and outcome.analysis.category == "outage"
+
+
+async def test_a_batch_is_one_call_of_the_cpu_runner_and_analysed_as_one_by_one():
+    requests = [AnalysisRequest(chunks=[text]) for text in (OUTAGE, BILLING, "", OUTAGE * 3)]
+    cpu = InlineRunner()
+    batched = await HeuristicAnalyzer(cpu=cpu).analyze_many(requests)
+    alone = [await HeuristicAnalyzer().analyze(request) for request in requests]
+    assert cpu.calls == [("heuristic_analyses", 4)]
+    assert [o.analysis for o in batched] == [o.analysis for o in alone]
+    assert all(o.latency_ms >= 0 and o.provider == "heuristic" for o in batched)
+    # without a runner, a batch is analysed one request at a time, the same way
+    unbatched = await HeuristicAnalyzer().analyze_many(requests)
+    assert [o.analysis for o in unbatched] == [o.analysis for o in alone]
 
 
 async def test_a_huge_document_does_not_stall_the_event_loop():

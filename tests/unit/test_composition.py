@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.composition import auth_policy, compose
+from daemon.composition import auth_policy, compose, pipeline_config
 from daemon.modules.analysis import (
     DEFAULT_SEVERITY_RULES,
     DEFAULT_TAXONOMY,
@@ -28,13 +28,15 @@ def test_defaults_agree_with_the_modules_own():
     assert components.analysis.llm is None
 
 
-def test_one_cpu_pool_serves_every_module():
+def test_one_cpu_pool_of_each_kind_serves_every_module():
     components = compose(Settings())
-    assert components.auth.cpu is components.cpu
-    assert components.analysis.cpu is components.cpu
+    assert components.auth.cpu is components.cpu  # argon2 releases the GIL: threads
+    assert components.analysis.cpu is components.processes  # the analysis holds it
     analyzer = AnalyzerSet(components.analysis).default
     assert isinstance(analyzer, HeuristicAnalyzer)
-    assert analyzer.offload == components.cpu.run
+    assert analyzer.cpu is components.processes
+    config = pipeline_config(components)
+    assert config.cpu is components.cpu and config.processes is components.processes
 
 
 def test_rule_texts_are_parsed_once_against_the_configured_taxonomy():

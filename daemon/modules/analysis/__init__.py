@@ -35,7 +35,12 @@ from daemon.modules.analysis.factory import (
 )
 from daemon.modules.analysis.heuristic import HeuristicAnalyzer, heuristic_analysis
 from daemon.modules.analysis.llm import LlmConfig
-from daemon.modules.analysis.provider import AnalysisOutcome, AnalysisRequest, Analyzer
+from daemon.modules.analysis.provider import (
+    AnalysisOutcome,
+    AnalysisRequest,
+    Analyzer,
+    BatchAnalyzer,
+)
 from daemon.modules.analysis.schema import (
     MAX_ENTITIES,
     SUMMARY_MAX_CHARS,
@@ -79,6 +84,7 @@ __all__ = [
     "AnalyzerRateLimited",
     "AnalyzerSet",
     "AnalyzerUnavailable",
+    "BatchAnalyzer",
     "Category",
     "Entity",
     "EntityType",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from daemon.modules.analysis.llm import LlmConfig
     from daemon.modules.analysis.provider import Analyzer
-    from daemon.shared.cpu_threads import CpuThreads
+    from daemon.shared.cpu_runner import CpuRunner
     from daemon.shared.metrics import Metric
 
 
@@ -43,8 +43,9 @@ class AnalyzerConfig:
       key, timeouts and limits; only the model varies), or None without a server.
     - ``llm_model``: the configured model (None: only a reanalysis naming one may use
       the server).
-    - ``cpu``: the process's CPU threads; the heuristic analysis of big documents runs
-      there, off the event loop (None: on Trio's default threads).
+    - ``cpu``: the process's CPU worker processes; the heuristic analysis of the analyze
+      step's batches, and of a lone big document, runs there (None: batches one request
+      at a time, big documents on Trio's default threads).
     """
 
     provider: Provider = Provider.HEURISTIC
@@ -52,7 +53,7 @@ class AnalyzerConfig:
     severity_rules: SeverityRules = DEFAULT_SEVERITY_RULES
     llm: Callable[[str], LlmConfig] | None = attrs.field(default=None, eq=False)
     llm_model: str | None = None
-    cpu: CpuThreads | None = attrs.field(default=None, eq=False, repr=False)
+    cpu: CpuRunner | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.provider is Provider.OPENAI and (self.llm is None or self.llm_model is None):
@@ -70,7 +71,7 @@ def build_analyzer(config: AnalyzerConfig) -> Analyzer:
     return HeuristicAnalyzer(
         taxonomy=config.taxonomy,
         rules=config.severity_rules,
-        offload=None if config.cpu is None else config.cpu.run,
+        cpu=config.cpu,
     )
 
 

@@ -42,17 +42,18 @@ from daemon.modules.analysis.summary import ELLIPSIS, summarize
 from daemon.modules.analysis.taxonomy import DEFAULT_TAXONOMY, OTHER, Taxonomy
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Sequence
 
     from daemon.modules.analysis.provider import AnalysisRequest
     from daemon.modules.analysis.schema import Analysis
+    from daemon.shared.cpu_runner import CpuRunner
 
 PROVIDER_NAME = "heuristic"
 MODEL_NAME = "keyword-rules"
 RULES_VERSION = "1"  # bump when the algorithm (not the configuration) changes
 MAX_HITS_PER_KEYWORD = 3
 TITLE_FACTOR = 2.0
-INLINE_MAX_CHARS = 4_096  # larger requests are analysed in a worker thread (~0.5 µs/char)
+INLINE_MAX_CHARS = 4_096  # a larger lone request is analysed off the loop (~0.5 µs/char)
 NO_EVIDENCE_CONFIDENCE = 0.1
 MAX_CONFIDENCE = 0.95
 RATIONALE_TERMS = 6
@@ -193,26 +194,39 @@ def _rationale(
     return text
 
 
+def heuristic_analyses(
+    requests: Sequence[AnalysisRequest], taxonomy: Taxonomy, rules: SeverityRules
+) -> list[tuple[Analysis, float]]:
+    """Each request's :func:`heuristic_analysis` and the seconds it took, in order (run
+    in a CPU worker process by :meth:`HeuristicAnalyzer.analyze_many`)."""
+    analyses = []
+    for request in requests:
+        started = time.perf_counter()
+        analysis = heuristic_analysis(request, taxonomy=taxonomy, rules=rules)
+        analyses.append((analysis, time.perf_counter() - started))
+    return analyses
+
+
 @attrs.frozen(kw_only=True)
 class HeuristicAnalyzer:
     """The ``heuristic`` :class:`~daemon.modules.analysis.provider.Analyzer`.
 
-    Requests up to ``inline_max_chars`` characters are analysed on the event loop (about
-    two milliseconds at most); larger ones in a worker thread, so a huge document never
-    stalls other tasks: through ``offload`` when given (an async callable running a
-    zero-argument function elsewhere, e.g. a shared CPU pool's ``run``), else
-    ``trio.to_thread.run_sync``. With the latter, cancelling ``analyze`` while the thread
-    runs waits for it (bounded by the text size), then raises ``Cancelled``.
-    Never raises for any text. Category defaults in ``rules`` for categories the
+    :meth:`analyze_many` (the analyze step's batches) analyses every request in one call of
+    ``cpu`` (the process's CPU worker processes), so no analysis holds the event loop or
+    its GIL; without ``cpu``, each request as :meth:`analyze` would.
+
+    :meth:`analyze` (one request): up to ``inline_max_chars`` characters on the event loop
+    (about two milliseconds at most); a larger one in ``cpu`` when given, else in a thread
+    (``trio.to_thread.run_sync``: cancelling ``analyze`` then waits for the thread,
+    bounded by the text size, and raises ``Cancelled``), so a huge document never stalls
+    other tasks. Never raises for any text. Category defaults in ``rules`` for categories the
     taxonomy lacks are inert (``parse_severity_rules(..., taxonomy=...)`` catches typos).
     """
 
     taxonomy: Taxonomy = DEFAULT_TAXONOMY
     rules: SeverityRules = DEFAULT_SEVERITY_RULES
     inline_max_chars: int = INLINE_MAX_CHARS
-    offload: Callable[[Callable[[], Analysis]], Awaitable[Analysis]] | None = attrs.field(
-        default=None, eq=False, repr=False
-    )
+    cpu: CpuRunner | None = attrs.field(default=None, eq=False, repr=False)
     name: str = attrs.field(default=PROVIDER_NAME, init=False)
     model: str = attrs.field(default=MODEL_NAME, init=False)
     version: str = attrs.field(init=False)
@@ -224,22 +238,43 @@ class HeuristicAnalyzer:
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
         """The analysis of ``request`` with its accounting (see the class docstring)."""
         started = time.perf_counter()
-        run = functools.partial(
-            heuristic_analysis, request, taxonomy=self.taxonomy, rules=self.rules
-        )
         if request.size <= self.inline_max_chars:
             await trio.lowlevel.checkpoint()
-            analysis = run()
-        elif self.offload is not None:
-            analysis = await self.offload(run)
+            analysis = heuristic_analysis(request, taxonomy=self.taxonomy, rules=self.rules)
+        elif self.cpu is not None:
+            [(analysis, _)] = await self.cpu.run(
+                heuristic_analyses, [request], self.taxonomy, self.rules
+            )
         else:
-            analysis = await trio.to_thread.run_sync(run)
+            analysis = await trio.to_thread.run_sync(
+                functools.partial(
+                    heuristic_analysis, request, taxonomy=self.taxonomy, rules=self.rules
+                )
+            )
+        return self._outcome(request, analysis, time.perf_counter() - started)
+
+    async def analyze_many(
+        self, requests: Sequence[AnalysisRequest]
+    ) -> list[AnalysisOutcome | Exception]:
+        """Each request's outcome, in order (see the class docstring). Each analysis
+        records its own computing time as its latency."""
+        if self.cpu is None:
+            return [await self.analyze(request) for request in requests]
+        analyses = await self.cpu.run(heuristic_analyses, list(requests), self.taxonomy, self.rules)
+        return [
+            self._outcome(request, analysis, seconds)
+            for request, (analysis, seconds) in zip(requests, analyses, strict=True)
+        ]
+
+    def _outcome(
+        self, request: AnalysisRequest, analysis: Analysis, seconds: float
+    ) -> AnalysisOutcome:
         return AnalysisOutcome(
             analysis=analysis,
             provider=self.name,
             model=self.model,
             version=self.version,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            latency_ms=round(seconds * 1000, 3),
             calls=max(1, len(request.chunks)),
             chunked=request.chunked,
         )

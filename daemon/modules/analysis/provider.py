@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from daemon.modules.analysis.schema import Analysis
 
@@ -114,3 +114,18 @@ class Analyzer(Protocol):
     def version(self) -> str: ...
 
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome: ...
+
+
+@runtime_checkable
+class BatchAnalyzer(Analyzer, Protocol):
+    """An analyzer that analyses many requests at once more cheaply than one by one (the
+    heuristic: one hand-over to the CPU worker processes for a whole batch).
+
+    ``analyze_many`` returns one entry per request, in order: its outcome, or the
+    exception ``analyze`` would have raised for it; the other contracts of ``analyze``
+    hold. An exception it raises is every request's.
+    """
+
+    async def analyze_many(
+        self, requests: Sequence[AnalysisRequest]
+    ) -> list[AnalysisOutcome | Exception]: ...

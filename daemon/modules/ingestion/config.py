@@ -14,17 +14,19 @@ if TYPE_CHECKING:
     from daemon.modules.analysis import AnalyzerSet, Taxonomy
     from daemon.modules.cases import RoutingRules
     from daemon.modules.ingestion.fetch import FetchPolicy
-    from daemon.shared.cpu_threads import CpuThreads
+    from daemon.shared.cpu_runner import CpuRunner
 
 
 @attrs.frozen(kw_only=True)
 class PipelineConfig:
-    """Everything the steps need: the process's analyzers and CPU threads (hashing,
-    extraction and normalization run there, off the event loop), the parsed taxonomy and
-    routing rules, the fetch policy, and the limits."""
+    """Everything the steps need: the process's analyzers, its CPU threads (``cpu``:
+    hashing big contents, which releases the GIL) and CPU worker processes
+    (``processes``: extraction and normalization, which hold it), the parsed taxonomy
+    and routing rules, the fetch policy, and the limits."""
 
     analyzers: AnalyzerSet
-    cpu: CpuThreads
+    cpu: CpuRunner
+    processes: CpuRunner
     taxonomy: Taxonomy
     routing: RoutingRules
     fetch: FetchPolicy

@@ -66,12 +66,11 @@ def build_steps(
     store: IngestionStore, config: PipelineConfig
 ) -> dict[str, StepWork[Any, Any, Any]]:
     """Every step's work by step name, each with its own dependencies."""
-    cpu = config.cpu
     steps: list[StepWork[Any, Any, Any]] = [
         FetchStep(store, config.fetch, trio.CapacityLimiter(config.fetch_concurrency)),
-        HashStep(store, cpu),
-        ExtractStep(store, cpu),
-        NormalizeStep(store, cpu, config.chunk_chars, config.max_chunks),
+        HashStep(store, config.cpu),
+        ExtractStep(store, config.processes),
+        NormalizeStep(store, config.processes, config.chunk_chars, config.max_chunks),
         AnalyzeStep(store, config.analyzers),
         RouteStep(store, config.taxonomy, config.routing),
         CompleteStep(),

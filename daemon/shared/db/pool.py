@@ -55,6 +55,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from daemon.shared.db.psycopg_trio import TrioConnection
 from daemon.shared.errors import DatabaseError, PoolClosed, PoolTimeout
+from daemon.shared.loop_priority import yield_to_foreground
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -288,6 +289,7 @@ class Pool:
 
     async def _acquire(self, timeout: float) -> _Entry:
         await trio.lowlevel.checkpoint_if_cancelled()
+        await yield_to_foreground()  # queue work lets HTTP reads in flight go first
         deadline = trio.current_time() + timeout
         while True:
             entry = await self._take(deadline, timeout)

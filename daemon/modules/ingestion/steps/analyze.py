@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import attrs
 import trio
 
-from daemon.modules.analysis import AnalysisRequest
+from daemon.modules.analysis import AnalysisRequest, BatchAnalyzer
 from daemon.modules.ingestion.states import step_named
 from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, StepWork, split
 from daemon.modules.ingestion.store import analysis_row
@@ -25,7 +25,7 @@ from daemon.queue import PermanentFailure
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from daemon.modules.analysis import Analyzer, AnalyzerSet
+    from daemon.modules.analysis import AnalysisOutcome, Analyzer, AnalyzerSet
     from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
@@ -100,27 +100,56 @@ class AnalyzeStep(StepWork[AnalyzeInput, "Move[None]", None]):
             raise PermanentFailure(f"analyzer choice: {exc}") from None
 
     async def compute(self, inputs: Mapping[int, AnalyzeInput]) -> dict[int, Move[None] | Settled]:
+        """Every document's analysis at once: a batch analyzer's share in one call (the
+        heuristic's, in the CPU worker processes), any other analyzer's one request per
+        document, all concurrently."""
         outputs: dict[int, Move[None] | Settled] = {}
+        batches: dict[int, tuple[BatchAnalyzer, list[int]]] = {}
+        singles: list[int] = []
+        for document_id, value in inputs.items():
+            if isinstance(value.analyzer, BatchAnalyzer):
+                batches.setdefault(id(value.analyzer), (value.analyzer, []))[1].append(document_id)
+            else:
+                singles.append(document_id)
 
-        async def analyze_one(document_id: int, value: AnalyzeInput) -> None:
+        async def analyze_batch(analyzer: BatchAnalyzer, ids: list[int]) -> None:
+            try:
+                outcomes = await analyzer.analyze_many([inputs[i].request for i in ids])
+            except Exception as exc:  # every document's outcome
+                outputs.update(dict.fromkeys(ids, exc))
+                return
+            for document_id, outcome in zip(ids, outcomes, strict=True):
+                outputs[document_id] = self._move(inputs[document_id], outcome)
+
+        async def analyze_one(document_id: int) -> None:
+            value = inputs[document_id]
             try:
                 outcome = await value.analyzer.analyze(value.request)
             except Exception as exc:  # this document's outcome, not the batch's
                 outputs[document_id] = exc
                 return
-            analysis = outcome.analysis
-            outputs[document_id] = Move(
-                to_state=self.step.to_state,
-                detail={
-                    "provider": outcome.provider,
-                    "category": analysis.category,
-                    "severity": analysis.severity.value,
-                },
-                columns={"category": analysis.category, "severity": analysis.severity.value},
-                row=analysis_row(outcome, truncated=value.request.truncated),
-            )
+            outputs[document_id] = self._move(value, outcome)
 
         async with trio.open_nursery() as nursery:
-            for document_id, value in inputs.items():
-                nursery.start_soon(analyze_one, document_id, value)
+            for analyzer, ids in batches.values():
+                nursery.start_soon(analyze_batch, analyzer, ids)
+            for document_id in singles:
+                nursery.start_soon(analyze_one, document_id)
         return outputs
+
+    def _move(
+        self, value: AnalyzeInput, outcome: AnalysisOutcome | Exception
+    ) -> Move[None] | Settled:
+        if isinstance(outcome, Exception):
+            return outcome
+        analysis = outcome.analysis
+        return Move(
+            to_state=self.step.to_state,
+            detail={
+                "provider": outcome.provider,
+                "category": analysis.category,
+                "severity": analysis.severity.value,
+            },
+            columns={"category": analysis.category, "severity": analysis.severity.value},
+            row=analysis_row(outcome, truncated=value.request.truncated),
+        )

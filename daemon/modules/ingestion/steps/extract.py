@@ -1,4 +1,4 @@
-"""The extract step: the text of each document's content (on the CPU threads), written
+"""The extract step: the text of each document's content (in the CPU worker processes), written
 with the advance in one statement (the ``write_extracted`` CTE). Unknown types,
 corrupt and encrypted files fail their document alone."""
 
@@ -21,10 +21,10 @@ from daemon.modules.ingestion.steps.contract import Move, Read, Settled, StepWor
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from daemon.modules.ingestion.states import Step
+    from daemon.modules.ingestion.states import DocumentState, Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
-    from daemon.shared.cpu_threads import CpuThreads
+    from daemon.shared.cpu_runner import CpuRunner
 
 
 @attrs.frozen
@@ -33,7 +33,7 @@ class ExtractStep(StepWork[StoredContent, "Move[None]", None]):
     writes: ClassVar[str | None] = "write_extracted"
 
     store: IngestionStore
-    cpu: CpuThreads
+    cpu: CpuRunner
 
     async def read(self, documents: Mapping[int, JobOptions]) -> Read[StoredContent]:
         return await read_in_groups(self.store, list(documents))
@@ -42,30 +42,31 @@ class ExtractStep(StepWork[StoredContent, "Move[None]", None]):
         contents, settled = split(await read_contents(self.store, self.step, list(inputs)))
         outputs: dict[int, Move[None] | Settled] = dict(settled)
         if contents:
-            outputs.update(await self.cpu.run(self._extract_all, contents))
+            outputs.update(await self.cpu.run(extract_all, contents, self.step.to_state))
         return outputs
 
-    def _extract_all(self, contents: Mapping[int, Content]) -> dict[int, Move[None] | Settled]:
-        """On a CPU thread: each document's text, or its error."""
-        moves: dict[int, Move[None] | Settled] = {}
-        for document_id, content in contents.items():
-            try:
-                extracted = extract_text(
-                    content.data, content.media_type, filename=content.filename
-                )
-            except Exception as exc:  # this document's outcome
-                moves[document_id] = exc
-                continue
-            extraction = {
-                "media_type": extracted.media_type,
-                "charset": extracted.charset,
-                "pages": extracted.pages,
-                "truncated": extracted.truncated,
-                "warnings": list(extracted.warnings),
-            }
-            moves[document_id] = Move(
-                to_state=self.step.to_state,
-                detail={"chars": len(extracted.text)} | extraction,
-                row={"text": extracted.text, "extraction": extraction},
-            )
-        return moves
+
+def extract_all(
+    contents: Mapping[int, Content], to_state: DocumentState
+) -> dict[int, Move[None] | Settled]:
+    """In a CPU worker process: each document's text, or its error."""
+    moves: dict[int, Move[None] | Settled] = {}
+    for document_id, content in contents.items():
+        try:
+            extracted = extract_text(content.data, content.media_type, filename=content.filename)
+        except Exception as exc:  # this document's outcome
+            moves[document_id] = exc
+            continue
+        extraction = {
+            "media_type": extracted.media_type,
+            "charset": extracted.charset,
+            "pages": extracted.pages,
+            "truncated": extracted.truncated,
+            "warnings": list(extracted.warnings),
+        }
+        moves[document_id] = Move(
+            to_state=to_state,
+            detail={"chars": len(extracted.text)} | extraction,
+            row={"text": extracted.text, "extraction": extraction},
+        )
+    return moves

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from daemon.modules.ingestion.states import Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
-    from daemon.shared.cpu_threads import CpuThreads
+    from daemon.shared.cpu_runner import CpuRunner
     from daemon.shared.db.psycopg_trio import TrioConnection
 
 # A document's move carries (its SHA-256, the original it duplicates or None).
@@ -39,7 +39,7 @@ class HashStep(StepWork[StoredContent, bytes, Hashed]):
     step: ClassVar[Step] = step_named("hash")
 
     store: IngestionStore
-    cpu: CpuThreads
+    cpu: CpuRunner
 
     async def read(self, documents: Mapping[int, JobOptions]) -> Read[StoredContent]:
         groups = await read_in_groups(self.store, list(documents))
@@ -57,10 +57,7 @@ class HashStep(StepWork[StoredContent, bytes, Hashed]):
             else:
                 datas.append((document_id, content.data))
         if datas:
-            digests = await self.cpu.run(
-                lambda: [(i, hashlib.sha256(data).digest()) for i, data in datas]
-            )
-            outputs.update(digests)
+            outputs.update(await self.cpu.run(sha256_digests, datas))
         return outputs
 
     async def decide(
@@ -87,3 +84,8 @@ class HashStep(StepWork[StoredContent, bytes, Hashed]):
         await self.store.set_hashes(
             conn, {i: move.effect for i, move in moved.items() if move.effect is not None}
         )
+
+
+def sha256_digests(datas: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """On a CPU thread (hashlib releases the GIL for big inputs): each content's digest."""
+    return [(document_id, hashlib.sha256(data).digest()) for document_id, data in datas]

@@ -1,5 +1,5 @@
 """The normalize step: NFC, control characters, whitespace, a language guess and the
-analyzer's chunks (on the CPU threads), written with the advance in one statement (the
+analyzer's chunks (in the CPU worker processes), written with the advance in one statement (the
 ``write_normalized`` CTE; the language rides on the document's row)."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from daemon.modules.ingestion.states import Step
+    from daemon.modules.ingestion.states import DocumentState, Step
     from daemon.modules.ingestion.steps.contract import JobOptions
     from daemon.modules.ingestion.store import IngestionStore
-    from daemon.shared.cpu_threads import CpuThreads
+    from daemon.shared.cpu_runner import CpuRunner
 
 
 @attrs.frozen(kw_only=True)
@@ -34,7 +34,7 @@ class NormalizeStep(StepWork[NormalizeInput, "Move[None]", None]):
     writes: ClassVar[str | None] = "write_normalized"
 
     store: IngestionStore
-    cpu: CpuThreads
+    cpu: CpuRunner
     chunk_chars: int
     max_chunks: int
 
@@ -53,34 +53,36 @@ class NormalizeStep(StepWork[NormalizeInput, "Move[None]", None]):
     async def compute(
         self, inputs: Mapping[int, NormalizeInput]
     ) -> dict[int, Move[None] | Settled]:
-        return await self.cpu.run(self._normalize_all, inputs)
+        texts = {document_id: value.text for document_id, value in inputs.items()}
+        return await self.cpu.run(
+            normalize_all, texts, self.step.to_state, self.chunk_chars, self.max_chunks
+        )
 
-    def _normalize_all(
-        self, inputs: Mapping[int, NormalizeInput]
-    ) -> dict[int, Move[None] | Settled]:
-        """On a CPU thread: each document's normalized text and chunks, or its error."""
-        moves: dict[int, Move[None] | Settled] = {}
-        for document_id, value in inputs.items():
-            try:
-                result = normalize(
-                    value.text, chunk_chars=self.chunk_chars, max_chunks=self.max_chunks
-                )
-            except Exception as exc:  # this document's outcome
-                moves[document_id] = exc
-                continue
-            moves[document_id] = Move(
-                to_state=self.step.to_state,
-                detail={
-                    "chars": result.chars,
-                    "language": result.language,
-                    "chunks": len(result.chunks),
-                    "truncated": result.truncated,
-                },
-                columns={"language": result.language},
-                row={
-                    "normalized": result.text,
-                    "chunks": list(result.chunks),
-                    "truncated": result.truncated,
-                },
-            )
-        return moves
+
+def normalize_all(
+    texts: Mapping[int, str], to_state: DocumentState, chunk_chars: int, max_chunks: int
+) -> dict[int, Move[None] | Settled]:
+    """In a CPU worker process: each document's normalized text and chunks, or its error."""
+    moves: dict[int, Move[None] | Settled] = {}
+    for document_id, text in texts.items():
+        try:
+            result = normalize(text, chunk_chars=chunk_chars, max_chunks=max_chunks)
+        except Exception as exc:  # this document's outcome
+            moves[document_id] = exc
+            continue
+        moves[document_id] = Move(
+            to_state=to_state,
+            detail={
+                "chars": result.chars,
+                "language": result.language,
+                "chunks": len(result.chunks),
+                "truncated": result.truncated,
+            },
+            columns={"language": result.language},
+            row={
+                "normalized": result.text,
+                "chunks": list(result.chunks),
+                "truncated": result.truncated,
+            },
+        )
+    return moves
