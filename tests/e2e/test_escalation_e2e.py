@@ -9,7 +9,7 @@ receiver on loopback that verifies every signature.
 * The receiver down for a while (``TRIAGED_E2E_RECEIVER_DOWN_SECONDS``; the issue says
   60 s, the default here is 20 s to keep CI within its budget): every notification
   arrives once it is back, with valid signatures, and the API's p95 latency meanwhile
-  stays within twice its idle value (floor 100 ms).
+  stays within twice its idle value (floor 20 ms; both windows read at the same pace).
 """
 
 from __future__ import annotations
@@ -228,7 +228,10 @@ async def test_receiver_down_then_back_gets_everything_and_the_api_stays_fast(
             await add_cases(pool, 60, -24 * 60)
             for _ in range(10):  # warm up
                 await timed_get()
-            idle = [await timed_get() for _ in range(100)]
+            idle: list[float] = []  # paced as the reads while the receiver is down
+            for _ in range(100):
+                idle.append(await timed_get())
+                await trio.sleep(0.05)
 
             await add_cases(pool, 40, 0.2)
             down_until = time.monotonic() + DOWN_SECONDS
@@ -265,6 +268,8 @@ async def test_receiver_down_then_back_gets_everything_and_the_api_stays_fast(
                 f"\nAPI p95 idle {idle_p95 * 1000:.1f} ms, receiver down {busy_p95 * 1000:.1f} ms"
                 f" ({len(busy)} requests over {DOWN_SECONDS:g} s)"
             )
-            assert busy_p95 <= max(2 * idle_p95, 0.1), (idle_p95, busy_p95)
+            # the issue's line: within twice the idle p95 (a 20 ms floor for a very fast
+            # idle figure on a loaded machine)
+            assert busy_p95 <= max(2 * idle_p95, 0.02), (idle_p95, busy_p95)
     finally:
         receiver.stop()
