@@ -7,7 +7,7 @@ from typing import Any
 from quart_trio import QuartTrio
 
 from daemon.api.access import check_declarations
-from daemon.api.authn import authorize_request
+from daemon.api.authn import authorize_request, forget_changed_credentials
 from daemon.api.body_limits import BodyBudget
 from daemon.api.context import _EXTENSION, ApiContext
 from daemon.api.cors import CorsPolicy
@@ -74,6 +74,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
     app.before_request(authorize_request)
     app.before_websocket(authorize_request)  # none today; a future one is checked too
     app.after_request(record_request)
+    app.after_request(forget_changed_credentials)
     for blueprint in [*BLUEPRINTS, *extra_blueprints]:
         app.register_blueprint(blueprint)
     missing = check_declarations(app)

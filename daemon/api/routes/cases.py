@@ -210,6 +210,7 @@ async def list_() -> Response:
     query = query_params(CaseListQuery)
     case_filter = case_filter_of(query)
     async with current_context().db.connection() as conn:
+        await conn.set_autocommit(True)  # one statement: no BEGIN and ROLLBACK round trips
         cases = await list_cases(conn, case_filter, cursor=query.cursor, limit=query.limit)
     return json_response(page([case_view(c) for c in cases.items], cases.next_cursor))
 
@@ -219,7 +220,9 @@ async def list_() -> Response:
 async def show(case_id: int) -> Response:
     """One case; its ETag is its version, for If-Match on changes."""
     async with current_context().db.connection() as conn:
-        return _case_response(await get_case(conn, case_id))
+        await conn.set_autocommit(True)  # one statement: no BEGIN and ROLLBACK round trips
+        case = await get_case(conn, case_id)
+    return _case_response(case)
 
 
 async def _act(case_id: int, action_request: Request) -> Response:

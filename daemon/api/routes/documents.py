@@ -260,6 +260,7 @@ async def list_() -> Response:
     query = query_params(DocumentListQuery)
     filters = document_filter(query)
     async with current_context().db.connection() as conn:
+        await conn.set_autocommit(True)  # one statement: no BEGIN and ROLLBACK round trips
         result = await list_documents(conn, filters=filters, cursor=query.cursor, limit=query.limit)
     return json_response(page([document_view(d) for d in result.items], result.next_cursor))
 
