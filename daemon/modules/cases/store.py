@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from daemon.modules.cases.errors import CaseNotFound
@@ -189,6 +190,38 @@ LIST_CASES_SQL = (
     + "\n  AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)"
     + "\nORDER BY c.id DESC\nLIMIT %(limit)s"
 )
+
+
+LIST_CASE_VIEWS_SQL = (
+    "SELECT c.id, ({view})::text\nFROM cases c JOIN documents d ON d.id = c.document_id"
+    + "\nWHERE "
+    + CASE_FILTER_SQL
+    + "\n  AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)"
+    + "\nORDER BY c.id DESC\nLIMIT %(limit)s"
+)
+
+
+async def list_case_views(
+    conn: TrioConnection,
+    view: sql.Composable,
+    case_filter: CaseFilter | None = None,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[str]:
+    """:func:`list_cases`, each item the JSON text of ``view`` (an SQL expression over
+    ``cases c JOIN documents d``), built by the server: no row is loaded into Python
+    objects. Read-only; runs in the caller's transaction.
+
+    Raises:
+        ValidationFailed: a malformed cursor.
+    """
+    params = case_filter_params(case_filter or CaseFilter())
+    params |= {"before_id": decode_cursor(cursor), "limit": fetch_limit(limit)}
+    query = sql.SQL(LIST_CASE_VIEWS_SQL).format(view=view)
+    rows = await (await conn.execute(query, params, prepare=False)).fetchall()
+    page = page_of(rows, limit, key=lambda row: int(row[0]))
+    return Page(items=[row[1] for row in page.items], next_cursor=page.next_cursor)
 
 
 async def list_cases(

@@ -213,6 +213,37 @@ async def list_documents(
     return page_of([Document.from_row(row) for row in rows], limit, key=lambda d: d.id)
 
 
+async def list_document_views(
+    conn: TrioConnection,
+    view: sql.Composable,
+    *,
+    filters: DocumentFilter | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[str]:
+    """:func:`list_documents`, each item the JSON text of ``view`` (an SQL expression over
+    ``documents d``), built by the server: no row is loaded into Python objects.
+
+    Raises:
+        ValidationFailed: a malformed cursor or a limit outside 1..MAX_LIST_LIMIT.
+    """
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationFailed(
+            [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
+        )
+    before_id = decode_cursor(cursor)
+    predicate, params = document_filter_sql(filters or DocumentFilter())
+    rows = await (
+        await conn.execute(
+            sql.SQL(SQL["list_document_views"]).format(filter=predicate, view=view),
+            {**params, "before_id": before_id, "limit": fetch_limit(limit)},
+            prepare=False,  # a generic plan cannot use the filters' indexes
+        )
+    ).fetchall()
+    page = page_of(rows, limit, key=lambda row: int(row[0]))
+    return Page(items=[row[1] for row in page.items], next_cursor=page.next_cursor)
+
+
 async def retry_document(
     pool: Pool, document_id: int, *, context: AuditContext, max_attempts: int
 ) -> Document:

@@ -308,5 +308,14 @@ WHERE {filter}
 ORDER BY d.id DESC
 LIMIT %(limit)s
 
+-- name: list_document_views
+-- list_documents, each row as "view" (an expression over `d`: its JSON, built here).
+SELECT d.id, ({view})::text
+FROM documents d
+WHERE {filter}
+  AND (%(before_id)s::bigint IS NULL OR d.id < %(before_id)s)
+ORDER BY d.id DESC
+LIMIT %(limit)s
+
 -- name: document_counts
 SELECT state::text, count(*) FROM documents GROUP BY state

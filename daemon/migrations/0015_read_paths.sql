@@ -28,3 +28,13 @@ CREATE TRIGGER users_auth_changed
     FOR EACH STATEMENT EXECUTE FUNCTION auth_changed();
 CREATE TRIGGER users_auth_truncated
     AFTER TRUNCATE ON users FOR EACH STATEMENT EXECUTE FUNCTION auth_changed();
+
+-- Issue 16: list pages built as JSON by the server (daemon/api/routes/*.py *_VIEW_SQL):
+-- a time as the API writes it, ISO 8601 in UTC with a Z, microseconds only when not
+-- zero (as Python's datetime.isoformat()). NULL stays NULL.
+CREATE FUNCTION api_time(t timestamptz) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE WHEN extract(microseconds FROM t) % 1000000 = 0 THEN ''
+                   ELSE to_char(t AT TIME ZONE 'UTC', '.US') END
+           || 'Z'
+$$;
