@@ -36,7 +36,7 @@ async def varied_rows(pool) -> None:
     await execute(
         pool,
         "UPDATE documents SET metadata = %s::jsonb, title = %s, created_at = %s WHERE id = %s",
-        json.dumps({"z": [1, 2.5, None], "a": {"é": "\u2028\"x\\"}, "n": True}),
+        json.dumps({"z": [1, 2.5, None], "a": {"é": '\u2028"x\\'}, "n": True}),
         'Ünïcödé "quoted" \\ title',
         "2026-01-02 03:04:05+00",  # whole second: no fraction written
         first_doc,
