@@ -33,8 +33,8 @@ CREATE TRIGGER users_auth_truncated
 -- a time as the API writes it, ISO 8601 in UTC with a Z, microseconds only when not
 -- zero (as Python's datetime.isoformat()). NULL stays NULL.
 CREATE FUNCTION api_time(t timestamptz) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-           || CASE WHEN extract(microseconds FROM t) % 1000000 = 0 THEN ''
-                   ELSE to_char(t AT TIME ZONE 'UTC', '.US') END
-           || 'Z'
+    SELECT to_char(t AT TIME ZONE 'UTC',
+                   CASE WHEN extract(microseconds FROM t) % 1000000 = 0
+                        THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+                        ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
 $$;

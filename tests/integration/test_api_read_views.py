@@ -13,8 +13,13 @@ import pytest
 from daemon.api.responses import _default
 from daemon.api.routes.cases import CASE_VIEW_SQL, case_view
 from daemon.api.routes.documents import DOCUMENT_VIEW_SQL, document_view
-from daemon.modules.cases import list_case_views, list_cases
-from daemon.modules.ingestion import list_document_views, list_documents
+from daemon.modules.cases import CaseFilter, list_case_views, list_cases
+from daemon.modules.ingestion import (
+    DocumentFilter,
+    DocumentState,
+    list_document_views,
+    list_documents,
+)
 from tests.integration.test_case_opening import routed_case
 
 
@@ -97,3 +102,30 @@ async def test_the_database_views_are_the_python_views(pool, time_zone):
     written = {json.loads(item)["id"]: json.loads(item) for item in everything.items}
     assert any(d["created_at"] == "2026-01-02T03:04:05Z" for d in written.values())
     assert any(d["updated_at"] == "2026-05-06T05:08:09.500000Z" for d in written.values())
+
+
+async def test_filtered_and_later_pages_are_the_same_rows(pool):
+    await varied_rows(pool)
+    filters = DocumentFilter(state=DocumentState.COMPLETED, text="second")
+    async with pool.connection() as conn:
+        for kwargs in ({}, {"filters": filters}):
+            first = await list_documents(conn, limit=1, **kwargs)
+            views = await list_document_views(conn, DOCUMENT_VIEW_SQL, limit=1, **kwargs)
+            assert [json.loads(v)["id"] for v in views.items] == [d.id for d in first.items]
+            assert views.next_cursor == first.next_cursor
+            cursor = first.next_cursor or "999"
+            rest = await list_documents(conn, limit=50, cursor=cursor, **kwargs)
+            more = await list_document_views(
+                conn, DOCUMENT_VIEW_SQL, limit=50, cursor=cursor, **kwargs
+            )
+            assert [json.loads(v)["id"] for v in more.items] == [d.id for d in rest.items]
+        for case_filter in (CaseFilter(), CaseFilter(status="open")):
+            cases = await list_cases(conn, case_filter, limit=1)
+            views = await list_case_views(conn, CASE_VIEW_SQL, case_filter, limit=1)
+            assert [json.loads(v)["id"] for v in views.items] == [c.id for c in cases.items]
+            rest = await list_cases(conn, case_filter, cursor=cases.next_cursor, limit=9)
+            more = await list_case_views(
+                conn, CASE_VIEW_SQL, case_filter, cursor=cases.next_cursor, limit=9
+            )
+            assert [json.loads(v)["id"] for v in more.items] == [c.id for c in rest.items]
+            assert rest.items

@@ -232,12 +232,20 @@ async def list_document_views(
             [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
         )
     before_id = decode_cursor(cursor)
-    predicate, params = document_filter_sql(filters or DocumentFilter())
+    filters = filters or DocumentFilter()
+    if filters == DocumentFilter():
+        # No filter: a plain scan of the primary key, whose generic plan is the custom
+        # one; prepared (after psycopg's threshold), it is planned once per connection.
+        predicate, params, prepare = sql.SQL("TRUE"), {}, None
+    else:
+        predicate, params = document_filter_sql(filters)
+        prepare = False  # a generic plan cannot use the filters' indexes
+    after = sql.SQL("" if before_id is None else "AND d.id < %(before_id)s")
     rows = await (
         await conn.execute(
-            sql.SQL(SQL["list_document_views"]).format(filter=predicate, view=view),
+            sql.SQL(SQL["list_document_views"]).format(filter=predicate, view=view, after=after),
             {**params, "before_id": before_id, "limit": fetch_limit(limit)},
-            prepare=False,  # a generic plan cannot use the filters' indexes
+            prepare=prepare,
         )
     ).fetchall()
     page = page_of(rows, limit, key=lambda row: int(row[0]))

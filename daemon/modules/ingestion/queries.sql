@@ -309,11 +309,11 @@ ORDER BY d.id DESC
 LIMIT %(limit)s
 
 -- name: list_document_views
--- list_documents, each row as "view" (an expression over `d`: its JSON, built here).
+-- list_documents, each row as "view" (an expression over `d`: its JSON, built here);
+-- "after" is empty on the first page, else the condition of the cursor.
 SELECT d.id, ({view})::text
 FROM documents d
-WHERE {filter}
-  AND (%(before_id)s::bigint IS NULL OR d.id < %(before_id)s)
+WHERE {filter} {after}
 ORDER BY d.id DESC
 LIMIT %(limit)s
 
