@@ -290,6 +290,7 @@ async def show(document_id: int) -> Response:
     """One document with its state history, its current analysis (and earlier runs) and
     its case."""
     async with current_context().db.connection() as conn:
+        await conn.set_autocommit(True)  # its reads, their transaction: one round trip
         details = await document_details(conn, document_id)
     current = [a for a in details.analyses if a.id == details.document.analysis_id]
     body = document_view(details.document) | {

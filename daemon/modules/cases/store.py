@@ -170,10 +170,15 @@ async def get_case(conn: TrioConnection, case_id: int) -> Case:
 
 
 async def case_of_document(conn: TrioConnection, document_id: int) -> Case | None:
-    row = await (
-        await conn.execute(SQL["case_of_document"], {"document_id": document_id})
-    ).fetchone()
+    row = await (await conn.execute(*case_of_document_query(document_id))).fetchone()
     return None if row is None else Case.from_row(row)
+
+
+def case_of_document_query(document_id: int) -> tuple[str, dict[str, Any]]:
+    """The statement of :func:`case_of_document` and its parameters, for a caller that
+    sends it in one pipeline with others; its row (if any) is read with
+    :meth:`Case.from_row`."""
+    return SQL["case_of_document"], {"document_id": document_id}
 
 
 # The columns :meth:`Case.from_row` reads, from ``cases c`` joined with ``documents d``.
