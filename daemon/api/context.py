@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from quart import current_app
 
 from daemon.composition import Components, compose
-from daemon.modules.auth.credential_cache import CredentialCache
+from daemon.modules.auth import CredentialCache
 from daemon.shared.errors import DatabaseError
 from daemon.shared.metrics import Metric, Registry
 

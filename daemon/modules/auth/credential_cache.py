@@ -106,6 +106,10 @@ class CredentialCache:
         self._nonce: str | None = None
         self._heard = False
 
+    def __len__(self) -> int:
+        """How many principals are cached (dead entries included until looked up)."""
+        return len(self._entries)
+
     # -- the request's side --------------------------------------------------------------
 
     async def lookup(self, digest: bytes) -> tuple[Principal | None, Ticket | None]:
@@ -219,9 +223,9 @@ class CredentialCache:
             return
         pgconn = conn.pgconn
         try:
-            if pgconn.status != psycopg.pq.ConnStatus.OK:
-                raise psycopg.OperationalError("the listener connection is closed")
-            pgconn.consume_input()
+            # Reads what arrived (notifications are buffered) and sees an end of file.
+            if not conn.is_alive_nowait():
+                raise psycopg.OperationalError("the listener connection was closed")
             while (notify := pgconn.notifies()) is not None:
                 self._on_notify(
                     psycopg.Notify(notify.relname.decode(), notify.extra.decode(), notify.be_pid)
