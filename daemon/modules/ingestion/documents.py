@@ -260,8 +260,10 @@ async def list_document_views(
     after = sql.SQL("" if before_id is None else "AND d.id < %(before_id)s")
     rows = await (
         await conn.execute(
-            sql.SQL(SQL["list_document_views"]).format(filter=predicate, view=view, after=after),
-            {**params, "before_id": before_id, "limit": fetch_limit(limit)},
+            sql.SQL(SQL["list_document_views"]).format(
+                filter=predicate, view=view, after=after, limit=sql.Literal(fetch_limit(limit))
+            ),
+            {**params, "before_id": before_id},
             prepare=prepare,
         )
     ).fetchall()
