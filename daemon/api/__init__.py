@@ -7,7 +7,8 @@ from typing import Any
 from quart_trio import QuartTrio
 
 from daemon.api.access import check_declarations
-from daemon.api.authn import authorize_request
+from daemon.api.asgi_connection import Connection
+from daemon.api.authn import authorize_request, forget_changed_credentials
 from daemon.api.body_limits import BodyBudget
 from daemon.api.context import _EXTENSION, ApiContext
 from daemon.api.cors import CorsPolicy
@@ -65,6 +66,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
     """
     app = QuartTrio("triaged", static_folder=None)
     app.request_class = Request  # uploads parsed in memory (see daemon/api/uploads.py)
+    app.asgi_http_class = Connection  # an in-memory body in one message
     app.url_map.converters["int"] = BigintIdConverter  # before any route is added
     app.config["MAX_CONTENT_LENGTH"] = context.settings.max_request_bytes
     app.config["PROPAGATE_EXCEPTIONS"] = False
@@ -74,6 +76,7 @@ def create_app(context: ApiContext, *, extra_blueprints: tuple[Any, ...] = ()) -
     app.before_request(authorize_request)
     app.before_websocket(authorize_request)  # none today; a future one is checked too
     app.after_request(record_request)
+    app.after_request(forget_changed_credentials)
     for blueprint in [*BLUEPRINTS, *extra_blueprints]:
         app.register_blueprint(blueprint)
     missing = check_declarations(app)

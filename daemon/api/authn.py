@@ -15,7 +15,7 @@ routing answers 404 or 405.
 
 from __future__ import annotations
 
-from quart import current_app, g, request
+from quart import Response, current_app, g, request
 
 from daemon.api.access import access_of
 from daemon.api.context import current_context
@@ -50,12 +50,29 @@ async def authorize_request() -> None:
     token = bearer_token(request.headers.get("Authorization"))
     if context.pool is None:
         raise DatabaseError("no database to check credentials against")
-    principal = await authenticate(context.pool, token)
+    principal = await authenticate(context.pool, token, cache=context.credentials)
     assert access.role is not None
     if access.users_only and principal.kind is not PrincipalKind.USER:
         raise PermissionDenied("this needs a user's login session; API keys cannot use it")
     principal.require(access.role)
     setattr(g, _PRINCIPAL, principal)
+
+
+_CREDENTIAL_BLUEPRINTS = frozenset({"auth", "users", "api_keys"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def forget_changed_credentials(response: Response) -> Response:
+    """The ``after_request`` hook: a request that may have changed credentials (any
+    unsafe method on the auth, users or API-key routes, whatever its outcome) empties
+    this process's credential cache before its answer leaves, so that the next request
+    here sees the change without waiting for the change's notification (which other
+    processes get; see :mod:`daemon.modules.auth.credential_cache`)."""
+    if request.method not in _SAFE_METHODS and request.blueprint in _CREDENTIAL_BLUEPRINTS:
+        cache = current_context().credentials
+        if cache is not None:
+            cache.invalidate()
+    return response
 
 
 def bearer_token(header: str | None) -> str:

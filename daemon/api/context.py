@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from quart import current_app
 
 from daemon.composition import Components, compose
+from daemon.modules.auth import CredentialCache
 from daemon.shared.errors import DatabaseError
 from daemon.shared.metrics import Metric, Registry
 
@@ -58,6 +59,14 @@ class ApiContext:
     def parts(self) -> Components:
         """The components this app uses (given, or composed once from the settings)."""
         return self.components if self.components is not None else compose(self.settings)
+
+    @cached_property
+    def credentials(self) -> CredentialCache | None:
+        """This app's cache of token lookups (None without a database); off when
+        ``queue_listen`` is (a pooler that drops LISTEN could not invalidate it)."""
+        if self.pool is None:
+            return None
+        return CredentialCache(self.pool.connect_apart, enabled=self.settings.queue_listen)
 
     @property
     def auth_policy(self) -> AuthPolicy:

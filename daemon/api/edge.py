@@ -178,20 +178,8 @@ class Edge:
             else:
                 await self._call_app(scope, receive, send_with_headers, lambda: status)
         finally:
-            log.info(
-                "%s %s %s",
-                scope.get("method"),
-                scope.get("path"),
-                status or "-",
-                extra={
-                    "action": "http.request",
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status or None,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": (scope.get("client") or ("-",))[0],
-                },
-            )
+            if log.isEnabledFor(logging.INFO):  # its extra costs even when not logged
+                _log_access(scope, status, started)
             request_id_var.reset(token)
 
     async def _call_app(self, scope: Scope, receive: Any, send: Any, status: Any) -> None:
@@ -231,6 +219,23 @@ class Edge:
         if client == peer:
             return scope
         return {**scope, "client": (client, 0)}
+
+
+def _log_access(scope: Scope, status: int, started: float) -> None:
+    log.info(
+        "%s %s %s",
+        scope.get("method"),
+        scope.get("path"),
+        status or "-",
+        extra={
+            "action": "http.request",
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status or None,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "client": (scope.get("client") or ("-",))[0],
+        },
+    )
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

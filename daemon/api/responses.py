@@ -36,6 +36,13 @@ def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
 
 
+def page_response(items: list[str], next_cursor: str | None) -> Response:
+    """A 200 with ``{"items": [...], "next_cursor": ...}`` from items already encoded as
+    JSON (by the database: see ``list_document_views``)."""
+    body = '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(next_cursor) + "}"
+    return Response(body, status=200, content_type="application/json")
+
+
 def no_content() -> Response:
     """A 204: no body, hence no ``Content-Type`` (Quart would default to text/html)."""
     response = Response(b"", status=204)

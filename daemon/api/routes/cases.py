@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
 
@@ -16,7 +17,7 @@ from daemon.api.context import current_context
 from daemon.api.field_types import DateTime, JsonInt, QueryBool  # noqa: TC001 (pydantic reads it at run time)
 from daemon.api.if_match import etag, required_version
 from daemon.api.query import Cursor, QueryModel, query_params
-from daemon.api.responses import json_response, page
+from daemon.api.responses import json_response, page, page_response
 from daemon.api.schemas.base import page_of
 from daemon.api.schemas.cases import CaseEventView, CaseView, CommentView
 from daemon.modules.auth import Role
@@ -31,7 +32,7 @@ from daemon.modules.cases import (
     add_comment,
     get_case,
     list_case_events,
-    list_cases,
+    list_case_views,
     list_comments,
 )
 from daemon.shared.errors import ValidationFailed
@@ -138,6 +139,24 @@ def case_view(case: Case) -> dict[str, Any]:
     }
 
 
+# case_view as the server builds it for the list, over ``cases c JOIN documents d``
+# (tests/integration/test_api_read_views.py holds the two to the same JSON).
+CASE_VIEW_SQL = sql.SQL(
+    """json_build_object(
+    'id', c.id, 'document_id', c.document_id, 'document_title', d.title,
+    'analysis_id', c.analysis_id, 'status', c.status, 'severity', c.severity,
+    'category', c.category, 'sla_due_at', api_time(c.sla_due_at),
+    'overdue', (c.status = 'open' AND c.sla_due_at IS NOT NULL AND c.sla_due_at < now()),
+    'assignee', c.assignee, 'assignee_user_id', c.assignee_user_id,
+    'tags', coalesce(c.tags, '{}'::text[]), 'reason', c.reason,
+    'resolution', c.resolution, 'resolution_note', c.resolution_note,
+    'acknowledged_at', api_time(c.acknowledged_at), 'resolved_at', api_time(c.resolved_at),
+    'escalation_level', c.escalation_level,
+    'escalation_due_at', api_time(c.escalation_due_at), 'version', c.version,
+    'created_at', api_time(c.created_at), 'updated_at', api_time(c.updated_at))"""
+)
+
+
 def comment_view(comment: Comment) -> dict[str, Any]:
     return {
         "id": comment.id,
@@ -210,8 +229,11 @@ async def list_() -> Response:
     query = query_params(CaseListQuery)
     case_filter = case_filter_of(query)
     async with current_context().db.connection() as conn:
-        cases = await list_cases(conn, case_filter, cursor=query.cursor, limit=query.limit)
-    return json_response(page([case_view(c) for c in cases.items], cases.next_cursor))
+        await conn.set_autocommit(True)  # one statement: no BEGIN and ROLLBACK round trips
+        cases = await list_case_views(
+            conn, CASE_VIEW_SQL, case_filter, cursor=query.cursor, limit=query.limit
+        )
+    return page_response(cases.items, cases.next_cursor)
 
 
 @blueprint.get("/<int:case_id>")
@@ -219,7 +241,9 @@ async def list_() -> Response:
 async def show(case_id: int) -> Response:
     """One case; its ETag is its version, for If-Match on changes."""
     async with current_context().db.connection() as conn:
-        return _case_response(await get_case(conn, case_id))
+        await conn.set_autocommit(True)  # one statement: no BEGIN and ROLLBACK round trips
+        case = await get_case(conn, case_id)
+    return _case_response(case)
 
 
 async def _act(case_id: int, action_request: Request) -> Response:

@@ -22,6 +22,7 @@ from daemon.modules.auth.api_keys import (
     revoke_api_key,
 )
 from daemon.modules.auth.bootstrap import INITIAL_ADMIN_EMAIL, bootstrap_admin, initial_admin
+from daemon.modules.auth.credential_cache import CredentialCache
 from daemon.modules.auth.emails import check_email, normalize_email, normalize_login_email
 from daemon.modules.auth.errors import (
     ApiKeyNotFound,
@@ -72,6 +73,7 @@ __all__ = [
     "AuthError",
     "AuthPolicy",
     "CreatedApiKey",
+    "CredentialCache",
     "DuplicateEmail",
     "InvalidAccountData",
     "InvalidCredentials",

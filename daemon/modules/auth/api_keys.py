@@ -184,8 +184,11 @@ async def revoke_api_key(pool: Pool, key_id: int, *, context: AuditContext) -> A
         return key
 
 
-async def authenticate_api_key(conn: TrioConnection, key: str) -> Principal | None:
-    """The principal of a live key (not revoked, not expired), or None.
+async def authenticate_api_key(
+    conn: TrioConnection, key: str
+) -> tuple[Principal, float | None] | None:
+    """The principal of a live key (not revoked, not expired) and the seconds it has left
+    (None: no expiry), or None.
 
     One autocommit-friendly statement; ``last_used_at`` is written at most once a minute.
     """
@@ -197,6 +200,7 @@ async def authenticate_api_key(conn: TrioConnection, key: str) -> Principal | No
     ).fetchone()
     if row is None:
         return None
-    return Principal(
+    principal = Principal(
         kind=PrincipalKind.API_KEY, id=row[0], name=row[1], role=Role(row[2]), expires_at=row[3]
     )
+    return principal, row[4]

@@ -96,7 +96,8 @@ WITH found AS (
       AND (found.last_used_at IS NULL
            OR found.last_used_at < now() - make_interval(secs => %(touch_after)s))
 )
-SELECT id, user_id, role::text, email, expires_at FROM found
+SELECT id, user_id, role::text, email, expires_at,
+       extract(epoch FROM expires_at - now())::float8 FROM found
 
 -- name: revoke_session_by_hash
 UPDATE sessions SET revoked_at = now()
@@ -149,7 +150,8 @@ WITH found AS (
       AND (found.last_used_at IS NULL
            OR found.last_used_at < now() - make_interval(secs => %(touch_after)s))
 )
-SELECT id, name, role::text, expires_at FROM found
+SELECT id, name, role::text, expires_at, extract(epoch FROM expires_at - now())::float8
+FROM found
 
 -- Login throttling ----------------------------------------------------------------------
 

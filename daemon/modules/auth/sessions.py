@@ -21,6 +21,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from daemon.modules.audit import Actor, ActorType, AuditContext, record
 from daemon.modules.auth import throttle
@@ -46,8 +47,10 @@ from daemon.modules.auth.users import SQL, User, set_password
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from daemon.modules.auth.credential_cache import CredentialCache
     from daemon.modules.auth.policy import AuthPolicy
     from daemon.shared.db.pool import Pool
+    from daemon.shared.db.psycopg_trio import TrioConnection
 
 log = logging.getLogger("triaged.auth")
 
@@ -200,11 +203,15 @@ async def _check_and_open(
     return LoginResult(token=token, expires_at=session[1], user=user, session_id=session[0])
 
 
-async def authenticate(pool: Pool, token: str) -> Principal:
+async def authenticate(
+    pool: Pool, token: str, *, cache: CredentialCache | None = None
+) -> Principal:
     """The principal behind a bearer token: a session token or an API key.
 
     One statement in autocommit; it also records ``last_used_at`` (at most once a minute
-    per token). Not audited (it runs on every request).
+    per token). Not audited (it runs on every request). With ``cache``, a token looked
+    up lately is answered from it, without a round trip (see
+    :mod:`daemon.modules.auth.credential_cache`: revocations still apply at once).
 
     Raises:
         Unauthenticated: malformed, unknown, expired or revoked token or key, or the
@@ -212,25 +219,44 @@ async def authenticate(pool: Pool, token: str) -> Principal:
     """
     if not token or len(token) > TOKEN_MAX_LENGTH or not token.isascii():
         raise Unauthenticated()
+    is_key = looks_like_api_key(token)
+    if not is_key and not token.startswith(SESSION_TOKEN_PREFIX):
+        raise Unauthenticated()
+    digest = token_hash(token)  # key_hash() too: the SHA-256 of the whole token
+    ticket = None
+    if cache is not None:
+        cached, ticket = await cache.lookup(digest)
+        if cached is not None:
+            return cached
+    started = trio.current_time()
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
-        if looks_like_api_key(token):
-            principal = await authenticate_api_key(conn, token)
-            if principal is None:
-                raise Unauthenticated()
-            return principal
-        if not token.startswith(SESSION_TOKEN_PREFIX):
-            raise Unauthenticated()
-        row = await (
-            await conn.execute(
-                SQL["authenticate_session"],
-                {"token_hash": token_hash(token), "touch_after": LAST_USED_TOUCH_SECONDS},
-            )
-        ).fetchone()
-    if row is None:
+        if is_key:
+            found = await authenticate_api_key(conn, token)
+        else:
+            found = await _authenticate_session(conn, digest)
+    if found is None:
         raise Unauthenticated()
-    session_id, user_id, role, email, expires_at = row
-    return Principal(
+    principal, lifetime = found
+    if cache is not None:
+        cache.store(ticket, digest, principal, started=started, lifetime=lifetime)
+    return principal
+
+
+async def _authenticate_session(
+    conn: TrioConnection, digest: bytes
+) -> tuple[Principal, float | None] | None:
+    """The principal of a live session of an active user and the seconds it has left."""
+    row = await (
+        await conn.execute(
+            SQL["authenticate_session"],
+            {"token_hash": digest, "touch_after": LAST_USED_TOUCH_SECONDS},
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    session_id, user_id, role, email, expires_at, lifetime = row
+    principal = Principal(
         kind=PrincipalKind.USER,
         id=user_id,
         role=Role(role),
@@ -238,6 +264,7 @@ async def authenticate(pool: Pool, token: str) -> Principal:
         session_id=session_id,
         expires_at=expires_at,
     )
+    return principal, lifetime
 
 
 async def logout(pool: Pool, token: str, *, context: AuditContext) -> bool:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from daemon.modules.cases.errors import CaseNotFound
@@ -169,10 +170,15 @@ async def get_case(conn: TrioConnection, case_id: int) -> Case:
 
 
 async def case_of_document(conn: TrioConnection, document_id: int) -> Case | None:
-    row = await (
-        await conn.execute(SQL["case_of_document"], {"document_id": document_id})
-    ).fetchone()
+    row = await (await conn.execute(*case_of_document_query(document_id))).fetchone()
     return None if row is None else Case.from_row(row)
+
+
+def case_of_document_query(document_id: int) -> tuple[str, dict[str, Any]]:
+    """The statement of :func:`case_of_document` and its parameters, for a caller that
+    sends it in one pipeline with others; its row (if any) is read with
+    :meth:`Case.from_row`."""
+    return SQL["case_of_document"], {"document_id": document_id}
 
 
 # The columns :meth:`Case.from_row` reads, from ``cases c`` joined with ``documents d``.
@@ -189,6 +195,49 @@ LIST_CASES_SQL = (
     + "\n  AND (%(before_id)s::bigint IS NULL OR c.id < %(before_id)s)"
     + "\nORDER BY c.id DESC\nLIMIT %(limit)s"
 )
+
+
+# "filter" is CASE_FILTER_SQL, or TRUE; "after" is empty on the first page; "limit" a
+# literal (a prepared statement with a parameter there ran twice as slow: generic plan).
+LIST_CASE_VIEWS_SQL = """SELECT c.id, ({view})::text
+FROM cases c JOIN documents d ON d.id = c.document_id
+WHERE {filter} {after}
+ORDER BY c.id DESC
+LIMIT {limit}"""
+
+
+async def list_case_views(
+    conn: TrioConnection,
+    view: sql.Composable,
+    case_filter: CaseFilter | None = None,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[str]:
+    """:func:`list_cases`, each item the JSON text of ``view`` (an SQL expression over
+    ``cases c JOIN documents d``), built by the server: no row is loaded into Python
+    objects. Read-only; runs in the caller's transaction.
+
+    Raises:
+        ValidationFailed: a malformed cursor.
+    """
+    case_filter = case_filter or CaseFilter()
+    before_id = decode_cursor(cursor)
+    if case_filter == CaseFilter():
+        # No filter: a plain scan of the primary key, whose generic plan is the custom
+        # one; prepared (after psycopg's threshold), it is planned once per connection.
+        predicate, params, prepare = sql.SQL("TRUE"), {}, None
+    else:
+        predicate, params = sql.SQL(CASE_FILTER_SQL), case_filter_params(case_filter)
+        prepare = False  # a generic plan cannot use the filters' indexes
+    params |= {"before_id": before_id}
+    after = sql.SQL("" if before_id is None else "AND c.id < %(before_id)s")
+    query = sql.SQL(LIST_CASE_VIEWS_SQL).format(
+        view=view, filter=predicate, after=after, limit=sql.Literal(fetch_limit(limit))
+    )
+    rows = await (await conn.execute(query, params, prepare=prepare)).fetchall()
+    page = page_of(rows, limit, key=lambda row: int(row[0]))
+    return Page(items=[row[1] for row in page.items], next_cursor=page.next_cursor)
 
 
 async def list_cases(

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from daemon.modules.audit import record
-from daemon.modules.cases import Case, case_of_document
+from daemon.modules.cases import Case, case_of_document_query
 from daemon.modules.ingestion.errors import DocumentNotFound
 from daemon.modules.ingestion.states import (
     DocumentState,
@@ -166,23 +166,40 @@ async def get_document(conn: TrioConnection, document_id: int) -> Document:
 
 
 async def document_details(conn: TrioConnection, document_id: int) -> DocumentDetails:
-    """The document with its history, analyses and case. Raises DocumentNotFound."""
-    document = await get_document(conn, document_id)
+    """The document with its history, analyses and case. Raises DocumentNotFound.
+
+    Its four reads go to the server in one round trip (a pipeline). On a connection in
+    autocommit they run in a read-only transaction of their own, also sent in that round
+    trip (one snapshot, and nothing left to roll back); otherwise in the caller's.
+    """
+    own = conn.autocommit
+    async with conn.pipeline():
+        if own:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        found = await conn.execute(SQL["get_document"], {"id": document_id})
+        events = await conn.execute(SQL["document_history"], {"id": document_id})
+        runs = await conn.execute(SQL["document_analyses"], {"id": document_id})
+        case_row = await conn.execute(*case_of_document_query(document_id))
+        if own:
+            await conn.execute("COMMIT")
+    row = await found.fetchone()
+    if row is None:
+        raise DocumentNotFound(f"no document with id {document_id}")
     history = [
         HistoryEvent(at=at, from_state=a, to_state=b, step=step, detail=detail)
-        for at, a, b, step, detail in await (
-            await conn.execute(SQL["document_history"], {"id": document_id})
-        ).fetchall()
+        for at, a, b, step, detail in await events.fetchall()
     ]
     fields = [f.name for f in attrs.fields(AnalysisRecord)]
     analyses = [
-        AnalysisRecord(**dict(zip(fields, row, strict=True)))
-        for row in await (
-            await conn.execute(SQL["document_analyses"], {"id": document_id})
-        ).fetchall()
+        AnalysisRecord(**dict(zip(fields, row, strict=True))) for row in await runs.fetchall()
     ]
-    case = await case_of_document(conn, document_id)
-    return DocumentDetails(document=document, history=history, analyses=analyses, case=case)
+    case = await case_row.fetchone()
+    return DocumentDetails(
+        document=Document.from_row(row),
+        history=history,
+        analyses=analyses,
+        case=None if case is None else Case.from_row(case),
+    )
 
 
 async def list_documents(
@@ -211,6 +228,47 @@ async def list_documents(
         )
     ).fetchall()
     return page_of([Document.from_row(row) for row in rows], limit, key=lambda d: d.id)
+
+
+async def list_document_views(
+    conn: TrioConnection,
+    view: sql.Composable,
+    *,
+    filters: DocumentFilter | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[str]:
+    """:func:`list_documents`, each item the JSON text of ``view`` (an SQL expression over
+    ``documents d``), built by the server: no row is loaded into Python objects.
+
+    Raises:
+        ValidationFailed: a malformed cursor or a limit outside 1..MAX_LIST_LIMIT.
+    """
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationFailed(
+            [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
+        )
+    before_id = decode_cursor(cursor)
+    filters = filters or DocumentFilter()
+    if filters == DocumentFilter():
+        # No filter: a plain scan of the primary key, whose generic plan is the custom
+        # one; prepared (after psycopg's threshold), it is planned once per connection.
+        predicate, params, prepare = sql.SQL("TRUE"), {}, None
+    else:
+        predicate, params = document_filter_sql(filters)
+        prepare = False  # a generic plan cannot use the filters' indexes
+    after = sql.SQL("" if before_id is None else "AND d.id < %(before_id)s")
+    rows = await (
+        await conn.execute(
+            sql.SQL(SQL["list_document_views"]).format(
+                filter=predicate, view=view, after=after, limit=sql.Literal(fetch_limit(limit))
+            ),
+            {**params, "before_id": before_id},
+            prepare=prepare,
+        )
+    ).fetchall()
+    page = page_of(rows, limit, key=lambda row: int(row[0]))
+    return Page(items=[row[1] for row in page.items], next_cursor=page.next_cursor)
 
 
 async def retry_document(

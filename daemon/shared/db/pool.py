@@ -186,6 +186,7 @@ class Pool:
         self._opened_total = 0
         self._failed_total = 0
         self._timeouts_total = 0
+        self._apart: set[Connection] = set()
 
     # -- public API ----------------------------------------------------------------------
 
@@ -243,6 +244,24 @@ class Pool:
                     raise
             else:
                 await transaction.__aexit__(None, None, None)
+
+    async def connect_apart(self) -> Connection:
+        """A new connection to the pool's database that is not lent but given: the caller
+        owns it (for ``LISTEN``), may close it, and the pool closes it when it closes.
+
+        Raises:
+            PoolClosed: the pool is closed.
+            psycopg.OperationalError: the connection failed (the message never contains
+                the password).
+        """
+        if self._closed:
+            raise PoolClosed(f"the database pool {self.name!r} is closed")
+        conn = await TrioConnection.connect(self._conninfo, connect_timeout=self.connect_timeout)
+        if self._closed:
+            await conn.close()
+            raise PoolClosed(f"the database pool {self.name!r} is closed")
+        self._apart = {c for c in self._apart if not c.closed} | {conn}
+        return conn
 
     async def check(self, timeout: float | None = None) -> None:
         """One ``SELECT 1`` round trip, for a readiness probe; bounded by ``timeout``.
@@ -579,6 +598,9 @@ class Pool:
         with trio.CancelScope(shield=True):
             while self._idle:
                 await self._discard(self._idle.pop(), "pool closed")
+            for conn in self._apart:
+                await conn.close()
+            self._apart.clear()
 
     def _clean(self, exc: BaseException) -> str:
         """The error message, without the password of the conninfo, on one line."""
