@@ -5,7 +5,8 @@ process is given.
 parses every rule text once (taxonomy, severity rules, routing rules), turns the flat
 ``TRIAGED_*`` settings into each module's own typed configuration (auth policy, analyzer
 configuration, queue options, fetch policy), and builds the process-wide resources that
-modules use but must not create themselves (the one pool of low-priority CPU threads).
+modules use but must not create themselves (the low-priority CPU threads, the CPU worker
+processes, the loop's reads-first priority).
 Modules never see :class:`~daemon.shared.config.Settings`; adapters (``daemon/api``,
 ``daemon/worker``, the supervisor) receive a :class:`Components` and hand each module
 its part.
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from daemon.shared.config import Settings
 
 
+MAX_CPU_PROCESSES = 4  # by default: each worker process holds ~65 MB
+
+
 @attrs.frozen(kw_only=True)
 class Components:
     """Everything a process is wired from, built once by :func:`compose`.
@@ -60,8 +64,9 @@ class Components:
     - ``cpu``: the process's one pool of low-priority CPU threads, for work that releases
       the GIL (password hashing, hashing big contents), sized to the usable CPUs.
     - ``processes``: the process's CPU worker processes, for work that holds the GIL
-      (extraction, normalization, heuristic analysis), as many as usable CPUs; they
-      start on first use, so a process that runs no step starts none.
+      (extraction, normalization, heuristic analysis, feed parsing):
+      ``TRIAGED_CPU_PROCESSES``, by default as many as usable CPUs up to 4; they start
+      on first use, so a process that runs no step starts none.
     - ``priority``: HTTP reads before queue work on the process's event loop (the edge
       marks reads, the supervisor marks the poller and scheduler groups).
     - ``auth``: the authentication rules (its ``cpu`` set).
@@ -124,7 +129,8 @@ def compose(
     taxonomy, severity_rules, routing = _parse_rules(settings)
     escalation = escalation_policy(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
-    processes = processes if processes is not None else CpuProcesses(usable_cpus())
+    if processes is None:
+        processes = CpuProcesses(settings.cpu_processes or min(usable_cpus(), MAX_CPU_PROCESSES))
     egress = egress_policy(settings.fetch_egress_networks)
     fetch = FetchPolicy(
         connect_timeout=settings.fetch_connect_timeout_seconds,
@@ -276,6 +282,7 @@ def sources_config(components: Components, metrics: SourceMetrics | None = None)
         backoff_max_seconds=settings.source_backoff_max_seconds,
         metrics=metrics,
         cpu=components.cpu,
+        processes=components.processes,
     )
 
 

@@ -31,7 +31,7 @@
   ``/api/`` and on any request that carried credentials, unless the app chose otherwise.
 - **CORS** (:mod:`daemon.api.cors`): off unless origins are allowed.
 - **Reads first** (:mod:`daemon.shared.loop_priority`): while a GET, HEAD or OPTIONS
-  request is in flight (until its response is out or starts streaming), the queue's
+  request is in flight (until its response starts going out), the queue's
   work and the other requests on this event loop step aside at their next database
   checkout or CPU hand-off.
 """
@@ -124,8 +124,8 @@ class Edge:
         if self.priority is None:
             await self._exchange(scope, receive, send)
         elif scope.get("method") in _READS:
-            # A read goes first: queue work and writes on this loop step aside until it
-            # is answered, or until its response streams (an export takes minutes).
+            # A read goes first: queue work and writes on this loop step aside until its
+            # response starts going out (its first body chunk).
             with self.priority.foreground() as read:
                 await self._exchange(scope, receive, send, read.end)
         else:
@@ -133,7 +133,7 @@ class Edge:
                 await self._exchange(scope, receive, send)
 
     async def _exchange(
-        self, scope: Scope, receive: Any, send: Any, on_stream: Callable[[], None] | None = None
+        self, scope: Scope, receive: Any, send: Any, on_body: Callable[[], None] | None = None
     ) -> None:
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
@@ -163,8 +163,8 @@ class Edge:
                     *_BASE_HEADERS,
                     (b"x-request-id", request_id.encode()),
                 ]
-            elif on_stream is not None and message.get("more_body"):
-                on_stream()
+            elif on_body is not None:  # the body goes out: the read is done with the loop
+                on_body()
             await self._send_shielded(send, message)
 
         try:

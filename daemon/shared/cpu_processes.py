@@ -12,8 +12,9 @@ function) runs exactly once with ``args`` in one of at most ``processes`` worker
 processes; arguments and result travel pickled (so do exceptions, traceback included).
 A cancelled caller stops waiting at once: the worker running its call is killed and a
 new one replaces it on the next call. A worker that dies (killed, out of memory) fails
-the call running in it with :class:`trio_parallel.BrokenWorkerError`; the next call gets
-a new worker.
+the call running in it with :class:`~daemon.shared.errors.CpuWorkerLost`; the next call
+gets a new worker. Call from the event loop of the main thread (``trio-parallel``
+configures its workers from there).
 
 Workers (``trio-parallel``'s, started with ``spawn``: nothing of the daemon's state,
 its sockets or its threads is inherited) start on first use and stop after
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 import trio_parallel
 
+from daemon.shared.errors import CpuWorkerLost
 from daemon.shared.loop_priority import yield_to_foreground
 
 if TYPE_CHECKING:
@@ -63,9 +65,12 @@ class CpuProcesses:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         await yield_to_foreground()
         _configure_workers(self.nice)
-        return await trio_parallel.run_sync(
-            function, *args, limiter=self._limiter, kill_on_cancel=True
-        )
+        try:
+            return await trio_parallel.run_sync(
+                function, *args, limiter=self._limiter, kill_on_cancel=True
+            )
+        except trio_parallel.BrokenWorkerError as exc:
+            raise CpuWorkerLost(f"a CPU worker process died during the call: {exc}") from None
 
 
 def _configure_workers(nice: int) -> None:

@@ -6,6 +6,7 @@
     │   ├── PoolTimeout             no connection could be had within the acquire timeout
     │   └── PoolClosed              the pool was closed while a caller wanted a connection
     ├── EmbeddedDatabaseError       the embedded PostgreSQL could not be started or stopped
+    ├── CpuWorkerLost               a CPU worker process died during a call (killed, OOM)
     ├── MigrationError              migrations cannot be applied
     │   └── ChecksumMismatch        an applied migration file was changed afterwards
     ├── AuthError                   authentication, users, sessions and API keys
@@ -76,7 +77,7 @@
         └── ValidationFailed        the body parses but its fields are invalid
 
 Where each class is defined: here, the branches several packages share (``DaemonError``,
-``ConfigError``, ``DatabaseError`` and its leaves, ``EmbeddedDatabaseError``,
+``ConfigError``, ``CpuWorkerLost``, ``DatabaseError`` and its leaves, ``EmbeddedDatabaseError``,
 ``MigrationError``, ``ChecksumMismatch``, ``DocumentError``, ``InputError`` and its
 leaves); everything else in the module that raises it, imported from that module's
 package face: ``AuthError``'s branch in ``daemon/modules/auth/errors.py``;
@@ -142,6 +143,11 @@ def _restore_error(cls: type[DaemonError], args: tuple[Any, ...], state: dict[st
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+class CpuWorkerLost(DaemonError):
+    """A CPU worker process died during the call (killed, out of memory); the call's work
+    is lost, the next call gets a new worker. Transient: retrying may succeed."""
 
 
 class ConfigError(DaemonError):

@@ -9,8 +9,9 @@ steps' batches, and a 5 ms read took 50-200 ms (``bench/README.md``).
 :class:`LoopPriority` has two sides:
 
 * **foreground**: the HTTP edge marks each read (GET, HEAD, OPTIONS) from its start
-  until its response is out, or starts streaming (a CSV export is not a read to wait
-  for): :meth:`LoopPriority.foreground`;
+  until its response starts going out (its first body chunk: a CSV export streams for
+  minutes, and a client that stops reading must not hold the queue back):
+  :meth:`LoopPriority.foreground`;
 * **background**: the queue's groups (poller and scheduler, marked by the supervisor
   with :meth:`LoopPriority.background`) and the HTTP requests that are not reads
   (uploads, writes: :meth:`LoopPriority.background_block`) run their tasks, and every

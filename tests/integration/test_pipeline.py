@@ -21,6 +21,7 @@ from daemon.modules.ingestion.states import STEPS, step_named
 from daemon.shared.config import Settings
 from daemon.shared.cpu_processes import CpuProcesses
 from daemon.shared.cpu_threads import CpuThreads
+from daemon.shared.errors import CpuWorkerLost
 
 SYSTEM = AuditContext.system()
 INCIDENT = (
@@ -359,3 +360,35 @@ async def test_a_document_with_neither_content_nor_url_fails_at_fetch(pool):
     assert result.outcome == "failed"
     assert result.error == "the document has neither content nor a URL"
     assert await state_of(pool, document_id) == "failed"
+
+
+class DyingProcesses(CpuProcesses):
+    """Worker processes where a call with ``poisoned`` among its documents loses its worker,
+    as a document that exhausts a worker's memory would."""
+
+    def __init__(self, poisoned: int) -> None:
+        super().__init__(1)
+        self.poisoned = poisoned
+        self.calls: list[list[int]] = []
+
+    async def run(self, function, *args):
+        self.calls.append(sorted(args[0]))
+        if self.poisoned in args[0]:
+            raise CpuWorkerLost("a CPU worker process died during the call")
+        return await super().run(function, *args)
+
+
+async def test_a_worker_lost_on_a_batch_costs_only_the_document_that_caused_it(pool):
+    everyone = [await new_document(pool, text=f"outage {n}") for n in range(4)]
+    poisoned = everyone[2]
+    processes = DyingProcesses(poisoned)
+    runner = Pipeline(pool, pipeline_config(compose(Settings(), cpu=CPU, processes=processes)))
+    for step in STEPS[:2]:  # fetch, hash
+        await runner.run_batch(step, {i: {} for i in everyone})
+    results = await runner.run_batch(step_named("extract"), {i: {} for i in everyone})
+    # the batch, then each document alone: only the poisoned one keeps the error (its job
+    # retries, with backoff, and fails the document once its attempts run out)
+    assert processes.calls == [sorted(everyone), *[[i] for i in everyone]]
+    assert isinstance(results[poisoned], CpuWorkerLost)
+    assert await state_of(pool, poisoned) == "hashed"
+    assert {await state_of(pool, i) for i in everyone if i != poisoned} == {"extracted"}

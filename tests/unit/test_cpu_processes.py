@@ -9,10 +9,10 @@ import time
 
 import pytest
 import trio
-import trio_parallel
 
 from daemon.modules.ingestion.errors import ContentTooLarge
 from daemon.shared.cpu_processes import CpuProcesses
+from daemon.shared.errors import CpuWorkerLost
 
 # One pool for the module: the workers are process-wide and start once (~0.5 s each).
 POOL = CpuProcesses(2)
@@ -89,6 +89,6 @@ async def test_a_cancelled_caller_stops_waiting_at_once_and_the_pool_goes_on():
 
 
 async def test_a_worker_that_dies_fails_its_call_and_the_next_call_gets_a_new_one():
-    with pytest.raises(trio_parallel.BrokenWorkerError):
+    with pytest.raises(CpuWorkerLost):
         await POOL.run(die)
     assert await POOL.run(sum, [1, 1]) == 2

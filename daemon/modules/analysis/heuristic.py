@@ -20,7 +20,6 @@ Same request, same taxonomy and rules -> the same analysis, always.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections import Counter
@@ -128,7 +127,8 @@ def heuristic_analysis(
 ) -> Analysis:
     """The analysis of ``request`` (see the module docstring). Pure, deterministic and
     thread-safe; CPU time grows linearly with the text, so callers on the event loop
-    should run large requests in a thread (:class:`HeuristicAnalyzer` does).
+    should run large requests elsewhere (:class:`HeuristicAnalyzer` does: in the CPU
+    worker processes, or a thread).
 
     Raises:
         pydantic.ValidationError: only on a bug (the result is validated to be sure).
@@ -237,21 +237,19 @@ class HeuristicAnalyzer:
 
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
         """The analysis of ``request`` with its accounting (see the class docstring)."""
-        started = time.perf_counter()
         if request.size <= self.inline_max_chars:
             await trio.lowlevel.checkpoint()
-            analysis = heuristic_analysis(request, taxonomy=self.taxonomy, rules=self.rules)
+            [(analysis, seconds)] = heuristic_analyses([request], self.taxonomy, self.rules)
         elif self.cpu is not None:
-            [(analysis, _)] = await self.cpu.run(
+            [(analysis, seconds)] = await self.cpu.run(
                 heuristic_analyses, [request], self.taxonomy, self.rules
             )
         else:
-            analysis = await trio.to_thread.run_sync(
-                functools.partial(
-                    heuristic_analysis, request, taxonomy=self.taxonomy, rules=self.rules
-                )
+            [(analysis, seconds)] = await trio.to_thread.run_sync(
+                heuristic_analyses, [request], self.taxonomy, self.rules
             )
-        return self._outcome(request, analysis, time.perf_counter() - started)
+        # the analysis' own time, not a worker's start or the wait for a free one
+        return self._outcome(request, analysis, seconds)
 
     async def analyze_many(
         self, requests: Sequence[AnalysisRequest]

@@ -97,7 +97,8 @@ class Analyzer(Protocol):
 
     - returns an :class:`AnalysisOutcome` whose analysis is valid for the provider's
       taxonomy (category within it; unknown answers mapped to ``other``);
-    - never blocks the event loop for long (CPU-bound work goes to a worker thread);
+    - never blocks the event loop for long (CPU-bound work goes to the CPU worker
+      processes, or a thread);
     - is safe to cancel, and safe to call again for the same request (at-least-once
       delivery redelivers documents);
     - raises :class:`daemon.shared.errors.AnalysisError` (or a subclass) when no valid

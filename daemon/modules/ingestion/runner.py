@@ -48,6 +48,7 @@ from daemon.modules.ingestion.steps.hash import HashStep
 from daemon.modules.ingestion.steps.normalize import NormalizeStep
 from daemon.modules.ingestion.steps.route import RouteStep
 from daemon.modules.ingestion.store import IngestionStore, advanced
+from daemon.shared.errors import CpuWorkerLost
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("triaged.ingestion")
 
 Results = dict[int, "StepResult | Exception"]  # document id -> what its step did
+# Errors of a batch that may be one document's: the batch is run again one by one.
+_ONE_DOCUMENTS_FAULT = (psycopg.DataError, psycopg.IntegrityError, CpuWorkerLost)
 
 
 def build_steps(
@@ -141,14 +144,14 @@ class Pipeline:
     ) -> Results:
         try:
             return await self._work_on(work, documents)
-        except (psycopg.DataError, psycopg.IntegrityError):
+        except _ONE_DOCUMENTS_FAULT:
             if len(documents) == 1:
                 raise
         results: Results = {}
         for document_id, options in documents.items():
             try:
                 results.update(await self._work_on(work, {document_id: options}))
-            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            except _ONE_DOCUMENTS_FAULT as exc:
                 results[document_id] = exc
         return results
 

@@ -35,9 +35,9 @@ class FeedPoller:
         fetched = await fetch_conditionally(self.context)
         if fetched.not_modified:
             return
-        cpu = self.context.config.cpu
-        if cpu is not None:
-            entries = await cpu.run(parse_feed, fetched.data)
+        processes = self.context.config.processes
+        if processes is not None:  # feedparser is pure Python: off the loop's GIL
+            entries = await processes.run(parse_feed, fetched.data)
         else:
             entries = await trio.to_thread.run_sync(parse_feed, fetched.data)
         linked = bool(self.context.source.config.get("fetch_linked_page"))

@@ -69,6 +69,7 @@ from daemon.shared.errors import DaemonError, describe_cause
 
 if TYPE_CHECKING:
     from daemon.modules.sources.metrics import SourceMetrics
+    from daemon.shared.cpu_runner import CpuRunner
     from daemon.shared.cpu_threads import CpuThreads
     from daemon.shared.db.pool import Pool
     from daemon.shared.db.psycopg_trio import TrioConnection
@@ -132,7 +133,8 @@ class SourcesConfig:
     backoff_base_seconds: float = 30.0
     backoff_max_seconds: float = 3600.0
     metrics: SourceMetrics | None = None
-    cpu: CpuThreads | None = None  # CPU-bound parsing (feeds); None: trio.to_thread
+    cpu: CpuThreads | None = None  # hashing big bodies; None: trio.to_thread
+    processes: CpuRunner | None = None  # parsing feeds (holds the GIL); None: trio.to_thread
 
     def backoff(self, failures: int) -> float:
         return float(min(self.backoff_max_seconds,

@@ -23,6 +23,14 @@ class DatabaseSettings(BaseModel):
         le=1000,
         description="Jobs this process runs at once (default for queues without their own).",
     )
+    cpu_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="CPU worker processes for extraction, normalization, heuristic analysis "
+        "and feed parsing (each ~65 MB, started on first use); default: the usable CPUs, "
+        "at most 4.",
+    )
     db_pool_min_size: int = Field(
         default=1, ge=0, le=100, description="Database connections kept open when idle."
     )

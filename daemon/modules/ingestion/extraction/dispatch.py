@@ -1,15 +1,12 @@
 """``extract_text``: from a document's bytes and media type to its text.
 
-Threading contract: everything here is synchronous, CPU-bound and free of I/O and shared
-mutable state, so it is safe in worker threads and must run in one, never on the event
-loop::
+Contract: everything here is synchronous, CPU-bound and free of I/O and shared mutable
+state; it holds the GIL (pure Python, regular expressions), so it runs in a CPU worker
+process (the extract step hands its batch to ``CpuProcesses``, docs/adr/0006), or at
+least a thread, never on the event loop.
 
-    extracted = await trio.to_thread.run_sync(
-        functools.partial(extract_text, data, media_type, filename=filename)
-    )
-
-A thread cannot be cancelled, so the work is bounded instead: extractors stop once the
-text reaches ``max_chars`` and PDFs are read for at most ``pdf_text.MAX_PAGES`` pages.
+A call in progress is not interrupted, so the work is bounded instead: extractors stop
+once the text reaches ``max_chars`` and PDFs are read for at most ``pdf_text.MAX_PAGES`` pages.
 What remains proportional to the input (decoding it, parsing a JSON document) is bounded
 by the intake's body size limit.
 """

@@ -135,8 +135,9 @@ class _ThreadNotes(logging.Handler):
 def _pypdf_warnings(notes: list[str]) -> Iterator[None]:
     """Copy what pypdf logs from this thread into ``notes`` while the block runs.
 
-    The handler filters by thread, so parallel extractions in worker threads do not see
-    each other's warnings; the records still propagate to the daemon's own logging.
+    The handler filters by thread, so parallel extractions in threads do not see each
+    other's warnings. In the CPU worker processes (where the pipeline extracts) the
+    records go no further: the document's extraction notes are where they are kept.
     """
     logger = logging.getLogger("pypdf")
     handler = _ThreadNotes(notes)

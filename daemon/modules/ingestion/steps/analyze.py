@@ -21,6 +21,7 @@ from daemon.modules.ingestion.states import step_named
 from daemon.modules.ingestion.steps.contract import Group, Move, Read, Settled, StepWork, split
 from daemon.modules.ingestion.store import analysis_row
 from daemon.queue import PermanentFailure
+from daemon.shared.errors import CpuWorkerLost
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -112,9 +113,17 @@ class AnalyzeStep(StepWork[AnalyzeInput, "Move[None]", None]):
             else:
                 singles.append(document_id)
 
+        lost: list[CpuWorkerLost] = []
+
         async def analyze_batch(analyzer: BatchAnalyzer, ids: list[int]) -> None:
             try:
                 outcomes = await analyzer.analyze_many([inputs[i].request for i in ids])
+            except CpuWorkerLost as exc:
+                if len(ids) == 1:
+                    outputs[ids[0]] = exc
+                else:  # maybe one document's: the runner retries them one by one
+                    lost.append(exc)
+                return
             except Exception as exc:  # every document's outcome
                 outputs.update(dict.fromkeys(ids, exc))
                 return
@@ -135,6 +144,8 @@ class AnalyzeStep(StepWork[AnalyzeInput, "Move[None]", None]):
                 nursery.start_soon(analyze_batch, analyzer, ids)
             for document_id in singles:
                 nursery.start_soon(analyze_one, document_id)
+        if lost:
+            raise lost[0]
         return outputs
 
     def _move(
