@@ -65,8 +65,9 @@ class DatabaseSettings(BaseModel):
     )
     queue_listen: bool = Field(
         default=True,
-        description="Wake workers by LISTEN/NOTIFY; false for poolers that drop LISTEN "
-        "(polling only).",
+        description="Wake workers by LISTEN/NOTIFY, and cache credential lookups emptied by "
+        "it; false for poolers that drop LISTEN (workers poll, every request looks its "
+        "token up).",
     )
     queue_rescue_interval_seconds: float = Field(
         default=2.0, gt=0, le=300, description="How often expired leases are looked for."
