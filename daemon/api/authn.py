@@ -63,12 +63,18 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def forget_changed_credentials(response: Response) -> Response:
-    """The ``after_request`` hook: a request that may have changed credentials (any
-    unsafe method on the auth, users or API-key routes, whatever its outcome) empties
-    this process's credential cache before its answer leaves, so that the next request
-    here sees the change without waiting for the change's notification (which other
-    processes get; see :mod:`daemon.modules.auth.credential_cache`)."""
-    if request.method not in _SAFE_METHODS and request.blueprint in _CREDENTIAL_BLUEPRINTS:
+    """The ``after_request`` hook: an authenticated request that may have changed
+    credentials (any unsafe method on the auth, users or API-key routes, whatever its
+    outcome) empties this process's credential cache before its answer leaves, so that
+    the next request here sees the change without waiting for the change's notification
+    (which other processes get; see :mod:`daemon.modules.auth.credential_cache`). An
+    anonymous one (a login, a refused request) narrows nothing: it must not be a way to
+    empty the cache at will (a login's password-hash upgrade notifies like any change)."""
+    if (
+        request.method not in _SAFE_METHODS
+        and request.blueprint in _CREDENTIAL_BLUEPRINTS
+        and getattr(g, _PRINCIPAL, None) is not None
+    ):
         cache = current_context().credentials
         if cache is not None:
             cache.invalidate()

@@ -13,6 +13,7 @@ import psycopg
 import trio
 
 from daemon.modules.auth import Role
+from daemon.modules.auth.credential_cache import DEFAULT_VERIFY_SECONDS
 from daemon.shared.db import open_pool
 from tests.integration.api_server import bearer, serve_api
 
@@ -56,9 +57,9 @@ async def test_a_revoked_key_is_refused_at_once_here_and_in_another_process(api,
     async with other_process(database_url) as other:
         await cached(api, key)
         await cached(other, key)
-        entries = len(cache_of(other))
+        hits = cache_of(other).hits
         assert await status(other, key) == 200
-        assert len(cache_of(other)) == entries  # answered from the cache
+        assert cache_of(other).hits == hits + 1  # answered from the cache
         async with api.client() as client:
             revoked = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=admin)
         assert revoked.status_code == 204
@@ -137,3 +138,29 @@ async def test_an_entry_dies_with_its_credential(api):
     await cached(api, key)
     await trio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.3)
     assert await status(api, key) == 401
+
+
+async def test_another_process_checking_its_listener_leaves_this_cache_alone(api, database_url):
+    # Each process proves its listener on a channel of its own: on the shared one, every
+    # check would empty every other process's cache.
+    key = await api.api_key(Role.VIEWER)
+    async with other_process(database_url) as other:
+        await cached(api, key)
+        await cached(other, key)
+        await trio.sleep(DEFAULT_VERIFY_SECONDS + 0.2)
+        assert await status(other, key) == 200  # its listener is checked again
+        hits = cache_of(api).hits
+        assert await status(api, key) == 200
+        assert cache_of(api).hits == hits + 1
+
+
+async def test_an_anonymous_request_cannot_empty_the_cache(api):
+    key = await api.api_key(Role.VIEWER)
+    await cached(api, key)
+    async with api.client(check_contract=False) as client:
+        login = {"email": "nobody@example.org", "password": "not the password at all"}
+        assert (await client.post("/api/v1/auth/login", json=login)).status_code == 401
+        assert (await client.delete("/api/v1/api-keys/1")).status_code == 401
+    hits = cache_of(api).hits
+    assert await status(api, key) == 200
+    assert cache_of(api).hits == hits + 1

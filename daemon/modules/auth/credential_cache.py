@@ -98,6 +98,7 @@ class CredentialCache:
         self.retry_after = retry_after
         self.max_entries = max_entries
         self._entries: dict[bytes, _Entry] = {}
+        self.hits = 0  # lookups answered from the cache
         self._generation = 0
         self._listener: TrioConnection | None = None
         self._verified_at = -float("inf")
@@ -105,6 +106,9 @@ class CredentialCache:
         self._busy = False  # a task is connecting or verifying the listener
         self._nonce: str | None = None
         self._heard = False
+        # Its own channel for the self-checks: on the shared one, every process's check
+        # would empty every other process's cache, and pile up in idle ones.
+        self._check_channel = f"{CHANNEL}_check_{secrets.token_hex(8)}"
 
     def __len__(self) -> int:
         """How many principals are cached (dead entries included until looked up)."""
@@ -120,6 +124,7 @@ class CredentialCache:
         entry = self._entries.get(digest)
         if entry is not None:
             if trio.current_time() < entry.until:
+                self.hits += 1
                 return entry.principal, None
             del self._entries[digest]
         return None, Ticket(self._generation)
@@ -197,6 +202,7 @@ class CredentialCache:
         conn.add_notify_handler(self._on_notify)
         await conn.set_autocommit(True)
         await conn.execute(f"LISTEN {CHANNEL}")
+        await conn.execute(f"LISTEN {self._check_channel}")  # hex: a safe identifier
         self.invalidate()  # whatever was cached was not covered by a listener
 
     async def _verify(self) -> None:
@@ -205,14 +211,15 @@ class CredentialCache:
         assert conn is not None
         self._nonce, self._heard = secrets.token_hex(8), False
         started = trio.current_time()
-        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._nonce))
+        await conn.execute("SELECT pg_notify(%s, %s)", (self._check_channel, self._nonce))
         if not self._heard:
             raise psycopg.OperationalError("the listener did not hear its own notification")
         self._verified_at = started
 
     def _on_notify(self, notify: psycopg.Notify) -> None:
-        if self._nonce is not None and notify.payload == self._nonce:
-            self._heard = True
+        if notify.channel == self._check_channel:
+            if self._nonce is not None and notify.payload == self._nonce:
+                self._heard = True
             return
         self.invalidate()
 

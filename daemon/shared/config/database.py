@@ -35,7 +35,11 @@ class DatabaseSettings(BaseModel):
         default=1, ge=0, le=100, description="Database connections kept open when idle."
     )
     db_pool_max_size: int = Field(
-        default=10, ge=1, le=500, description="Most database connections this process opens."
+        default=10,
+        ge=1,
+        le=500,
+        description="Most database connections this process's main pool opens (beside "
+        "it: the queue's pool of 4 and LISTEN connections).",
     )
     db_acquire_timeout_seconds: float = Field(
         default=10.0,
