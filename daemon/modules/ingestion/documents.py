@@ -202,6 +202,19 @@ async def document_details(conn: TrioConnection, document_id: int) -> DocumentDe
     )
 
 
+def _page_start(cursor: str | None, limit: int) -> int | None:
+    """The id a list page starts below (None: the first page).
+
+    Raises:
+        ValidationFailed: a malformed cursor or a limit outside 1..MAX_LIST_LIMIT.
+    """
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationFailed(
+            [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
+        )
+    return decode_cursor(cursor)
+
+
 async def list_documents(
     conn: TrioConnection,
     *,
@@ -214,11 +227,7 @@ async def list_documents(
     Raises:
         ValidationFailed: a malformed cursor or a limit outside 1..MAX_LIST_LIMIT.
     """
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ValidationFailed(
-            [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
-        )
-    before_id = decode_cursor(cursor)
+    before_id = _page_start(cursor, limit)
     predicate, params = document_filter_sql(filters or DocumentFilter())
     rows = await (
         await conn.execute(
@@ -244,11 +253,7 @@ async def list_document_views(
     Raises:
         ValidationFailed: a malformed cursor or a limit outside 1..MAX_LIST_LIMIT.
     """
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ValidationFailed(
-            [{"field": "limit", "message": f"must be between 1 and {MAX_LIST_LIMIT}"}]
-        )
-    before_id = decode_cursor(cursor)
+    before_id = _page_start(cursor, limit)
     filters = filters or DocumentFilter()
     if filters == DocumentFilter():
         # No filter: a plain scan of the primary key, whose generic plan is the custom
