@@ -3,9 +3,10 @@
 A malformed request line, a negative or doubled ``Content-Length``, control characters
 in a header or an oversized header block are refused by h11 inside hypercorn, with a
 400 (or 431) and an empty body; the app and :mod:`daemon.api.edge` never run. Hypercorn
-has no hook for that response, so :func:`install` replaces its HTTP/1.1 protocol class
-by a subclass whose error response carries an ``application/problem+json`` body like
-every other error of the API (and still closes the connection).
+has no hook for that response, so its HTTP/1.1 protocol class is replaced (by
+:func:`daemon.api.hypercorn_connection.install`) by a subclass of :class:`ProblemH11Protocol`,
+whose error response carries an ``application/problem+json`` body like every other error
+of the API (and still closes the connection).
 
 Tied to hypercorn's internals (``H11Protocol._send_error_response``, 0.18): a test
 (``tests/integration/test_api_protocol_errors.py``) fails if an upgrade changes them.
@@ -18,7 +19,6 @@ from http import HTTPStatus
 from itertools import chain
 
 import h11
-import hypercorn.protocol
 from hypercorn.protocol.h11 import H11Protocol
 
 from daemon.api.problems import PROBLEM_JSON, title_for
@@ -55,9 +55,3 @@ class ProblemH11Protocol(H11Protocol):
         )
         await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())
-
-
-def install() -> None:
-    """Make hypercorn build :class:`ProblemH11Protocol` for HTTP/1.1 connections
-    (idempotent; affects this process only)."""
-    hypercorn.protocol.H11Protocol = ProblemH11Protocol  # type: ignore[misc]

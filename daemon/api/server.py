@@ -13,7 +13,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from daemon.api import protocol_errors
+from daemon.api import hypercorn_connection
 
 if TYPE_CHECKING:
     from daemon.shared.config import Settings
@@ -36,7 +36,7 @@ class HttpService:
     name = "http"
 
     def __init__(self, asgi_app: Any, settings: Settings) -> None:
-        protocol_errors.install()  # hypercorn's own 400s in problem+json
+        hypercorn_connection.install()  # fewer schedule points; problem+json refusals
         self._app = asgi_app
         self._settings = settings
         self._stop = trio.Event()

@@ -197,7 +197,10 @@ async def _raw_login(port: int, head: bytes, chunks: list[bytes]) -> tuple[int, 
             b"Content-Type: application/json\r\n" + head + b"\r\n"
         )
         for chunk in chunks:
-            await stream.send_all(chunk)
+            try:
+                await stream.send_all(chunk)
+            except trio.BrokenResourceError:
+                break  # refused mid-body and closed, as a client sees it: read the answer
         status, _headers, body = await read_response(stream)
     return status, json.loads(body)
 

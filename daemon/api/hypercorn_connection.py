@@ -1,0 +1,109 @@
+"""hypercorn's per-connection classes as triaged runs them: fewer schedule points per
+response.
+
+Every schedule point of a request's path waits for a whole pass of Trio's run queue: a
+few microseconds when the process is idle, milliseconds while uploads and the worker's
+steps fill the loop. hypercorn 0.18 (trio worker) took six of them to write one
+in-memory response: for each of the head, the body and the (empty) end of message, a
+``trio.Lock`` taken with ``async with`` (a schedule point even when free) and a
+``send_all``. Then a read of a 20-row page waited behind six passes of the loop, and
+``/livez`` behind more passes than the work it does (issue 16). Here:
+
+- :class:`Http11Protocol` holds a response's head until its first body bytes (or its
+  end) and writes them together; an empty write (the end of a ``Content-Length`` body)
+  is not made at all. A streamed body's head goes out with its first chunk.
+- :class:`TcpConnection` takes its free send lock without yielding (a held one is
+  still waited for, in order), and stops the connection's idle timer without yielding
+  when no restart is in progress.
+
+What a client sees does not change: the same bytes, in the same order, on the same
+connection (one exception: a response whose app fails after its head and before any body
+closed the connection after the head; it now closes it without one).
+
+Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``,
+``TCPServer.protocol_send``/``send_lock``/``idle_task``, ``TrioSingleTask._lock`` and
+``_handle``, ``hypercorn.trio.run.TCPServer``): ``tests/unit/test_hypercorn_connection.py``
+fails if an upgrade changes them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import h11
+import hypercorn.protocol
+import hypercorn.trio.run
+import trio
+from hypercorn.events import Closed, RawData
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import TrioSingleTask
+
+from daemon.api.protocol_errors import ProblemH11Protocol
+
+if TYPE_CHECKING:
+    from hypercorn.events import Event
+
+
+class Http11Protocol(ProblemH11Protocol):
+    """HTTP/1.1 with a response's head written together with its first body bytes.
+
+    Also answers hypercorn's own refusals in problem+json (:class:`ProblemH11Protocol`).
+    """
+
+    _held_head: bytes = b""
+
+    async def _send_h11_event(self, event: Any) -> None:
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if type(event) is h11.Response:  # a final head (1xx heads go out at once)
+            self._held_head = data
+            return
+        if self._held_head:
+            data, self._held_head = self._held_head + data, b""
+        if data:
+            await self.send(RawData(data=data))
+
+
+class _IdleTimer(TrioSingleTask):
+    """hypercorn's keep-alive idle timer, stopped without a schedule point when it can be."""
+
+    async def stop(self) -> None:
+        if self._lock.locked():  # a restart is starting the timer: wait for it, then stop it
+            await super().stop()
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+
+
+class TcpConnection(TCPServer):
+    """hypercorn's connection task, without a schedule point to take a free send lock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = _IdleTimer()
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, RawData) or self.send_lock.locked():
+            await super().protocol_send(event)
+            return
+        self.send_lock.acquire_nowait()
+        try:
+            try:
+                with trio.CancelScope(shield=True):  # as hypercorn: a write is never cut
+                    await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+        finally:
+            self.send_lock.release()
+
+
+def install() -> None:
+    """Make hypercorn's trio worker build these classes for its connections
+    (idempotent; affects this process only)."""
+    hypercorn.protocol.H11Protocol = Http11Protocol  # type: ignore[misc]
+    hypercorn.trio.run.TCPServer = TcpConnection  # type: ignore[misc]

@@ -1,0 +1,131 @@
+"""triaged's hypercorn connection classes: a response in one write, no schedule point to
+take a free send lock or stop an idle timer. These tests drive hypercorn's own code paths
+(0.18), so they fail if an upgrade moves the internals the subclasses rely on."""
+
+from __future__ import annotations
+
+import hypercorn.protocol
+import hypercorn.trio.run
+import pytest
+import trio
+import trio.testing
+from hypercorn.config import Config
+from hypercorn.events import RawData, Updated
+from hypercorn.protocol.events import Body, EndBody, Response
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.worker_context import WorkerContext
+
+from daemon.api.hypercorn_connection import Http11Protocol, TcpConnection, install
+
+
+class _Recorder:
+    """Stands for the connection's socket writer (``protocol.send``) or stream."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    async def send(self, event: object) -> None:  # the protocol's ``send``
+        assert isinstance(event, RawData)
+        self.writes.append(event.data)
+
+    async def send_all(self, data: bytes) -> None:  # the TCP server's stream; no checkpoint
+        self.writes.append(bytes(data))
+
+
+def _protocol_after(request: bytes) -> tuple[Http11Protocol, _Recorder]:
+    recorder = _Recorder()
+    protocol = Http11Protocol(
+        None, Config(), WorkerContext(None), None, {}, False, None, None, recorder.send
+    )
+    protocol.connection.receive_data(request)
+    protocol.connection.next_event()  # the request
+    protocol.connection.next_event()  # its end
+    return protocol, recorder
+
+
+def test_install_makes_hypercorn_build_them() -> None:
+    install()
+    assert hypercorn.protocol.H11Protocol is Http11Protocol
+    assert hypercorn.trio.run.TCPServer is TcpConnection
+
+
+async def test_an_in_memory_response_is_one_write() -> None:
+    protocol, recorder = _protocol_after(b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n")
+    await protocol.stream_send(
+        Response(stream_id=1, headers=[(b"content-length", b"2")], status_code=200)
+    )
+    assert recorder.writes == []  # the head waits for the body
+    await protocol.stream_send(Body(stream_id=1, data=b"ok"))
+    await protocol.stream_send(EndBody(stream_id=1))  # nothing left to write: no write
+    [write] = recorder.writes
+    assert write.startswith(b"HTTP/1.1 200 ")
+    assert write.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD"])
+async def test_a_response_without_body_bytes_goes_out_at_its_end(method: bytes) -> None:
+    protocol, recorder = _protocol_after(method + b" /x HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, length = (204, b"0") if method == b"GET" else (200, b"5")
+    await protocol.stream_send(
+        Response(stream_id=1, headers=[(b"content-length", length)], status_code=status)
+    )
+    await protocol.stream_send(EndBody(stream_id=1))
+    [write] = recorder.writes
+    assert write.startswith(f"HTTP/1.1 {status} ".encode())
+    assert write.endswith(b"\r\n\r\n")
+
+
+async def test_a_streamed_body_sends_its_head_with_the_first_chunk() -> None:
+    protocol, recorder = _protocol_after(b"GET /export HTTP/1.1\r\nHost: t\r\n\r\n")
+    await protocol.stream_send(Response(stream_id=1, headers=[], status_code=200))  # chunked
+    await protocol.stream_send(Body(stream_id=1, data=b"a,b\r\n"))
+    await protocol.stream_send(Body(stream_id=1, data=b"1,2\r\n"))
+    await protocol.stream_send(EndBody(stream_id=1))
+    head_and_first, second, end = recorder.writes
+    assert head_and_first.startswith(b"HTTP/1.1 200 ")
+    assert b"transfer-encoding: chunked" in head_and_first.lower()
+    assert head_and_first.endswith(b"\r\n\r\n5\r\na,b\r\n\r\n")
+    assert second == b"5\r\n1,2\r\n\r\n"
+    assert end == b"0\r\n\r\n"
+
+
+def _connection() -> tuple[TcpConnection, _Recorder]:
+    stream = _Recorder()
+    return TcpConnection(None, Config(), WorkerContext(None), {}, stream), stream
+
+
+async def test_a_write_on_a_free_send_lock_makes_no_schedule_point() -> None:
+    connection, stream = _connection()
+    with trio.testing.assert_no_checkpoints():
+        await connection.protocol_send(RawData(data=b"hello"))
+    assert stream.writes == [b"hello"]
+    assert not connection.send_lock.locked()
+
+
+async def test_a_write_still_waits_for_a_held_send_lock() -> None:
+    connection, stream = _connection()
+    async with trio.open_nursery() as nursery:
+        await connection.send_lock.acquire()
+        nursery.start_soon(connection.protocol_send, RawData(data=b"second"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.writes == []
+        stream.writes.append(b"first")
+        connection.send_lock.release()
+    assert stream.writes == [b"first", b"second"]
+
+
+async def test_the_idle_timer_stops_without_a_schedule_point() -> None:
+    connection, _ = _connection()
+    stopped = trio.Event()
+
+    async def timer() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            stopped.set()
+
+    async with TaskGroup() as task_group:
+        await connection.idle_task.restart(task_group, timer)
+        with trio.testing.assert_no_checkpoints():
+            await connection.protocol_send(Updated(idle=False))
+    assert stopped.is_set()  # the task group could only close once the timer was cancelled
