@@ -279,7 +279,7 @@ def summarise(name: str, measured: dict, lag: float, rate: float | None) -> dict
 def profile(args: argparse.Namespace, daemon: Daemon, scenario: str, seconds: float) -> None:
     """With ``--profile DIR``: py-spy samples each daemon process during the scenario, twice
     (the thread holding the GIL, ``--gil``; every thread, idle ones too, ``--idle``), as
-    collapsed stacks in DIR (``bench/profile_summary.py`` reads them)."""
+    collapsed stacks in DIR (for flamegraph.pl, inferno or speedscope; py-spy on PATH)."""
     if not args.profile:
         return
     Path(args.profile).mkdir(parents=True, exist_ok=True)

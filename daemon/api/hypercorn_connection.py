@@ -15,19 +15,27 @@ in-memory response: for each of the head, the body and the (empty) end of messag
 - :class:`TcpConnection` takes its free send lock without yielding (a held one is
   still waited for, in order), and stops the connection's idle timer without yielding
   when no restart is in progress.
+- :class:`TcpConnection` also closes a connection the server ends (a body refused with
+  413, 408 or 503 before it was all read) the way HTTP/1.1 servers must ("lingering
+  close", RFC 9112 section 9.6): it half-closes, then keeps reading and dropping what the
+  client still sends, until the client closes too or ``LINGER_SECONDS`` pass. Closing
+  at once with unread bytes would reset the connection, and a client still sending its
+  body would get a broken pipe, or a reset, instead of the answer; that race got worse
+  once the answer went out in one write.
 
-What a client sees does not change: the same bytes, in the same order, on the same
-connection (one exception: a response whose app fails after its head and before any body
-closed the connection after the head; it now closes it without one).
+Otherwise what a client sees does not change: the same bytes, in the same order, on the
+same connection (one exception: a response whose app fails after its head and before any
+body closed the connection after the head; it now closes it without one).
 
-Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``,
-``TCPServer.protocol_send``/``send_lock``/``idle_task``, ``TrioSingleTask._lock`` and
-``_handle``, ``hypercorn.trio.run.TCPServer``): ``tests/unit/test_hypercorn_connection.py``
-fails if an upgrade changes them.
+Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``; ``TCPServer``'s
+``protocol_send``, ``send_lock``, ``idle_task``, ``_read_data`` and ``_close``;
+``TrioSingleTask._lock`` and ``_handle``; ``hypercorn.trio.run.TCPServer``):
+``tests/unit/test_hypercorn_connection.py`` fails if an upgrade changes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -42,6 +50,9 @@ from daemon.api.protocol_errors import ProblemH11Protocol
 
 if TYPE_CHECKING:
     from hypercorn.events import Event
+
+LINGER_SECONDS = 2.0
+"""How long a connection the server closes keeps draining what the client still sends."""
 
 
 class Http11Protocol(ProblemH11Protocol):
@@ -86,6 +97,27 @@ class TcpConnection(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.idle_task = _IdleTimer()
+        self._client_done = trio.Event()  # the reading task has ended (client EOF, error)
+        self._reader: trio.lowlevel.Task | None = None
+
+    async def _read_data(self) -> None:
+        self._reader = trio.lowlevel.current_task()
+        try:
+            await super()._read_data()
+        finally:
+            self._client_done.set()
+
+    async def _close(self) -> None:
+        # The server ends the connection while the client may still send: linger (module
+        # docstring). Not when the reading task itself closes: it cannot drain meanwhile.
+        if not self._client_done.is_set() and trio.lowlevel.current_task() is not self._reader:
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError
+            ):
+                await self.stream.send_eof()
+            with trio.move_on_after(LINGER_SECONDS):
+                await self._client_done.wait()
+        await super()._close()
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData) or self.send_lock.locked():

@@ -175,3 +175,24 @@ async def test_the_share_of_a_client_gone_mid_body_comes_back(pool):
                     break
                 await trio.sleep(0.1)
         assert status == 202, body
+
+
+async def test_a_refused_body_the_client_goes_on_sending_still_gets_its_answer(pool):
+    """Refused before it is read (its declared length is over the limit), the body keeps
+    coming: the server drains it until the client is done (a lingering close), so the
+    client reads the 413 instead of a broken pipe or a reset."""
+    async with serve_api(pool) as api:
+        stream = await _open(
+            api.settings.http_port,
+            "/api/v1/auth/login",
+            "Content-Type: application/json\r\nContent-Length: 999999999\r\n",
+        )
+        async with stream:
+            with trio.fail_after(20):
+                for _ in range(64):  # 4 MB more, all of it written before reading
+                    await stream.send_all(b" " * 65536)
+                status, headers, body = await read_response(stream)
+                assert await _closed_by_server(stream)
+    assert status == 413
+    assert headers["content-type"] == PROBLEM
+    assert json.loads(body)["status"] == 413

@@ -197,10 +197,7 @@ async def _raw_login(port: int, head: bytes, chunks: list[bytes]) -> tuple[int, 
             b"Content-Type: application/json\r\n" + head + b"\r\n"
         )
         for chunk in chunks:
-            try:
-                await stream.send_all(chunk)
-            except trio.BrokenResourceError:
-                break  # refused mid-body and closed, as a client sees it: read the answer
+            await stream.send_all(chunk)
         status, _headers, body = await read_response(stream)
     return status, json.loads(body)
 

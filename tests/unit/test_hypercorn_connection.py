@@ -15,7 +15,12 @@ from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.worker_context import WorkerContext
 
-from daemon.api.hypercorn_connection import Http11Protocol, TcpConnection, install
+from daemon.api.hypercorn_connection import (
+    LINGER_SECONDS,
+    Http11Protocol,
+    TcpConnection,
+    install,
+)
 
 
 class _Recorder:
@@ -30,6 +35,27 @@ class _Recorder:
 
     async def send_all(self, data: bytes) -> None:  # the TCP server's stream; no checkpoint
         self.writes.append(bytes(data))
+
+    # the rest of a stream, for the close: what the client sends comes from ``incoming``
+    incoming: trio.MemoryReceiveChannel[bytes] | None = None
+    eof_sent = closed = False
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        assert self.incoming is not None
+        return await self.incoming.receive()
+
+    async def send_eof(self) -> None:
+        self.eof_sent = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _Protocol:
+    """Stands for the HTTP protocol the connection feeds (it drops everything)."""
+
+    async def handle(self, event: object) -> None:
+        pass
 
 
 def _protocol_after(request: bytes) -> tuple[Http11Protocol, _Recorder]:
@@ -91,7 +117,9 @@ async def test_a_streamed_body_sends_its_head_with_the_first_chunk() -> None:
 
 def _connection() -> tuple[TcpConnection, _Recorder]:
     stream = _Recorder()
-    return TcpConnection(None, Config(), WorkerContext(None), {}, stream), stream
+    connection = TcpConnection(None, Config(), WorkerContext(None), {}, stream)
+    connection.protocol = _Protocol()  # type: ignore[assignment]
+    return connection, stream
 
 
 async def test_a_write_on_a_free_send_lock_makes_no_schedule_point() -> None:
@@ -129,3 +157,41 @@ async def test_the_idle_timer_stops_without_a_schedule_point() -> None:
         with trio.testing.assert_no_checkpoints():
             await connection.protocol_send(Updated(idle=False))
     assert stopped.is_set()  # the task group could only close once the timer was cancelled
+
+
+async def test_a_connection_the_client_closed_is_closed_at_once() -> None:
+    connection, stream = _connection()
+    send, stream.incoming = trio.open_memory_channel[bytes](1)
+    send.send_nowait(b"")  # the client's end of file
+    await connection._read_data()
+    with trio.fail_after(0.5):  # well under the linger
+        await connection._close()
+    assert stream.closed
+
+
+async def test_a_connection_the_server_ends_drains_the_client_before_closing() -> None:
+    connection, stream = _connection()
+    send, stream.incoming = trio.open_memory_channel[bytes](0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection._read_data)
+        nursery.start_soon(connection._close)  # e.g. after a 413 with the body unread
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.eof_sent  # half-closed: the client sees the answer end
+        assert not stream.closed
+        await send.send(b"more of the refused body")  # read and dropped
+        await trio.testing.wait_all_tasks_blocked()
+        assert not stream.closed
+        await send.send(b"")  # the client is done
+    assert stream.closed
+
+
+async def test_the_drain_ends_after_the_linger_time(autojump_clock: object) -> None:
+    connection, stream = _connection()
+    _send, stream.incoming = trio.open_memory_channel[bytes](0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection._read_data)
+        started = trio.current_time()
+        await connection._close()  # the client never closes
+        assert trio.current_time() - started >= LINGER_SECONDS
+        assert stream.closed
+        nursery.cancel_scope.cancel()
