@@ -18,17 +18,18 @@ in-memory response: for each of the head, the body and the (empty) end of messag
 - :class:`TcpConnection` also closes a connection the server ends (a body refused with
   413, 408 or 503 before it was all read) the way HTTP/1.1 servers must ("lingering
   close", RFC 9112 section 9.6): it half-closes, then keeps reading and dropping what the
-  client still sends, until the client closes too or ``LINGER_SECONDS`` pass. Closing
-  at once with unread bytes would reset the connection, and a client still sending its
-  body would get a broken pipe, or a reset, instead of the answer; that race got worse
-  once the answer went out in one write.
+  client still sends (never buffering it), until the client closes too or
+  ``LINGER_SECONDS`` pass. Closing at once with unread bytes would reset the connection,
+  and a client still sending its body would get a broken pipe, or a reset, instead of
+  the answer; that race got worse once the answer went out in one write.
 
 Otherwise what a client sees does not change: the same bytes, in the same order, on the
 same connection (one exception: a response whose app fails after its head and before any
 body closed the connection after the head; it now closes it without one).
 
 Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``; ``TCPServer``'s
-``protocol_send``, ``send_lock``, ``idle_task``, ``_read_data`` and ``_close``;
+``protocol_send``, ``send_lock``, ``idle_task``, ``_close``, and ``_read_data``, whose loop
+is repeated here;
 ``TrioSingleTask._lock`` and ``_handle``; ``hypercorn.trio.run.TCPServer``):
 ``tests/unit/test_hypercorn_connection.py`` fails if an upgrade changes them.
 """
@@ -36,6 +37,7 @@ Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``; ``TCPServe
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -43,7 +45,7 @@ import hypercorn.protocol
 import hypercorn.trio.run
 import trio
 from hypercorn.events import Closed, RawData
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import TrioSingleTask
 
 from daemon.api.protocol_errors import ProblemH11Protocol
@@ -99,11 +101,24 @@ class TcpConnection(TCPServer):
         self.idle_task = _IdleTimer()
         self._client_done = trio.Event()  # the reading task has ended (client EOF, error)
         self._reader: trio.lowlevel.Task | None = None
+        self._draining = False  # the server is closing: what arrives is read and dropped
 
     async def _read_data(self) -> None:
+        """hypercorn's reading loop, except that while the connection lingers what the
+        client sends is dropped here, not handed to h11 (which would buffer it)."""
         self._reader = trio.lowlevel.current_task()
         try:
-            await super()._read_data()
+            while True:
+                try:
+                    with trio.fail_after(self.config.read_timeout or math.inf):
+                        data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                    break
+                if not self._draining:
+                    await self.protocol.handle(RawData(bytes(data)))
+                if data == b"":
+                    break
+            await self.protocol.handle(Closed())
         finally:
             self._client_done.set()
 
@@ -115,6 +130,7 @@ class TcpConnection(TCPServer):
                 trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError
             ):
                 await self.stream.send_eof()
+            self._draining = True
             with trio.move_on_after(LINGER_SECONDS):
                 await self._client_done.wait()
         await super()._close()

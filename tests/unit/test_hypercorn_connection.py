@@ -52,10 +52,14 @@ class _Recorder:
 
 
 class _Protocol:
-    """Stands for the HTTP protocol the connection feeds (it drops everything)."""
+    """Stands for the HTTP protocol the connection feeds; keeps the bytes it is given."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
 
     async def handle(self, event: object) -> None:
-        pass
+        if isinstance(event, RawData):
+            self.received.append(event.data)
 
 
 def _protocol_after(request: bytes) -> tuple[Http11Protocol, _Recorder]:
@@ -183,6 +187,17 @@ async def test_a_connection_the_server_ends_drains_the_client_before_closing() -
         assert not stream.closed
         await send.send(b"")  # the client is done
     assert stream.closed
+    assert connection.protocol.received == []  # type: ignore[attr-defined]  # never buffered
+
+
+async def test_the_reading_loop_hands_the_client_bytes_to_the_protocol() -> None:
+    connection, stream = _connection()
+    send, stream.incoming = trio.open_memory_channel[bytes](3)
+    for data in (b"GET / HTTP/1.1\r\n", b"Host: t\r\n\r\n", b""):
+        send.send_nowait(data)
+    await connection._read_data()
+    received = connection.protocol.received  # type: ignore[attr-defined]
+    assert received == [b"GET / HTTP/1.1\r\n", b"Host: t\r\n\r\n", b""]
 
 
 async def test_the_drain_ends_after_the_linger_time(autojump_clock: object) -> None:
