@@ -5,10 +5,10 @@ measurable share of an idle read, and under load each waits for a whole pass of 
   Quart sends a body as ``http.response.body`` with ``more_body: True``, then an empty one
   with ``more_body: False``: each message is one more pass through the edge middleware
   and hypercorn. Streamed bodies (exports, files) are left to Quart as they are.
-- The request is handled in the connection's own task rather than in a second child
-  task (quart-trio starts both the request and its message reader as children): one task
-  start, and one pass of the loop, fewer per request. Cancellation is as before: whichever
-  of the two finishes first cancels the other.
+- The request is handled in the task hypercorn starts for it (its ASGI call) rather than
+  in a second child task (quart-trio starts both the request and its message reader as
+  children): one task start, and one pass of the loop, fewer per request. Cancellation is
+  as before: whichever of the two finishes first cancels the other.
 """
 
 from __future__ import annotations

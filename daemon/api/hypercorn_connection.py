@@ -15,21 +15,24 @@ in-memory response: for each of the head, the body and the (empty) end of messag
 - :class:`TcpConnection` takes its free send lock without yielding (a held one is
   still waited for, in order), and stops the connection's idle timer without yielding
   when no restart is in progress.
-- :class:`TcpConnection` also closes a connection the server ends (a body refused with
-  413, 408 or 503 before it was all read) the way HTTP/1.1 servers must ("lingering
-  close", RFC 9112 section 9.6): it half-closes, then keeps reading and dropping what the
-  client still sends (never buffering it), until the client closes too or
-  ``LINGER_SECONDS`` pass. Closing at once with unread bytes would reset the connection,
-  and a client still sending its body would get a broken pipe, or a reset, instead of
-  the answer; that race got worse once the answer went out in one write.
+- :class:`TcpConnection` also closes a connection the server ends while the client may
+  still be sending its request (a body refused with 413, 408 or 503 before it was all
+  read, bytes h11 refused) the way HTTP/1.1 servers must ("lingering close", RFC 9112
+  section 9.6): it half-closes, then keeps reading and dropping what the client still
+  sends (never buffering it), until the client closes too or ``LINGER_SECONDS`` pass.
+  Nobody waits for it (the app's last ``send`` returns at once), and it does not happen
+  after a whole request or once the server is shutting down. Closing at once with
+  unread bytes would reset the connection, and a client still sending its body would
+  get a broken pipe, or a reset, instead of the answer; that race got worse once the
+  answer went out in one write.
 
 Otherwise what a client sees does not change: the same bytes, in the same order, on the
 same connection (one exception: a response whose app fails after its head and before any
 body closed the connection after the head; it now closes it without one).
 
 Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``; ``TCPServer``'s
-``protocol_send``, ``send_lock``, ``idle_task``, ``_close``, and ``_read_data``, whose loop
-is repeated here;
+``protocol_send``, ``send_lock``, ``idle_task``, ``_task_group``, ``context``, and
+``_read_data``, whose loop is repeated here; ``ProtocolWrapper.protocol``;
 ``TrioSingleTask._lock`` and ``_handle``; ``hypercorn.trio.run.TCPServer``):
 ``tests/unit/test_hypercorn_connection.py`` fails if an upgrade changes them.
 """
@@ -64,6 +67,12 @@ class Http11Protocol(ProblemH11Protocol):
     """
 
     _held_head: bytes = b""
+
+    def client_may_be_sending(self) -> bool:
+        """Whether the client may still be sending its request: in its body, or in bytes
+        h11 refused. What a lingering close waits out (not after a whole request, nor on
+        an idle keep-alive connection)."""
+        return self.connection.their_state in (h11.SEND_BODY, h11.ERROR)
 
     async def _send_h11_event(self, event: Any) -> None:
         try:
@@ -122,23 +131,15 @@ class TcpConnection(TCPServer):
         finally:
             self._client_done.set()
 
-    async def _close(self) -> None:
-        # The server ends the connection while the client may still send: linger (module
-        # docstring). Not when the reading task itself closes: it cannot drain meanwhile.
-        if not self._client_done.is_set() and trio.lowlevel.current_task() is not self._reader:
-            with contextlib.suppress(
-                trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError
-            ):
-                await self.stream.send_eof()
-            self._draining = True
-            with trio.move_on_after(LINGER_SECONDS):
-                await self._client_done.wait()
-        await super()._close()
-
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Closed) and self._may_linger():
+            await self._start_lingering()
+            await self.protocol.handle(Closed())
+            return
         if not isinstance(event, RawData) or self.send_lock.locked():
             await super().protocol_send(event)
             return
+        await trio.lowlevel.checkpoint_if_cancelled()  # as ``Lock.acquire``, without a yield
         self.send_lock.acquire_nowait()
         try:
             try:
@@ -148,6 +149,37 @@ class TcpConnection(TCPServer):
                 await self.protocol.handle(Closed())
         finally:
             self.send_lock.release()
+
+    def _may_linger(self) -> bool:
+        """Whether closing now needs a lingering close: the client may still be sending its
+        request (the protocol says so), something is reading, it is not the reading task
+        asking, and the server is not shutting down."""
+        if self._reader is None or self._client_done.is_set():
+            return False
+        if trio.lowlevel.current_task() is self._reader or self.context.terminated.is_set():
+            return False
+        protocol = getattr(self.protocol, "protocol", None)  # ProtocolWrapper -> HTTP/1.1
+        may_be_sending = getattr(protocol, "client_may_be_sending", None)
+        return bool(may_be_sending is not None and may_be_sending())
+
+    async def _start_lingering(self) -> None:
+        """Half-close and drop what comes; the connection closes when the client does, or
+        after ``LINGER_SECONDS`` (a task of the connection's own, so the caller, the app's
+        last ``send``, does not wait)."""
+        with contextlib.suppress(
+            trio.BrokenResourceError,
+            trio.BusyResourceError,
+            trio.ClosedResourceError,
+            AttributeError,  # a TLS stream cannot half-close: it lingers without
+        ):
+            await self.stream.send_eof()
+        self._draining = True
+        self._task_group.spawn(self._end_lingering)
+
+    async def _end_lingering(self) -> None:
+        with trio.move_on_after(LINGER_SECONDS):
+            await self._client_done.wait()
+        await self.stream.aclose()  # wakes the reading task if the client never closed
 
 
 def install() -> None:

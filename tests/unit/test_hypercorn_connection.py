@@ -4,13 +4,17 @@ take a free send lock or stop an idle timer. These tests drive hypercorn's own c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import h11
 import hypercorn.protocol
 import hypercorn.trio.run
 import pytest
 import trio
 import trio.testing
 from hypercorn.config import Config
-from hypercorn.events import RawData, Updated
+from hypercorn.events import Closed, RawData, Updated
+from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.worker_context import WorkerContext
@@ -33,7 +37,11 @@ class _Recorder:
         assert isinstance(event, RawData)
         self.writes.append(event.data)
 
+    on_write: Callable[[], object] | None = None
+
     async def send_all(self, data: bytes) -> None:  # the TCP server's stream; no checkpoint
+        if self.on_write is not None:
+            self.on_write()
         self.writes.append(bytes(data))
 
     # the rest of a stream, for the close: what the client sends comes from ``incoming``
@@ -52,24 +60,31 @@ class _Recorder:
 
 
 class _Protocol:
-    """Stands for the HTTP protocol the connection feeds; keeps the bytes it is given."""
+    """Stands for the protocol the connection feeds (hypercorn's ``ProtocolWrapper`` and
+    the HTTP/1.1 protocol in it); keeps the bytes it is given."""
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
+        self.sending = True  # the client is in the middle of its request
+        self.protocol = self
+
+    def client_may_be_sending(self) -> bool:
+        return self.sending
 
     async def handle(self, event: object) -> None:
         if isinstance(event, RawData):
             self.received.append(event.data)
 
 
-def _protocol_after(request: bytes) -> tuple[Http11Protocol, _Recorder]:
+def _protocol_after(request: bytes, *, whole: bool = True) -> tuple[Http11Protocol, _Recorder]:
     recorder = _Recorder()
     protocol = Http11Protocol(
         None, Config(), WorkerContext(None), None, {}, False, None, None, recorder.send
     )
     protocol.connection.receive_data(request)
     protocol.connection.next_event()  # the request
-    protocol.connection.next_event()  # its end
+    if whole:
+        protocol.connection.next_event()  # its end
     return protocol, recorder
 
 
@@ -77,6 +92,30 @@ def test_install_makes_hypercorn_build_them() -> None:
     install()
     assert hypercorn.protocol.H11Protocol is Http11Protocol
     assert hypercorn.trio.run.TCPServer is TcpConnection
+    wrapper = ProtocolWrapper(
+        None, Config(), WorkerContext(None), None, {}, False, None, None, _Recorder().send
+    )
+    assert type(wrapper.protocol) is Http11Protocol  # what hypercorn builds per connection
+
+
+async def test_an_informational_response_is_not_held() -> None:
+    protocol, recorder = _protocol_after(
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        whole=False,
+    )
+    await protocol._send_h11_event(h11.InformationalResponse(status_code=100, headers=[]))
+    [write] = recorder.writes
+    assert write.startswith(b"HTTP/1.1 100 ")
+
+
+def test_the_client_may_be_sending_until_its_request_is_whole() -> None:
+    head = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+    protocol, _ = _protocol_after(head, whole=False)
+    assert protocol.client_may_be_sending()  # in its body
+    protocol.connection.receive_data(b"hello")
+    protocol.connection.next_event()  # the body
+    protocol.connection.next_event()  # its end
+    assert not protocol.client_may_be_sending()
 
 
 async def test_an_in_memory_response_is_one_write() -> None:
@@ -126,11 +165,29 @@ def _connection() -> tuple[TcpConnection, _Recorder]:
     return connection, stream
 
 
+class _StepsOf(trio.abc.Instrument):
+    """Counts the steps of one task that ended: each is a schedule point it took."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task, self.ended = task, 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.ended += 1
+
+
 async def test_a_write_on_a_free_send_lock_makes_no_schedule_point() -> None:
     connection, stream = _connection()
-    with trio.testing.assert_no_checkpoints():
+    steps = _StepsOf(trio.lowlevel.current_task())
+    yields_before_write: list[int] = []
+    stream.on_write = lambda: yields_before_write.append(steps.ended)
+    trio.lowlevel.add_instrument(steps)
+    try:
         await connection.protocol_send(RawData(data=b"hello"))
+    finally:
+        trio.lowlevel.remove_instrument(steps)
     assert stream.writes == [b"hello"]
+    assert yields_before_write == [0]
     assert not connection.send_lock.locked()
 
 
@@ -163,33 +220,6 @@ async def test_the_idle_timer_stops_without_a_schedule_point() -> None:
     assert stopped.is_set()  # the task group could only close once the timer was cancelled
 
 
-async def test_a_connection_the_client_closed_is_closed_at_once() -> None:
-    connection, stream = _connection()
-    send, stream.incoming = trio.open_memory_channel[bytes](1)
-    send.send_nowait(b"")  # the client's end of file
-    await connection._read_data()
-    with trio.fail_after(0.5):  # well under the linger
-        await connection._close()
-    assert stream.closed
-
-
-async def test_a_connection_the_server_ends_drains_the_client_before_closing() -> None:
-    connection, stream = _connection()
-    send, stream.incoming = trio.open_memory_channel[bytes](0)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(connection._read_data)
-        nursery.start_soon(connection._close)  # e.g. after a 413 with the body unread
-        await trio.testing.wait_all_tasks_blocked()
-        assert stream.eof_sent  # half-closed: the client sees the answer end
-        assert not stream.closed
-        await send.send(b"more of the refused body")  # read and dropped
-        await trio.testing.wait_all_tasks_blocked()
-        assert not stream.closed
-        await send.send(b"")  # the client is done
-    assert stream.closed
-    assert connection.protocol.received == []  # type: ignore[attr-defined]  # never buffered
-
-
 async def test_the_reading_loop_hands_the_client_bytes_to_the_protocol() -> None:
     connection, stream = _connection()
     send, stream.incoming = trio.open_memory_channel[bytes](3)
@@ -200,13 +230,54 @@ async def test_the_reading_loop_hands_the_client_bytes_to_the_protocol() -> None
     assert received == [b"GET / HTTP/1.1\r\n", b"Host: t\r\n\r\n", b""]
 
 
+async def _reading(connection: TcpConnection, task_group: TaskGroup) -> None:
+    """Start the connection's reading task, as its ``run`` does."""
+    connection._task_group = task_group
+    task_group.spawn(connection._read_data)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_closed_mid_request_it_drains_the_client_without_holding_the_caller() -> None:
+    connection, stream = _connection()
+    send, stream.incoming = trio.open_memory_channel[bytes](0)
+    async with TaskGroup() as task_group:
+        await _reading(connection, task_group)
+        with trio.testing.assert_no_checkpoints():  # the app's last send does not wait
+            await connection.protocol_send(Closed())  # e.g. after a 413, the body unread
+        assert stream.eof_sent  # half-closed: the client sees the answer end
+        assert not stream.closed
+        await send.send(b"more of the refused body")  # read and dropped
+        await trio.testing.wait_all_tasks_blocked()
+        assert not stream.closed
+        await send.send(b"")  # the client is done
+    assert stream.closed
+    assert connection.protocol.received == []  # type: ignore[attr-defined]  # never buffered
+
+
 async def test_the_drain_ends_after_the_linger_time(autojump_clock: object) -> None:
     connection, stream = _connection()
     _send, stream.incoming = trio.open_memory_channel[bytes](0)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(connection._read_data)
+    async with trio.open_nursery() as nursery, TaskGroup() as task_group:
+        await _reading(connection, task_group)
         started = trio.current_time()
-        await connection._close()  # the client never closes
-        assert trio.current_time() - started >= LINGER_SECONDS
+        await connection.protocol_send(Closed())  # the client never closes
+        while not stream.closed:
+            await trio.sleep(0.1)
+        assert LINGER_SECONDS <= trio.current_time() - started < LINGER_SECONDS + 1
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("why", ["request whole", "shutting down", "not reading yet"])
+async def test_otherwise_a_closed_connection_closes_at_once(why: str) -> None:
+    connection, stream = _connection()
+    _send, stream.incoming = trio.open_memory_channel[bytes](0)
+    async with trio.open_nursery() as nursery, TaskGroup() as task_group:
+        if why != "not reading yet":
+            await _reading(connection, task_group)
+        if why == "request whole":
+            connection.protocol.sending = False  # type: ignore[attr-defined]
+        if why == "shutting down":
+            await connection.context.terminated.set()
+        await connection.protocol_send(Closed())
         assert stream.closed
         nursery.cancel_scope.cancel()
