@@ -103,7 +103,8 @@ class _IdleTimer(TrioSingleTask):
 
 
 class TcpConnection(TCPServer):
-    """hypercorn's connection task, without a schedule point to take a free send lock."""
+    """hypercorn's connection task: a free send lock and the idle timer's stop without a
+    schedule point; a lingering close when the server ends a request still being sent."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
