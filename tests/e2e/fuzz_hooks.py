@@ -11,15 +11,20 @@
   Likewise ``DELETE /api/v1/holds/{hold_id}`` releases a legal hold: the hold stays
   visible with its ``released_at`` and reason (issue 15).
 - A multipart form carries every field as text: a string field "made" a boolean or a
-  number by the generator arrives as the string ``true`` or ``12``, one made an array is
-  sent as repeated fields (an empty one as no field at all), and so on: what reaches the
-  server is valid. The "schema-violating request accepted" check of a ``type`` change
-  of a string field in a multipart body is dropped; every other violation of a multipart
-  body (length, pattern, a required field missing) still counts.
+  number by the generator arrives as the string ``true`` or ``12``; a field made an array
+  is sent as repeated fields, an empty one as no field at all; an integer made the number
+  ``5.0`` or the string ``"5"`` arrives as ``5.0`` or ``5``. The "schema-violating request
+  accepted" check reads the schema's types, not the wire: a ``type`` violation of a
+  multipart field is dropped when what goes on the wire for it is valid for the type the
+  schema declares (no part, for a field not required; one part whose text is a value of
+  that type). Two parts, text of another type, and every other violation (length,
+  pattern, a required field missing) still count.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 
@@ -39,7 +44,47 @@ def filter_case(context, case) -> bool:
     return True
 
 
-_STRING_RETYPED = re.compile(r"violates `type` at \S+ \(was string, became [a-z]+\)")
+_RETYPED = re.compile(r"violates `type` at /properties/(\w+) \(was ([a-z]+), became [a-z]+\)")
+
+
+def _text_is(kind: str, text: str) -> bool:
+    """Whether a form field's text is a value of the JSON Schema type ``kind``."""
+    if kind == "string":
+        return True
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if not math.isfinite(value):
+        return False
+    return kind == "number" or (kind == "integer" and float(value).is_integer())
+
+
+def _valid_on_the_wire(case, violation: str) -> bool:
+    """Whether a ``type`` violation of a multipart field is gone once the field is text:
+    its parts as Schemathesis sends them (a list as repeated parts, non-strings in their
+    JSON spelling) are no part of an optional field, or one part of the declared type."""
+    match = _RETYPED.search(violation)
+    body = case.body if isinstance(case.body, dict) else None
+    if match is None or body is None or match[1] not in body:
+        return False
+    name, kind = match[1], match[2]
+    values = body[name] if isinstance(body[name], list) else [body[name]]
+    parts = [v if isinstance(v, str) else json.dumps(v) for v in values]
+    if not parts:
+        return name not in _required(case)
+    return len(parts) == 1 and _text_is(kind, parts[0])
+
+
+def _required(case) -> set[str]:
+    for body in case.operation.body:
+        if body.media_type == case.media_type:
+            return set((body.resolved_schema or {}).get("required", []))
+    return set()
 
 
 @schemathesis.hook
@@ -57,5 +102,5 @@ def filter_failure(context, failure, case, response) -> bool:
     violations = [
         line for line in str(getattr(failure, "message", "")).splitlines() if "violates" in line
     ]
-    # Dropped only when every mutation is a string field retyped (text on the wire anyway).
-    return not (violations and all(_STRING_RETYPED.search(v) for v in violations))
+    # Dropped only when every mutation is gone on the wire.
+    return not (violations and all(_valid_on_the_wire(case, v) for v in violations))
