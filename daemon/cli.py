@@ -21,8 +21,8 @@ from daemon.commands import analyze, cases, jobs, retention, schedules, sources,
 from daemon.composition import Components, compose
 from daemon.shared.config import load_settings, read_systemd_environment
 from daemon.shared.errors import ConfigError, DaemonError
+from daemon.shared.exit_status import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from daemon.shared.logs import configure_logging
-from daemon.supervisor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Role, Supervisor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         # what needs attention is logged (unless debugging), so an error is one line.
         configure_logging(settings, stream=sys.stderr, quiet=True)
         sys.exit(trio.run(_one_shot, components, args))
+    # The HTTP server, the worker and everything they import load only to serve: a
+    # one-shot command starts a quarter of a second sooner without them.
+    from daemon.supervisor import Role, Supervisor
+
     configure_logging(settings)
     role = {"serve": Role.SERVE, "api": Role.API, "worker": Role.WORKER}[args.command]
     supervisor = Supervisor(components, role, read_systemd_environment())

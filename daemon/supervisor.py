@@ -55,6 +55,7 @@ from daemon.shared.db import migrate
 from daemon.shared.db.database import database_url
 from daemon.shared.db.pool import Pool, open_pool
 from daemon.shared.errors import ConfigError, DaemonError, DatabaseError
+from daemon.shared.exit_status import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from daemon.shared.health import HealthState
 from daemon.shared.loop_lag import monitor_loop_lag
 from daemon.shared.metrics import Metric, Registry
@@ -73,9 +74,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("triaged.supervisor")
 
 QUEUE_POOL_SIZE = 4  # connections for the queue's own statements (see _open_queue_pool)
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 _HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 

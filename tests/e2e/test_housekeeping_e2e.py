@@ -2,9 +2,11 @@
 database, and fired once per slot however many workers run.
 
 ``housekeeping.requeue_stranded`` is declared per minute. Three real ``triaged worker``
-processes run until two whole-minute slots have passed since all three were ready;
-each of those slots ran exactly once, as a completed job, and no slot of any built-in
-schedule ever fired twice.
+processes run until the first whole-minute slot after all three were ready has passed;
+that slot ran exactly once, as a completed job, and no slot of any built-in schedule
+ever fired twice. (One slot, not several: that each later slot fires once under three
+workers is ``test_schedules_e2e``'s ten per-second slots; this test's part is that the
+built-in schedules are declared and run, and its wait is up to a minute per slot.)
 """
 
 from __future__ import annotations
@@ -59,14 +61,13 @@ async def test_a_fresh_database_lists_the_built_in_schedules(database_url):
     assert all(any(line.startswith(name) for line in table.splitlines()) for name in BUILT_IN)
 
 
-async def test_three_workers_run_each_per_minute_slot_exactly_once(start_triaged, database_url):
+async def test_three_workers_run_the_per_minute_slot_exactly_once(start_triaged, database_url):
     workers = [start_triaged("worker") for _ in range(3)]
     async with open_pool(database_url, max_size=2) as pool:
         await wait_ready(workers, timeout=60)
         ready = await db_now(pool)
-        first = ready.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        slots = [first, first + timedelta(minutes=1)]
-        with trio.fail_after(200):  # two minutes at most, and the last job's run
+        slots = [ready.replace(second=0, microsecond=0) + timedelta(minutes=1)]
+        with trio.fail_after(140):  # a minute at most, and the job's run
             while not await _completed(pool, slots):
                 for worker in workers:
                     assert worker.proc.poll() is None, worker.output()
