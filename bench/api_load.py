@@ -30,6 +30,12 @@ median of the runs and each run's figure.
 ``--profile DIR`` samples each daemon process with py-spy (``pip install py-spy``; it needs
 the right to ptrace the daemon) during each scenario: the thread holding the GIL
 (``<scenario>-<role>-gil.txt``) and every thread (``-threads.txt``), as collapsed stacks.
+
+``--client-cpus LIST`` runs the reader and the uploader on those CPUs only. With
+PostgreSQL's processes moved there too (``taskset -apc 1 <pid>`` for each; the backends
+forked later inherit the postmaster's), the daemon's loop shares its core with nobody but
+the daemon's own CPU threads and worker processes (``nice`` +10): this tells the host's
+share of a latency from the daemon's, as on a host whose clients are elsewhere.
 """
 
 from __future__ import annotations
@@ -151,12 +157,28 @@ async def load_loop(port: int, key: str, seconds: float, seed: int) -> dict:
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.client_cpus:
+        os.sched_setaffinity(0, cpu_list(args.client_cpus))
     if args.child == "reader":
         paths = json.loads(args.paths)
         result = trio.run(read_loop, args.port, args.key, args.seconds, args.rate, paths)
     else:
         result = trio.run(load_loop, args.port, args.key, args.seconds, args.seed)
     json.dump(result, sys.stdout)
+
+
+def cpu_list(text: str) -> set[int]:
+    """``0-2,5`` -> {0, 1, 2, 5}."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def pinned(args: argparse.Namespace) -> dict[str, str]:
+    """The option a client process runs with under ``--client-cpus``."""
+    return {"client-cpus": args.client_cpus} if args.client_cpus else {}
 
 
 def spawn(kind: str, daemon: Daemon, key: str, seconds: float, **extra: object) -> subprocess.Popen:
@@ -318,7 +340,9 @@ class Scenario:
         args, daemon, database = self.args, self.daemon, self.database
         done_before = completed(database)
         before = loop_lag_buckets(daemon)
-        loader = spawn("loader", daemon, self.key, args.seconds, seed=self.seed + 100)
+        loader = spawn(
+            "loader", daemon, self.key, args.seconds, seed=self.seed + 100, **pinned(args)
+        )
         profile(args, daemon, "uploading", args.seconds)
         measured = collect(spawn("reader", daemon, self.key, args.seconds, **self.reader))
         loaded = collect(loader)
@@ -361,7 +385,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
             paths = read_paths(database)
             time.sleep(2)
             result: dict[str, float] = {}
-            reader = {"rate": args.rate, "paths": json.dumps(paths)}
+            reader = {"rate": args.rate, "paths": json.dumps(paths), **pinned(args)}
             run = Scenario(args, daemon, database, key, seed, reader)
             for name in args.scenarios.split(","):
                 result |= getattr(run, name)()
@@ -393,6 +417,12 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a daemon setting"
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy each scenario into DIR")
+    parser.add_argument(
+        "--client-cpus",
+        metavar="LIST",
+        help="run the reading and uploading clients on these CPUs only (e.g. 1): with "
+        "PostgreSQL pinned there too, the daemon's loop has a core to itself",
+    )
     parser.add_argument("--child", choices=["reader", "loader"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
