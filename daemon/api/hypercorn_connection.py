@@ -12,6 +12,13 @@ in-memory response: for each of the head, the body and the (empty) end of messag
 - :class:`Http11Protocol` holds a response's head until its first body bytes (or its
   end) and writes them together; an empty write (the end of a ``Content-Length`` body)
   is not made at all. A streamed body's head goes out with its first chunk.
+- :class:`Http11Protocol` runs the app for ``GET /livez`` (no body, no upgrade) in the
+  connection's reading task, when the request is whole, instead of starting a task for
+  it: the probe's answer goes out in the pass of the loop that read it, not in the next
+  one (under load a pass is several milliseconds). The app, the edge, the access log and
+  the metrics see it as any request; only the reading of that connection waits for the
+  app, as it would for the next request anyway. Only this path: its handler does no I/O
+  and takes no schedule point (any other route would hold up its connection's reading).
 - :class:`TcpConnection` takes its free send lock without yielding (a held one is
   still waited for, in order), and stops the connection's idle timer without yielding
   when no restart is in progress.
@@ -30,7 +37,9 @@ Otherwise what a client sees does not change: the same bytes, in the same order,
 same connection (one exception: a response whose app fails after its head and before any
 body closed the connection after the head; it now closes it without one).
 
-Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``; ``TCPServer``'s
+Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``, ``_create_stream``
+and ``task_group``; ``HTTPStream``'s call of ``spawn_app``; ``hypercorn.trio.task_group._handle``;
+``TCPServer``'s
 ``protocol_send``, ``send_lock``, ``idle_task``, ``_task_group``, ``context``, and
 ``_read_data``, whose loop is repeated here; ``ProtocolWrapper.protocol``;
 ``TrioSingleTask._lock`` and ``_handle``; ``hypercorn.trio.run.TCPServer``):
@@ -48,16 +57,25 @@ import hypercorn.protocol
 import hypercorn.trio.run
 import trio
 from hypercorn.events import Closed, RawData
+from hypercorn.trio.task_group import _handle
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import TrioSingleTask
 
 from daemon.api.protocol_errors import ProblemH11Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from hypercorn.config import Config
     from hypercorn.events import Event
+    from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent, Scope
 
 LINGER_SECONDS = 2.0
 """How long a connection the server closes keeps draining what the client still sends."""
+
+INLINE_TARGETS = frozenset({b"/livez"})
+"""Request targets whose ``GET`` runs in the reading task (see :class:`_InlineApp`)."""
+_BODY_OR_UPGRADE = frozenset({b"content-length", b"transfer-encoding", b"upgrade"})
 
 
 class Http11Protocol(ProblemH11Protocol):
@@ -74,6 +92,17 @@ class Http11Protocol(ProblemH11Protocol):
         an idle keep-alive connection)."""
         return self.connection.their_state in (h11.SEND_BODY, h11.ERROR)
 
+    async def _create_stream(self, request: h11.Request) -> None:
+        if not _runs_inline(request):
+            await super()._create_stream(request)
+            return
+        task_group = self.task_group
+        self.task_group = _InlineApp()  # what the request's stream starts its app with
+        try:
+            await super()._create_stream(request)
+        finally:
+            self.task_group = task_group
+
     async def _send_h11_event(self, event: Any) -> None:
         try:
             data = self.connection.send(event)
@@ -88,6 +117,50 @@ class Http11Protocol(ProblemH11Protocol):
             data, self._held_head = self._held_head + data, b""
         if data:
             await self.send(RawData(data=data))
+
+
+def _runs_inline(request: h11.Request) -> bool:
+    return (
+        request.method == b"GET"
+        and request.target in INLINE_TARGETS
+        and not any(name in _BODY_OR_UPGRADE for name, _ in request.headers)
+    )
+
+
+class _InlineApp:
+    """Stands for hypercorn's task group for one request without a body: its app runs in
+    the task that hands over the request's end (the connection's reading task), not in a
+    task of its own. It runs as hypercorn runs an app (``_handle``: a failure is logged and
+    answered 500, the stream is closed after it); its ``receive`` gives the request's
+    messages, then waits (a disconnect arrives only once the app has returned)."""
+
+    def __init__(self) -> None:
+        self._messages: list[ASGIReceiveEvent] = []
+        self._ran = False
+
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        async def put(message: ASGIReceiveEvent) -> None:
+            if self._ran:
+                return  # the disconnect after the answer: nobody is listening any more
+            self._messages.append(message)
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                self._ran = True
+                run_sync, from_thread = trio.to_thread.run_sync, trio.from_thread.run
+                await _handle(app, config, scope, self._receive, send, run_sync, from_thread)
+
+        return put
+
+    async def _receive(self) -> ASGIReceiveEvent:
+        if self._messages:
+            return self._messages.pop(0)
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
 
 
 class _IdleTimer(TrioSingleTask):

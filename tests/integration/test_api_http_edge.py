@@ -1,13 +1,26 @@
 """Edge behaviour over real HTTP: security headers, CORS, trusted proxies, /metrics,
-the OpenAPI document and the docs page."""
+the OpenAPI document and the docs page; ``/livez`` answered in the pass that read it."""
 
 from __future__ import annotations
 
 import re
 
+import trio
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.config import Config
+from hypercorn.events import RawData
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.worker_context import WorkerContext
+
+from daemon.api import ApiContext, create_app, create_asgi
+from daemon.api.hypercorn_connection import Http11Protocol
 from daemon.modules.audit import AuditFilter, list_events
 from daemon.modules.auth import Role
-from tests.integration.api_server import PASSWORD, bearer, serve_api
+from daemon.modules.ingestion import IntakeWriter
+from daemon.shared.config import Settings
+from daemon.shared.db import migrate
+from daemon.shared.health import HealthState
+from tests.integration.api_server import FAST_HASHING, PASSWORD, bearer, serve_api
 
 
 async def test_security_headers_everywhere(api):
@@ -152,3 +165,49 @@ async def test_openapi_document_describes_every_route(api):
     assert csp.startswith("default-src 'none'; style-src 'sha256-")
     assert "script" not in docs.text.lower()
     assert "/api/v1/auth/login" in docs.text
+
+
+class _StepsOf(trio.abc.Instrument):
+    """Counts the schedule points one task took."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task, self.ended = task, 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.ended += 1
+
+
+async def test_livez_is_answered_before_its_reading_task_yields(pool):
+    """The whole stack (edge, app, metrics, access log) answers ``GET /livez`` in the
+    connection's reading task, before that task takes a schedule point: in the pass of the
+    loop that read the request (under load each pass takes milliseconds; issue 16)."""
+    settings = Settings(**FAST_HASHING)
+    health = HealthState(expected_schema_version=migrate.latest_version(), started=True)
+    context = ApiContext(
+        settings=settings, health=health, pool=pool, intake_writer=IntakeWriter(pool)
+    )
+    app = ASGIWrapper(create_asgi(create_app(context), context))
+    steps = _StepsOf(trio.lowlevel.current_task())
+    writes: list[tuple[int, bytes]] = []
+
+    async def send(event: object) -> None:  # the connection under the protocol
+        if isinstance(event, RawData):
+            writes.append((steps.ended, event.data))
+
+    async with TaskGroup() as task_group:
+        protocol = Http11Protocol(
+            app, Config(), WorkerContext(None), task_group, {}, False, ("127.0.0.1", 5),
+            ("127.0.0.1", 8080), send,
+        )  # fmt: skip
+        for _ in range(2):  # the first request of an app, then any later one
+            steps.ended = 0
+            trio.lowlevel.add_instrument(steps)
+            try:
+                await protocol.handle(RawData(data=b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"))
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+            at, data = writes.pop()
+            assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"status":"ok"}\n')
+            assert b"x-request-id: " in data and b"x-content-type-options: nosniff" in data
+            assert at == 0, f"written after {at} schedule point(s) of the reading task"

@@ -1,6 +1,7 @@
 """triaged's hypercorn connection classes: a response in one write, no schedule point to
-take a free send lock or stop an idle timer. These tests drive hypercorn's own code paths
-(0.18), so they fail if an upgrade moves the internals the subclasses rely on."""
+take a free send lock or stop an idle timer, ``GET /livez`` answered in the reading task.
+These tests drive hypercorn's own code paths (0.18), so they fail if an upgrade moves the
+internals the subclasses rely on."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import hypercorn.trio.run
 import pytest
 import trio
 import trio.testing
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config
 from hypercorn.events import Closed, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
@@ -281,3 +283,89 @@ async def test_otherwise_a_closed_connection_closes_at_once(why: str) -> None:
         await connection.protocol_send(Closed())
         assert stream.closed
         nursery.cancel_scope.cancel()
+
+
+class _Client:
+    """Stands for the connection under a protocol serving a real app: records what is
+    written, and how many schedule points the test's task had taken at each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.steps_at_write: list[int] = []
+        self.steps: _StepsOf | None = None
+
+    async def send(self, event: object) -> None:  # the protocol's ``send``
+        if isinstance(event, RawData):
+            self.writes.append(event.data)
+            self.steps_at_write.append(self.steps.ended if self.steps else -1)
+
+
+def _recording_app(tasks: list[trio.lowlevel.Task], *, fail: bool = False):
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        tasks.append(trio.lowlevel.current_task())
+        if fail:
+            raise RuntimeError("the app failed")
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def _serving(app: Callable, task_group: TaskGroup, client: _Client) -> Http11Protocol:
+    return Http11Protocol(
+        ASGIWrapper(app), Config(), WorkerContext(None), task_group, {}, False, None, None,
+        client.send,
+    )  # fmt: skip
+
+
+async def test_a_probe_is_answered_in_the_reading_task_before_it_yields() -> None:
+    tasks: list[trio.lowlevel.Task] = []
+    client = _Client()
+    client.steps = _StepsOf(trio.lowlevel.current_task())
+    async with TaskGroup() as task_group:
+        protocol = _serving(_recording_app(tasks), task_group, client)
+        trio.lowlevel.add_instrument(client.steps)
+        try:
+            await protocol.handle(RawData(data=b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"))
+        finally:
+            trio.lowlevel.remove_instrument(client.steps)
+        assert tasks == [trio.lowlevel.current_task()]  # no task of its own
+        [write] = client.writes
+        assert write.startswith(b"HTTP/1.1 200 ") and write.endswith(b"\r\n\r\nok")
+        assert client.steps_at_write == [0]  # written before any schedule point
+        # The connection is ready for its next request, which is served as well.
+        assert protocol.connection.our_state is protocol.connection.their_state is h11.IDLE
+        await protocol.handle(RawData(data=b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"))
+        assert len(client.writes) == 2 and len(tasks) == 2
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"HEAD /livez HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /livez?x=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /livez HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+        b"GET /livez HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ],
+)
+async def test_any_other_request_runs_in_a_task_of_its_own(request_head: bytes) -> None:
+    tasks: list[trio.lowlevel.Task] = []
+    client = _Client()
+    async with TaskGroup() as task_group:
+        protocol = _serving(_recording_app(tasks), task_group, client)
+        await protocol.handle(RawData(data=request_head))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(tasks) == 1 and tasks[0] is not trio.lowlevel.current_task()
+        assert client.writes and client.writes[0].startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_probe_whose_app_fails_is_answered_500() -> None:
+    tasks: list[trio.lowlevel.Task] = []
+    client = _Client()
+    async with TaskGroup() as task_group:
+        protocol = _serving(_recording_app(tasks, fail=True), task_group, client)
+        await protocol.handle(RawData(data=b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert tasks == [trio.lowlevel.current_task()]
+    assert client.writes and client.writes[0].startswith(b"HTTP/1.1 500 ")
