@@ -19,6 +19,10 @@ in-memory response: for each of the head, the body and the (empty) end of messag
   the metrics see it as any request; only the reading of that connection waits for the
   app, as it would for the next request anyway. Only this path: its handler does no I/O
   and takes no schedule point (any other route would hold up its connection's reading).
+- :class:`TcpConnection` closes a connection whose client closed its side between
+  requests at once; hypercorn kept it open until the keep-alive timeout ran out (5 s),
+  and since ``/livez`` is answered before its reading task reads the client's end,
+  ``printf 'GET /livez ...' | nc -N`` would have met that wait every time.
 - :class:`TcpConnection` takes its free send lock without yielding (a held one is
   still waited for, in order), and stops the connection's idle timer without yielding
   when no restart is in progress.
@@ -34,8 +38,10 @@ in-memory response: for each of the head, the body and the (empty) end of messag
   answer went out in one write.
 
 Otherwise what a client sees does not change: the same bytes, in the same order, on the
-same connection (one exception: a response whose app fails after its head and before any
-body closed the connection after the head; it now closes it without one).
+same connection. Exceptions: a response whose app fails after its head and before any
+body closed the connection after the head (it now closes it without one); a request
+pipelined behind ``GET /livez`` on a connection that ``Connection: close`` ends was
+answered 400, it is now answered as any request after a probe (its own 200 or error).
 
 Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``, ``_create_stream``
 and ``task_group``; ``HTTPStream``'s call of ``spawn_app``; ``hypercorn.trio.task_group._handle``;
@@ -74,7 +80,9 @@ LINGER_SECONDS = 2.0
 """How long a connection the server closes keeps draining what the client still sends."""
 
 INLINE_TARGETS = frozenset({b"/livez"})
-"""Request targets whose ``GET`` runs in the reading task (see :class:`_InlineApp`)."""
+"""Request targets whose ``GET`` runs in the reading task (see :class:`_InlineApp`). Only
+routes whose app answers without waiting for anything: the reading task waits for it, and
+no ``http.disconnect`` ever reaches an app run there."""
 _BODY_OR_UPGRADE = frozenset({b"content-length", b"transfer-encoding", b"upgrade"})
 
 
@@ -132,7 +140,8 @@ class _InlineApp:
     the task that hands over the request's end (the connection's reading task), not in a
     task of its own. It runs as hypercorn runs an app (``_handle``: a failure is logged and
     answered 500, the stream is closed after it); its ``receive`` gives the request's
-    messages, then waits (a disconnect arrives only once the app has returned)."""
+    messages, then waits forever: the client's going away is never passed on (it could
+    only be read by this very task once the app has returned)."""
 
     def __init__(self) -> None:
         self._messages: list[ASGIReceiveEvent] = []
@@ -201,9 +210,21 @@ class TcpConnection(TCPServer):
                     await self.protocol.handle(RawData(bytes(data)))
                 if data == b"":
                     break
+            between_requests = self._between_requests()  # before Closed ends any in flight
             await self.protocol.handle(Closed())
+            if between_requests and not self._draining:
+                # Nothing to answer any more: close now (hypercorn would keep the
+                # connection until its keep-alive timer ran out).
+                await self.idle_task.stop()
+                await self._close()
         finally:
             self._client_done.set()
+
+    def _between_requests(self) -> bool:
+        """Whether the HTTP/1.1 connection has no request in progress (none begun, or the
+        last one answered and closed)."""
+        protocol = getattr(self.protocol, "protocol", None)  # ProtocolWrapper -> HTTP/1.1
+        return isinstance(protocol, Http11Protocol) and protocol.stream is None
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Closed) and self._may_linger():

@@ -15,10 +15,10 @@
   is sent as repeated fields, an empty one as no field at all; an integer made the number
   ``5.0`` or the string ``"5"`` arrives as ``5.0`` or ``5``. The "schema-violating request
   accepted" check reads the schema's types, not the wire: a ``type`` violation of a
-  multipart field is dropped when what goes on the wire for it is valid for the type the
-  schema declares (no part, for a field not required; one part whose text is a value of
-  that type). Two parts, text of another type, and every other violation (length,
-  pattern, a required field missing) still count.
+  multipart field is dropped when what goes on the wire for it is valid against the
+  field's declared schema (no part, for a field not required; one part whose text, read
+  as the declared type, passes the field's whole schema: bounds, length, pattern). Two
+  parts, text of another type or out of bounds, and every other violation still count.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import os
 import re
 
 import schemathesis
+from jsonschema import Draft202012Validator
 
 _KEEP_USERS = {int(i) for i in os.environ.get("FUZZ_KEEP_USERS", "").split(",") if i}
 
@@ -44,47 +45,54 @@ def filter_case(context, case) -> bool:
     return True
 
 
-_RETYPED = re.compile(r"violates `type` at /properties/(\w+) \(was ([a-z]+), became [a-z]+\)")
+_RETYPED = re.compile(r"violates `type` at /properties/(\w+) \(was [a-z]+, became [a-z]+\)")
 
 
-def _text_is(kind: str, text: str) -> bool:
-    """Whether a form field's text is a value of the JSON Schema type ``kind``."""
-    if kind == "string":
-        return True
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return False
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    if not math.isfinite(value):
-        return False
-    return kind == "number" or (kind == "integer" and float(value).is_integer())
+def _as_sent(text: str, schema: dict) -> object:
+    """The value a form field's text stands for under its declared schema: the text
+    itself for a string field, else its JSON reading (``ValueError`` if it has none)."""
+    kinds = schema.get("type")
+    if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+        return text
+    value = json.loads(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(text)  # NaN, Infinity: no JSON Schema number
+    return value
 
 
 def _valid_on_the_wire(case, violation: str) -> bool:
     """Whether a ``type`` violation of a multipart field is gone once the field is text:
     its parts as Schemathesis sends them (a list as repeated parts, non-strings in their
-    JSON spelling) are no part of an optional field, or one part of the declared type."""
+    JSON spelling) are no part of an optional field, or one part whose value is valid
+    against the field's whole declared schema (type, bounds, length, pattern)."""
     match = _RETYPED.search(violation)
     body = case.body if isinstance(case.body, dict) else None
     if match is None or body is None or match[1] not in body:
         return False
-    name, kind = match[1], match[2]
+    name = match[1]
+    schema, required = _field(case, name)
+    if schema is None or "$ref" in json.dumps(schema):
+        return False  # nothing to check it against here: it counts
     values = body[name] if isinstance(body[name], list) else [body[name]]
     parts = [v if isinstance(v, str) else json.dumps(v) for v in values]
     if not parts:
-        return name not in _required(case)
-    return len(parts) == 1 and _text_is(kind, parts[0])
+        return not required
+    if len(parts) != 1:
+        return False
+    try:
+        value = _as_sent(parts[0], schema)
+    except ValueError:
+        return False
+    return Draft202012Validator(schema).is_valid(value)
 
 
-def _required(case) -> set[str]:
+def _field(case, name: str) -> tuple[dict | None, bool]:
+    """The declared schema of a multipart body's field, and whether it is required."""
     for body in case.operation.body:
         if body.media_type == case.media_type:
-            return set((body.resolved_schema or {}).get("required", []))
-    return set()
+            resolved = body.resolved_schema or {}
+            return resolved.get("properties", {}).get(name), name in resolved.get("required", [])
+    return None, False
 
 
 @schemathesis.hook

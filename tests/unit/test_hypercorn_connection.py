@@ -337,7 +337,8 @@ async def test_a_probe_is_answered_in_the_reading_task_before_it_yields() -> Non
         # The connection is ready for its next request, which is served as well.
         assert protocol.connection.our_state is protocol.connection.their_state is h11.IDLE
         await protocol.handle(RawData(data=b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"))
-        assert len(client.writes) == 2 and len(tasks) == 2
+        assert len(client.writes) == 2
+        assert tasks == [trio.lowlevel.current_task()] * 2
 
 
 @pytest.mark.parametrize(
@@ -369,3 +370,46 @@ async def test_a_probe_whose_app_fails_is_answered_500() -> None:
         await protocol.handle(RawData(data=b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"))
     assert tasks == [trio.lowlevel.current_task()]
     assert client.writes and client.writes[0].startswith(b"HTTP/1.1 500 ")
+
+
+class _Wrapping:
+    """Stands for hypercorn's ``ProtocolWrapper`` around a real HTTP/1.1 protocol."""
+
+    def __init__(self, protocol: Http11Protocol) -> None:
+        self.protocol = protocol
+
+    async def handle(self, event: object) -> None:
+        await self.protocol.handle(event)  # type: ignore[arg-type]
+
+
+class _StreamInFlight:
+    """Stands for the stream of a request still being answered."""
+
+    told_closed = False
+
+    async def handle(self, event: object) -> None:
+        self.told_closed = True
+
+
+@pytest.mark.parametrize("in_flight", [False, True], ids=["between requests", "in flight"])
+async def test_a_client_that_closes_between_requests_is_closed_at_once(in_flight: bool) -> None:
+    connection, stream = _connection()
+    http11 = Http11Protocol(
+        None, Config(), WorkerContext(None), None, {}, False, None, None, _Recorder().send
+    )
+    request = _StreamInFlight()
+    if in_flight:
+        http11.stream = request  # type: ignore[assignment]
+    connection.protocol = _Wrapping(http11)  # type: ignore[assignment]
+    send, stream.incoming = trio.open_memory_channel[bytes](1)
+    send.send_nowait(b"")  # the client's end
+    async with TaskGroup() as task_group:
+        await connection.idle_task.restart(task_group, trio.sleep_forever)
+        await _reading(connection, task_group)
+        # Between requests: closed now, the keep-alive timer stopped (the task group
+        # could not end otherwise). In flight: the request is told, and the connection
+        # closes when its answer ends, as in hypercorn.
+        assert stream.closed is (not in_flight)
+        assert request.told_closed is in_flight
+        if in_flight:
+            await connection.idle_task.stop()
