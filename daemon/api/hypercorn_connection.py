@@ -44,10 +44,10 @@ pipelined behind ``GET /livez`` on a connection that ``Connection: close`` ends 
 answered 400, it is now answered as any request after a probe (its own 200 or error).
 
 Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``, ``_create_stream``
-and ``task_group``; ``HTTPStream``'s call of ``spawn_app``; ``hypercorn.trio.task_group._handle``;
-``TCPServer``'s
-``protocol_send``, ``send_lock``, ``idle_task``, ``_task_group``, ``context``, and
-``_read_data``, whose loop is repeated here; ``ProtocolWrapper.protocol``;
+and ``task_group``; ``HTTPStream``'s call of ``spawn_app``;
+``hypercorn.trio.task_group._handle``; ``TCPServer``'s ``protocol_send``, ``send_lock``,
+``idle_task``, ``_task_group``, ``context``, and ``_read_data``, whose loop is repeated
+here; ``ProtocolWrapper.protocol``;
 ``TrioSingleTask._lock`` and ``_handle``; ``hypercorn.trio.run.TCPServer``):
 ``tests/unit/test_hypercorn_connection.py`` fails if an upgrade changes them.
 """
@@ -166,10 +166,9 @@ class _InlineApp:
         return put
 
     async def _receive(self) -> ASGIReceiveEvent:
-        if self._messages:
-            return self._messages.pop(0)
-        await trio.sleep_forever()
-        raise AssertionError("unreachable")
+        while not self._messages:
+            await trio.sleep_forever()
+        return self._messages.pop(0)
 
 
 class _IdleTimer(TrioSingleTask):

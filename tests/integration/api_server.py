@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import trio
@@ -90,8 +91,9 @@ class ApiServer:
         return created.secret
 
 
-@asynccontextmanager
-async def serve_api(pool, **overrides: object):
+def api_stack(pool, **overrides: object) -> tuple[Settings, ApiContext, Any, Any]:
+    """The settings, context, Quart app and ASGI app (edge around it) of a test server
+    on ``pool``, on a free loopback port, not yet served."""
     settings = Settings(
         http_host="127.0.0.1", http_port=free_port(), **{**FAST_HASHING, **overrides}
     )
@@ -100,7 +102,13 @@ async def serve_api(pool, **overrides: object):
         settings=settings, health=health, pool=pool, intake_writer=IntakeWriter(pool)
     )
     app = create_app(context)
-    service = HttpService(create_asgi(app, context), settings)
+    return settings, context, app, create_asgi(app, context)
+
+
+@asynccontextmanager
+async def serve_api(pool, **overrides: object):
+    settings, context, app, asgi = api_stack(pool, **overrides)
+    service = HttpService(asgi, settings)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         try:

@@ -12,15 +12,11 @@ from hypercorn.events import RawData
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.worker_context import WorkerContext
 
-from daemon.api import ApiContext, create_app, create_asgi
 from daemon.api.hypercorn_connection import Http11Protocol
 from daemon.modules.audit import AuditFilter, list_events
 from daemon.modules.auth import Role
-from daemon.modules.ingestion import IntakeWriter
-from daemon.shared.config import Settings
-from daemon.shared.db import migrate
-from daemon.shared.health import HealthState
-from tests.integration.api_server import FAST_HASHING, PASSWORD, bearer, serve_api
+from tests.integration.api_server import PASSWORD, api_stack, bearer, serve_api
+from tests.schedule_points import StepsOf
 
 
 async def test_security_headers_everywhere(api):
@@ -167,28 +163,13 @@ async def test_openapi_document_describes_every_route(api):
     assert "/api/v1/auth/login" in docs.text
 
 
-class _StepsOf(trio.abc.Instrument):
-    """Counts the schedule points one task took."""
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task, self.ended = task, 0
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self.task:
-            self.ended += 1
-
-
 async def test_livez_is_answered_before_its_reading_task_yields(pool):
     """The whole stack (edge, app, metrics, access log) answers ``GET /livez`` in the
     connection's reading task, before that task takes a schedule point: in the pass of the
     loop that read the request (under load each pass takes milliseconds; issue 16)."""
-    settings = Settings(**FAST_HASHING)
-    health = HealthState(expected_schema_version=migrate.latest_version(), started=True)
-    context = ApiContext(
-        settings=settings, health=health, pool=pool, intake_writer=IntakeWriter(pool)
-    )
-    app = ASGIWrapper(create_asgi(create_app(context), context))
-    steps = _StepsOf(trio.lowlevel.current_task())
+    *_, asgi = api_stack(pool)
+    app = ASGIWrapper(asgi)
+    steps = StepsOf(trio.lowlevel.current_task())
     writes: list[tuple[int, bytes]] = []
 
     async def send(event: object) -> None:  # the connection under the protocol

@@ -27,6 +27,7 @@ from daemon.api.hypercorn_connection import (
     TcpConnection,
     install,
 )
+from tests.schedule_points import StepsOf
 
 
 class _Recorder:
@@ -167,20 +168,9 @@ def _connection() -> tuple[TcpConnection, _Recorder]:
     return connection, stream
 
 
-class _StepsOf(trio.abc.Instrument):
-    """Counts the steps of one task that ended: each is a schedule point it took."""
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task, self.ended = task, 0
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self.task:
-            self.ended += 1
-
-
 async def test_a_write_on_a_free_send_lock_makes_no_schedule_point() -> None:
     connection, stream = _connection()
-    steps = _StepsOf(trio.lowlevel.current_task())
+    steps = StepsOf(trio.lowlevel.current_task())
     yields_before_write: list[int] = []
     stream.on_write = lambda: yields_before_write.append(steps.ended)
     trio.lowlevel.add_instrument(steps)
@@ -292,7 +282,7 @@ class _Client:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.steps_at_write: list[int] = []
-        self.steps: _StepsOf | None = None
+        self.steps: StepsOf | None = None
 
     async def send(self, event: object) -> None:  # the protocol's ``send``
         if isinstance(event, RawData):
@@ -322,7 +312,7 @@ def _serving(app: Callable, task_group: TaskGroup, client: _Client) -> Http11Pro
 async def test_a_probe_is_answered_in_the_reading_task_before_it_yields() -> None:
     tasks: list[trio.lowlevel.Task] = []
     client = _Client()
-    client.steps = _StepsOf(trio.lowlevel.current_task())
+    client.steps = StepsOf(trio.lowlevel.current_task())
     async with TaskGroup() as task_group:
         protocol = _serving(_recording_app(tasks), task_group, client)
         trio.lowlevel.add_instrument(client.steps)
