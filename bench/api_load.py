@@ -9,7 +9,8 @@ of which open cases, then measures reads in three scenarios:
 * **uploading**: a load process uploads documents on 16 keep-alive connections as fast as
   the service accepts them, for ``--seconds``;
 * **backlog**: 5,000 documents uploaded while ``ingest.fetch`` was paused, then resumed:
-  reads while that backlog drains through the eight steps (at most ``--seconds``).
+  reads from the resume until the last of them is done (``docs/s``: 5,000 over that
+  time), not after.
 
 The reader is its own process: on one keep-alive connection it sends, at a steady
 ``--rate`` (default 25/s), in turn ``GET /api/v1/documents?limit=20``,
@@ -17,7 +18,7 @@ The reader is its own process: on one keep-alive connection it sends, at a stead
 request's send to the end of its response; a request that would be due while the
 previous one is still out waits for it (one connection, one request at a time, as a UI
 polling a list would), so a stalled daemon shows as a lower achieved rate, printed too.
-Beside it, ``/livez`` every 100 ms on a second connection. The daemon's
+Beside it, ``/livez`` every 50 ms on a second connection. The daemon's
 own event-loop lag (``triaged_event_loop_lag_seconds``, sampled every 50 ms) is read
 from ``/metrics`` before and after each scenario.
 
@@ -50,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent
@@ -70,7 +72,12 @@ from bench.ingest import (  # noqa: E402
     recreate_database,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 UPLOADERS = 16
+LIVEZ_INTERVAL = 0.05  # seconds between two /livez probes
+DRAIN_LIMIT = 300.0  # seconds the backlog may take to drain
 BACKLOG = 5000
 TARGETS = {
     "uploading p95": 25.0,
@@ -95,42 +102,60 @@ def percentile(values: list[float], q: float) -> float:
 # -- the reader and the loader: each its own process ------------------------------------
 
 
-async def read_loop(port: int, key: str, seconds: float, rate: float, paths: list[str]) -> dict:
+async def read_loop(
+    port: int, key: str, seconds: float, rate: float, paths: list[str], until_stdin: bool = False
+) -> dict:
+    """Reads and probes for ``seconds``. With ``until_stdin``: once connected, waits for
+    a first line on this process's standard input to begin and stops at the next line
+    (or the end of the input), if sooner (the backlog: only while it drains)."""
     reads = await RawHttp.connect(port)
     probes = await RawHttp.connect(port)
     read_requests = [get_request(port, key, p) for p in paths]
     livez = f"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     samples: list[float] = []
     livez_samples: list[float] = []
-    deadline = trio.current_time() + seconds
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) if until_stdin else None
+    if stdin is not None and not await stdin.receive_some():
+        return {"reads": [], "livez": [], "seconds": 0.0}  # told nothing: not started
+    started = trio.current_time()
+    deadline = started + seconds
 
-    async def reader() -> None:
-        interval, due, i = 1 / rate, trio.current_time(), 0
-        while due < deadline:
+    async def exchanges(
+        request_for: Callable[[int], bytes], connection: RawHttp, interval: float, into: list
+    ) -> None:
+        """One request every ``interval`` until the deadline; a request that would be
+        due while the previous one is still out waits for it."""
+        due, i = trio.current_time(), 0
+        while True:
             await trio.sleep_until(due)
+            if trio.current_time() >= deadline:
+                return
             sent = trio.current_time()
-            status, body = await reads.exchange(read_requests[i % len(read_requests)])
+            status, body = await connection.exchange(request_for(i))
             if status != 200:
-                raise SystemExit(f"read answered {status}: {body[:300]!r}")
-            samples.append((trio.current_time() - sent) * 1000)
+                raise SystemExit(f"{request_for(i)[:40]!r} answered {status}: {body[:300]!r}")
+            into.append((trio.current_time() - sent) * 1000)
             i += 1
             due = max(due + interval, trio.current_time())
 
-    async def prober() -> None:
-        due = trio.current_time()
-        while due < deadline:
-            await trio.sleep_until(due)
-            sent = trio.current_time()
-            status, _ = await probes.exchange(livez)
-            if status != 200:
-                raise SystemExit(f"/livez answered {status}")
-            livez_samples.append((trio.current_time() - sent) * 1000)
-            due = max(due + 0.1, trio.current_time())
+    async def stop_on_stdin(stdin: trio.lowlevel.FdStream) -> None:
+        nonlocal deadline
+        async with stdin:
+            await stdin.receive_some()  # the next line, or the end of the input
+        deadline = min(deadline, trio.current_time())
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        nursery.start_soon(prober)
-    return {"reads": samples, "livez": livez_samples, "seconds": seconds}
+        if stdin is not None:
+            nursery.start_soon(stop_on_stdin, stdin)
+        async with trio.open_nursery() as clients:
+            clients.start_soon(
+                exchanges, lambda i: read_requests[i % len(read_requests)], reads, 1 / rate, samples
+            )
+            clients.start_soon(exchanges, lambda i: livez, probes, LIVEZ_INTERVAL, livez_samples)
+        nursery.cancel_scope.cancel()
+    # A request still out at the deadline was waited for and counted.
+    elapsed = min(deadline, trio.current_time()) - started
+    return {"reads": samples, "livez": livez_samples, "seconds": elapsed}
 
 
 async def load_loop(port: int, key: str, seconds: float, seed: int) -> dict:
@@ -161,7 +186,9 @@ def child(args: argparse.Namespace) -> None:
         os.sched_setaffinity(0, cpu_list(args.client_cpus))
     if args.child == "reader":
         paths = json.loads(args.paths)
-        result = trio.run(read_loop, args.port, args.key, args.seconds, args.rate, paths)
+        result = trio.run(
+            read_loop, args.port, args.key, args.seconds, args.rate, paths, args.until_stdin
+        )
     else:
         result = trio.run(load_loop, args.port, args.key, args.seconds, args.seed)
     json.dump(result, sys.stdout)
@@ -181,12 +208,18 @@ def pinned(args: argparse.Namespace) -> dict[str, str]:
     return {"client-cpus": args.client_cpus} if args.client_cpus else {}
 
 
-def spawn(kind: str, daemon: Daemon, key: str, seconds: float, **extra: object) -> subprocess.Popen:
+def spawn(
+    kind: str, daemon: Daemon, key: str, seconds: float, until_stdin: bool = False, **extra: object
+) -> subprocess.Popen:
+    """A client process; ``until_stdin``: it stops early on a line on its standard input."""
     command = [sys.executable, __file__, "--child", kind, "--port", str(daemon.port)]
     command += ["--key", key, "--seconds", str(seconds)]
     for name, value in extra.items():
         command += [f"--{name}", str(value)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, cwd=_ROOT)
+    if until_stdin:
+        command.append("--until-stdin")
+    stdin = subprocess.PIPE if until_stdin else subprocess.DEVNULL
+    return subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, cwd=_ROOT)
 
 
 def collect(proc: subprocess.Popen) -> dict:
@@ -223,11 +256,27 @@ def lag_p99_ms(before: dict[float, float], after: dict[float, float]) -> float:
 
 def completed(database: str) -> int:
     with psycopg.connect(database, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM documents WHERE state IN ('completed','duplicate','failed')"
-        ).fetchone()
+        return done_count(conn)
+
+
+def done_count(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM documents WHERE state IN ('completed','duplicate','failed')"
+    ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def server_clock(conn: psycopg.Connection) -> float:
+    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def last_completion(conn: psycopg.Connection) -> float:
+    row = conn.execute("SELECT extract(epoch FROM max(finished_at)) FROM documents").fetchone()
+    assert row is not None and row[0] is not None
+    return float(row[0])
 
 
 def queue_command(daemon: Daemon, database: str, action: str) -> None:
@@ -354,21 +403,47 @@ class Scenario:
         return summarise("uploading", measured, lag, rate)
 
     def backlog(self) -> dict[str, float]:
-        """5,000 documents uploaded while ``ingest.fetch`` is paused, read while they drain."""
+        """5,000 documents uploaded while ``ingest.fetch`` is paused, read while they drain:
+        from the resume to the last document's completion, no longer. The drain time is
+        the server's: from its clock just after the resume to the last completion."""
         args, daemon, database = self.args, self.daemon, self.database
         total = completed(database)
         queue_command(daemon, database, "pause")
         trio.run(upload, daemon, self.key, BACKLOG, self.seed + 200, "")
         time.sleep(1)
         before = loop_lag_buckets(daemon)
-        started = time.monotonic()
-        queue_command(daemon, database, "resume")
-        seconds = min(args.seconds, 5000 / 250)
-        profile(args, daemon, "backlog", seconds)
-        measured = collect(spawn("reader", daemon, self.key, seconds, **self.reader))
-        drained = completed(database) - total
+        # Started and connected before the resume; it reads from the "go" to the "stop".
+        reader = spawn("reader", daemon, self.key, DRAIN_LIMIT, until_stdin=True, **self.reader)
+        with psycopg.connect(database, autocommit=True) as conn:
+            queue_command(daemon, database, "resume")
+            resumed = server_clock(conn)
+            tell(reader, b"go\n")
+            started = time.monotonic()
+            profile(args, daemon, "backlog", BACKLOG / 250)  # ends after the drain: longer
+            while done_count(conn) < total + BACKLOG:
+                if reader.poll() is not None:
+                    raise SystemExit(f"the reader exited early with {reader.returncode}")
+                if time.monotonic() - started > DRAIN_LIMIT:
+                    reader.kill()
+                    reader.wait()
+                    raise SystemExit(f"the backlog did not drain within {DRAIN_LIMIT:g} s")
+                time.sleep(0.1)
+            tell(reader, b"stop\n")
+            drained = last_completion(conn) - resumed
+        measured = collect(reader)
         lag = lag_p99_ms(before, loop_lag_buckets(daemon))
-        return summarise("backlog", measured, lag, drained / (time.monotonic() - started))
+        print(f"  backlog: drained in {drained:.1f} s", file=sys.stderr)
+        return summarise("backlog", measured, lag, BACKLOG / drained)
+
+
+def tell(child: subprocess.Popen, line: bytes) -> None:
+    """A line to a child's standard input (one that exited is found by ``collect``)."""
+    assert child.stdin is not None
+    try:
+        child.stdin.write(line)
+        child.stdin.flush()
+    except BrokenPipeError:
+        pass
 
 
 def one_run(args: argparse.Namespace, seed: int) -> dict[str, float]:
@@ -407,7 +482,9 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help="a database URL on the server")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", default="serve", help="serve, or e.g. api,worker")
-    parser.add_argument("--seconds", type=float, default=20.0, help="per scenario")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="idle and uploading (the backlog: its drain)"
+    )
     parser.add_argument("--rate", type=float, default=25.0, help="reads per second")
     parser.add_argument("--seed-documents", type=int, default=300)
     parser.add_argument(
@@ -428,6 +505,7 @@ def main() -> None:
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--until-stdin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)

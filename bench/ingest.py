@@ -162,6 +162,9 @@ class Daemon:
                 cwd=_ROOT,
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
+                # Its own session, as systemd and Docker start it: the host's scheduler
+                # then does not count the daemon and this benchmark's clients as one.
+                start_new_session=True,
             )
             for role in roles
         ]

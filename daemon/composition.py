@@ -56,6 +56,15 @@ if TYPE_CHECKING:
 MAX_CPU_PROCESSES = 4  # by default: each worker process holds ~65 MB
 
 
+def default_cpu_processes(usable: int) -> int:
+    """CPU worker processes when not configured: one core fewer than the process may use,
+    so the event loop keeps one while they compute (at least one, at most
+    ``MAX_CPU_PROCESSES``). On two cores, two workers beside the loop and PostgreSQL held
+    `/livez` p99 at ~14 ms while a backlog drained; one worker, at ~9 ms, and ingestion
+    kept its rate (bench/README.md)."""
+    return max(1, min(usable - 1, MAX_CPU_PROCESSES))
+
+
 @attrs.frozen(kw_only=True)
 class Components:
     """Everything a process is wired from, built once by :func:`compose`.
@@ -65,8 +74,9 @@ class Components:
       the GIL (password hashing, hashing big contents), sized to the usable CPUs.
     - ``processes``: the process's CPU worker processes, for work that holds the GIL
       (extraction, normalization, heuristic analysis, feed parsing):
-      ``TRIAGED_CPU_PROCESSES``, by default as many as usable CPUs up to 4; they start
-      on first use, so a process that runs no step starts none.
+      ``TRIAGED_CPU_PROCESSES``, by default one fewer than the usable CPUs, 1 to 4
+      (:func:`default_cpu_processes`); they start on first use, so a process that runs
+      no step starts none.
     - ``priority``: HTTP reads before queue work on the process's event loop (the edge
       marks reads, the supervisor marks the poller and scheduler groups).
     - ``auth``: the authentication rules (its ``cpu`` set).
@@ -120,8 +130,8 @@ def compose(
     """The components of a process configured by ``settings``.
 
     ``cpu``, ``processes``: CPU pools to share (tests building several processes' worth
-    of components in one); by default each is built, sized to the usable CPUs. Their
-    threads and processes start on first use.
+    of components in one); by default each is built, sized to the usable CPUs (the
+    processes one fewer). Their threads and processes start on first use.
 
     Raises:
         ConfigError: a rule text does not parse (one line per variable at fault).
@@ -130,7 +140,7 @@ def compose(
     escalation = escalation_policy(settings)
     cpu = cpu if cpu is not None else CpuThreads(usable_cpus(), name="cpu")
     if processes is None:
-        processes = CpuProcesses(settings.cpu_processes or min(usable_cpus(), MAX_CPU_PROCESSES))
+        processes = CpuProcesses(settings.cpu_processes or default_cpu_processes(usable_cpus()))
     egress = egress_policy(settings.fetch_egress_networks)
     fetch = FetchPolicy(
         connect_timeout=settings.fetch_connect_timeout_seconds,

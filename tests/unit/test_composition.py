@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.composition import auth_policy, compose, pipeline_config
+from daemon.composition import auth_policy, compose, default_cpu_processes, pipeline_config
 from daemon.modules.analysis import (
     DEFAULT_SEVERITY_RULES,
     DEFAULT_TAXONOMY,
@@ -37,6 +37,19 @@ def test_one_cpu_pool_of_each_kind_serves_every_module():
     assert analyzer.cpu is components.processes
     config = pipeline_config(components)
     assert config.cpu is components.cpu and config.processes is components.processes
+
+
+@pytest.mark.parametrize(("usable", "processes"), [(1, 1), (2, 1), (3, 2), (4, 3), (5, 4), (64, 4)])
+def test_cpu_worker_processes_leave_the_event_loop_a_core(usable, processes):
+    assert default_cpu_processes(usable) == processes
+
+
+def test_the_composed_cpu_worker_processes_are_the_default_unless_configured(monkeypatch):
+    monkeypatch.setattr("daemon.composition.usable_cpus", lambda: 8)
+    assert compose(Settings()).processes.processes == 4
+    monkeypatch.setattr("daemon.composition.usable_cpus", lambda: 3)
+    assert compose(Settings()).processes.processes == 2
+    assert compose(Settings(cpu_processes=7)).processes.processes == 7
 
 
 def test_rule_texts_are_parsed_once_against_the_configured_taxonomy():

@@ -28,8 +28,8 @@ class DatabaseSettings(BaseModel):
         ge=1,
         le=64,
         description="CPU worker processes for extraction, normalization, heuristic analysis "
-        "and feed parsing (each ~65 MB, started on first use); default: the usable CPUs, "
-        "at most 4.",
+        "and feed parsing (each ~65 MB, started on first use); default: one fewer than the "
+        "usable CPUs (the event loop keeps one), at least 1, at most 4.",
     )
     db_pool_min_size: int = Field(
         default=1, ge=0, le=100, description="Database connections kept open when idle."
