@@ -70,6 +70,7 @@ from bench.ingest import (  # noqa: E402
     drop_database,
     post_request,
     recreate_database,
+    stop_daemons_on_sigterm,
 )
 
 if TYPE_CHECKING:
@@ -105,18 +106,18 @@ def percentile(values: list[float], q: float) -> float:
 async def read_loop(
     port: int, key: str, seconds: float, rate: float, paths: list[str], until_stdin: bool = False
 ) -> dict:
-    """Reads and probes for ``seconds``. With ``until_stdin``: once connected, waits for
-    a first line on this process's standard input to begin and stops at the next line
-    (or the end of the input), if sooner (the backlog: only while it drains)."""
-    reads = await RawHttp.connect(port)
+    """Reads and probes for ``seconds``. With ``until_stdin``: begins at a first line on
+    this process's standard input and stops at the next line (or the end of the input),
+    if sooner (the backlog: only while it drains)."""
+    stdin = StdinLines() if until_stdin else None
+    if stdin is not None and not await stdin.line():
+        return {"reads": [], "livez": [], "seconds": 0.0}  # told nothing: not started
+    reads = await RawHttp.connect(port)  # after the "go": an idle connection may be closed
     probes = await RawHttp.connect(port)
     read_requests = [get_request(port, key, p) for p in paths]
     livez = f"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     samples: list[float] = []
     livez_samples: list[float] = []
-    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) if until_stdin else None
-    if stdin is not None and not await stdin.receive_some():
-        return {"reads": [], "livez": [], "seconds": 0.0}  # told nothing: not started
     started = trio.current_time()
     deadline = started + seconds
 
@@ -138,10 +139,9 @@ async def read_loop(
             i += 1
             due = max(due + interval, trio.current_time())
 
-    async def stop_on_stdin(stdin: trio.lowlevel.FdStream) -> None:
+    async def stop_on_stdin(stdin: StdinLines) -> None:
         nonlocal deadline
-        async with stdin:
-            await stdin.receive_some()  # the next line, or the end of the input
+        await stdin.line()  # the next line, or the end of the input
         deadline = min(deadline, trio.current_time())
 
     async with trio.open_nursery() as nursery:
@@ -156,6 +156,25 @@ async def read_loop(
     # A request still out at the deadline was waited for and counted.
     elapsed = min(deadline, trio.current_time()) - started
     return {"reads": samples, "livez": livez_samples, "seconds": elapsed}
+
+
+class StdinLines:
+    """This process's standard input, a line at a time, on Trio."""
+
+    def __init__(self) -> None:
+        self.stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        self.buffer = b""
+
+    async def line(self) -> bytes:
+        """The next line, or b"" at the end of the input."""
+        while b"\n" not in self.buffer:
+            data = await self.stream.receive_some()
+            if not data:
+                line, self.buffer = self.buffer, b""
+                return line
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
 
 
 async def load_loop(port: int, key: str, seconds: float, seed: int) -> dict:
@@ -267,8 +286,11 @@ def done_count(conn: psycopg.Connection) -> int:
     return int(row[0])
 
 
-def server_clock(conn: psycopg.Connection) -> float:
-    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+def resumed_at(conn: psycopg.Connection) -> float:
+    """When ``ingest.fetch`` was last paused or resumed (the commit of ``queues resume``)."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM updated_at) FROM queues WHERE name = 'ingest.fetch'"
+    ).fetchone()
     assert row is not None
     return float(row[0])
 
@@ -405,19 +427,21 @@ class Scenario:
     def backlog(self) -> dict[str, float]:
         """5,000 documents uploaded while ``ingest.fetch`` is paused, read while they drain:
         from the resume to the last document's completion, no longer. The drain time is
-        the server's: from its clock just after the resume to the last completion."""
+        the server's: from the resume's commit to the last completion."""
         args, daemon, database = self.args, self.daemon, self.database
         total = completed(database)
         queue_command(daemon, database, "pause")
         trio.run(upload, daemon, self.key, BACKLOG, self.seed + 200, "")
         time.sleep(1)
-        before = loop_lag_buckets(daemon)
-        # Started and connected before the resume; it reads from the "go" to the "stop".
-        reader = spawn("reader", daemon, self.key, DRAIN_LIMIT, until_stdin=True, **self.reader)
+        # Started before the resume (its interpreter's start is not timed); it reads
+        # from the "go" to the "stop", and gives up on its own later than this does.
+        reader = spawn(
+            "reader", daemon, self.key, DRAIN_LIMIT + 30, until_stdin=True, **self.reader
+        )
         with psycopg.connect(database, autocommit=True) as conn:
             queue_command(daemon, database, "resume")
-            resumed = server_clock(conn)
             tell(reader, b"go\n")
+            before = loop_lag_buckets(daemon)
             started = time.monotonic()
             profile(args, daemon, "backlog", BACKLOG / 250)  # ends after the drain: longer
             while done_count(conn) < total + BACKLOG:
@@ -428,10 +452,10 @@ class Scenario:
                     reader.wait()
                     raise SystemExit(f"the backlog did not drain within {DRAIN_LIMIT:g} s")
                 time.sleep(0.1)
+            lag = lag_p99_ms(before, loop_lag_buckets(daemon))
             tell(reader, b"stop\n")
-            drained = last_completion(conn) - resumed
+            drained = last_completion(conn) - resumed_at(conn)
         measured = collect(reader)
-        lag = lag_p99_ms(before, loop_lag_buckets(daemon))
         print(f"  backlog: drained in {drained:.1f} s", file=sys.stderr)
         return summarise("backlog", measured, lag, BACKLOG / drained)
 
@@ -510,6 +534,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    stop_daemons_on_sigterm()
     results = []
     for run in range(args.runs):
         results.append(one_run(args, seed=run * 1000))

@@ -134,6 +134,16 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
+def stop_daemons_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does: through its ``finally``, which stops the
+    daemons (in sessions of their own, they get no signal sent to the benchmark's)."""
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_now)
+
+
 class Daemon:
     """``triaged`` as the given processes: ``["serve"]`` (the default deployment), or the
     scale-out shape, e.g. ``["api", "worker"]`` (each its own process, one database)."""
@@ -393,6 +403,7 @@ def main() -> None:
         help="comma-separated roles, HTTP first: serve (default) or e.g. api,worker",
     )
     args = parser.parse_args()
+    stop_daemons_on_sigterm()
     extra = dict(item.split("=", 1) for item in args.set)
     roles = args.processes.split(",")
     results = []

@@ -60,7 +60,7 @@ def default_cpu_processes(usable: int) -> int:
     """CPU worker processes when not configured: one core fewer than the process may use,
     so the event loop keeps one while they compute (at least one, at most
     ``MAX_CPU_PROCESSES``). On two cores, two workers beside the loop and PostgreSQL held
-    `/livez` p99 at ~14 ms while a backlog drained; one worker, at ~9 ms, and ingestion
+    `/livez` p99 at ~15 ms while a backlog drained; one worker, at ~9 ms, and ingestion
     kept its rate (bench/README.md)."""
     return max(1, min(usable - 1, MAX_CPU_PROCESSES))
 
