@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent
@@ -278,27 +278,31 @@ def completed(database: str) -> int:
         return done_count(conn)
 
 
+def scalar(conn: psycopg.Connection, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None and row[0] is not None, query
+    return row[0]
+
+
 def done_count(conn: psycopg.Connection) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM documents WHERE state IN ('completed','duplicate','failed')"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(
+        scalar(
+            conn, "SELECT count(*) FROM documents WHERE state IN ('completed','duplicate','failed')"
+        )
+    )
 
 
 def resumed_at(conn: psycopg.Connection) -> float:
     """When ``ingest.fetch`` was last paused or resumed (the commit of ``queues resume``)."""
-    row = conn.execute(
-        "SELECT extract(epoch FROM updated_at) FROM queues WHERE name = 'ingest.fetch'"
-    ).fetchone()
-    assert row is not None
-    return float(row[0])
+    return float(
+        scalar(
+            conn, "SELECT extract(epoch FROM updated_at) FROM queues WHERE name = 'ingest.fetch'"
+        )
+    )
 
 
 def last_completion(conn: psycopg.Connection) -> float:
-    row = conn.execute("SELECT extract(epoch FROM max(finished_at)) FROM documents").fetchone()
-    assert row is not None and row[0] is not None
-    return float(row[0])
+    return float(scalar(conn, "SELECT extract(epoch FROM max(finished_at)) FROM documents"))
 
 
 def queue_command(daemon: Daemon, database: str, action: str) -> None:

@@ -166,8 +166,8 @@ class _InlineApp:
         return put
 
     async def _receive(self) -> ASGIReceiveEvent:
-        while not self._messages:
-            await trio.sleep_forever()
+        if not self._messages:
+            await trio.sleep_forever()  # the client's going away is not passed on (above)
         return self._messages.pop(0)
 
 
