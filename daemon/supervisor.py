@@ -161,6 +161,9 @@ class Supervisor:
         async for signum in signals:
             name = signal.Signals(signum).name
             if not self._draining.is_set():
+                # Readiness answers 503 from this pass of the loop on, not from the drain's
+                # first step a pass or two later: a probe or a new client may be there now.
+                self.health.draining = True
                 log.info(
                     "%s received: draining",
                     name,
