@@ -24,8 +24,8 @@ in-memory response: for each of the head, the body and the (empty) end of messag
   and since ``/livez`` is answered before its reading task reads the client's end,
   ``printf 'GET /livez ...' | nc -N`` would have met that wait every time.
 - :class:`TcpConnection` takes its free send lock without yielding (a held one is
-  still waited for, in order), and stops the connection's idle timer without yielding
-  when no restart is in progress.
+  still waited for, in order), and restarts and stops the connection's keep-alive idle
+  timer without yielding (:class:`_IdleTimer`).
 - :class:`TcpConnection` also closes a connection the server ends while the client may
   still be sending its request (a body refused with 413, 408 or 503 before it was all
   read, bytes h11 refused) the way HTTP/1.1 servers must ("lingering close", RFC 9112
@@ -46,9 +46,9 @@ answered 400, it is now answered as any request after a probe (its own 200 or er
 Tied to hypercorn's internals (0.18: ``H11Protocol._send_h11_event``, ``_create_stream``
 and ``task_group``; ``HTTPStream``'s call of ``spawn_app``;
 ``hypercorn.trio.task_group._handle``; ``TCPServer``'s ``protocol_send``, ``send_lock``,
-``idle_task``, ``_task_group``, ``context``, and ``_read_data``, whose loop is repeated
-here; ``ProtocolWrapper.protocol``;
-``TrioSingleTask._lock`` and ``_handle``; ``hypercorn.trio.run.TCPServer``):
+``idle_task`` (its ``restart`` and ``stop``), ``_task_group`` (``TaskGroup._nursery``),
+``context``, and ``_read_data``, whose loop is repeated here; ``ProtocolWrapper.protocol``;
+``hypercorn.trio.run.TCPServer``):
 ``tests/unit/test_hypercorn_connection.py`` fails if an upgrade changes them.
 """
 
@@ -65,7 +65,6 @@ import trio
 from hypercorn.events import Closed, RawData
 from hypercorn.trio.task_group import _handle
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
-from hypercorn.trio.worker_context import TrioSingleTask
 
 from daemon.api.protocol_errors import ProblemH11Protocol
 
@@ -171,21 +170,41 @@ class _InlineApp:
         return self._messages.pop(0)
 
 
-class _IdleTimer(TrioSingleTask):
-    """hypercorn's keep-alive idle timer, stopped without a schedule point when it can be."""
+class _IdleTimer:
+    """hypercorn's keep-alive idle timer (its ``TrioSingleTask``), restarted and stopped
+    without a schedule point.
+
+    hypercorn restarts it as each response ends, under a ``trio.Lock`` taken with ``async
+    with`` and with ``nursery.start``, which waits for the new task's first step: two
+    passes of the loop for the app's last ``send`` to return, and a temporary nursery, at
+    every request. Here a restart cancels the running timer, if any, and starts the new
+    one with ``start_soon`` inside a cancel scope made beforehand, so a ``stop`` that
+    comes before its first step still cancels it. Calls never overlap (they do not yield),
+    so no lock is needed."""
+
+    def __init__(self) -> None:
+        self._handle: trio.CancelScope | None = None
+
+    async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = trio.CancelScope()
+        task_group._nursery.start_soon(_run_in, self._handle, action)
 
     async def stop(self) -> None:
-        if self._lock.locked():  # a restart is starting the timer: wait for it, then stop it
-            await super().stop()
-            return
         if self._handle is not None:
             self._handle.cancel()
         self._handle = None
 
 
+async def _run_in(scope: trio.CancelScope, action: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await action()
+
+
 class TcpConnection(TCPServer):
-    """hypercorn's connection task: a free send lock and the idle timer's stop without a
-    schedule point; a lingering close when the server ends a request still being sent."""
+    """hypercorn's connection task: a free send lock and the idle timer's restart and stop
+    without a schedule point; a lingering close when the server ends a request still being sent."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -6,6 +6,7 @@ internals the subclasses rely on."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import h11
 import hypercorn.protocol
@@ -210,6 +211,47 @@ async def test_the_idle_timer_stops_without_a_schedule_point() -> None:
         with trio.testing.assert_no_checkpoints():
             await connection.protocol_send(Updated(idle=False))
     assert stopped.is_set()  # the task group could only close once the timer was cancelled
+
+
+async def test_the_idle_timer_restarts_without_a_schedule_point() -> None:
+    connection, _ = _connection()
+    ran: list[str] = []
+
+    async def timer(name: str) -> None:
+        ran.append(f"{name} started")
+        try:
+            await trio.sleep_forever()
+        finally:
+            ran.append(f"{name} ended")
+
+    with trio.fail_after(5):  # a timer left running would hold the task group open
+        async with TaskGroup() as task_group:
+            with trio.testing.assert_no_checkpoints():
+                await connection.idle_task.restart(task_group, partial(timer, "first"))
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.testing.assert_no_checkpoints():  # as a response ends: a new period
+                await connection.idle_task.restart(task_group, partial(timer, "second"))
+            await trio.testing.wait_all_tasks_blocked()
+            # The first ends and the second starts in the same pass, in either order.
+            assert sorted(ran) == ["first ended", "first started", "second started"]
+            await connection.idle_task.stop()
+    assert ran[-1] == "second ended"  # the task group could only close once it ended
+
+
+async def test_an_idle_timer_stopped_before_its_first_step_does_not_close() -> None:
+    connection, _ = _connection()
+    closed = trio.Event()
+
+    async def timer() -> None:  # as hypercorn's: wait out the timeout, then close
+        with trio.move_on_after(0):
+            await trio.sleep_forever()
+        closed.set()
+
+    with trio.fail_after(5):  # a timer left running would hold the task group open
+        async with TaskGroup() as task_group:
+            await connection.idle_task.restart(task_group, timer)
+            await connection.idle_task.stop()  # in the same step: the timer has not run yet
+    assert not closed.is_set()
 
 
 async def test_the_reading_loop_hands_the_client_bytes_to_the_protocol() -> None:
