@@ -206,10 +206,12 @@ async def test_the_idle_timer_stops_without_a_schedule_point() -> None:
         finally:
             stopped.set()
 
-    async with TaskGroup() as task_group:
-        await connection.idle_task.restart(task_group, timer)
-        with trio.testing.assert_no_checkpoints():
-            await connection.protocol_send(Updated(idle=False))
+    with trio.fail_after(5):  # a timer left running would hold the task group open
+        async with TaskGroup() as task_group:
+            await connection.idle_task.restart(task_group, timer)
+            await trio.testing.wait_all_tasks_blocked()  # the timer is running
+            with trio.testing.assert_no_checkpoints():
+                await connection.protocol_send(Updated(idle=False))
     assert stopped.is_set()  # the task group could only close once the timer was cancelled
 
 
@@ -229,8 +231,11 @@ async def test_the_idle_timer_restarts_without_a_schedule_point() -> None:
             with trio.testing.assert_no_checkpoints():
                 await connection.idle_task.restart(task_group, partial(timer, "first"))
             await trio.testing.wait_all_tasks_blocked()
-            with trio.testing.assert_no_checkpoints():  # as a response ends: a new period
-                await connection.idle_task.restart(task_group, partial(timer, "second"))
+            # As a response ends: hypercorn's own call, with the connection's timer.
+            connection._task_group = task_group
+            connection._idle_timeout = partial(timer, "second")  # type: ignore[method-assign]
+            with trio.testing.assert_no_checkpoints():
+                await connection.protocol_send(Updated(idle=True))
             await trio.testing.wait_all_tasks_blocked()
             # The first ends and the second starts in the same pass, in either order.
             assert sorted(ran) == ["first ended", "first started", "second started"]
