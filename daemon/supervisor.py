@@ -164,12 +164,12 @@ class Supervisor:
                 # Readiness answers 503 from this pass of the loop on, not from the drain's
                 # first step a pass or two later: a probe or a new client may be there now.
                 self.health.draining = True
+                self._draining.set()
                 log.info(
                     "%s received: draining",
                     name,
                     extra={"action": "supervisor.drain", "signal": name},
                 )
-                self._draining.set()
                 if self._starting:
                     # Nothing is in flight before READY: abandon the start, close cleanly.
                     self._everything.cancel()
@@ -342,8 +342,7 @@ class Supervisor:
         return self.analyzers.metrics()
 
     async def _drain(self, groups: Sequence[_Group]) -> None:
-        settings = self.settings
-        self.health.draining = True
+        settings = self.settings  # readiness already answers 503 (set with the drain event)
         await self.notifier.notify(STOPPING=1, STATUS="draining")
         by_name = {g.service.name: g for g in groups}
         http = by_name.get("http")

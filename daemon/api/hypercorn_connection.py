@@ -186,8 +186,7 @@ class _IdleTimer:
         self._handle: trio.CancelScope | None = None
 
     async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        await self.stop()  # takes no schedule point
         self._handle = trio.CancelScope()
         task_group._nursery.start_soon(_run_in, self._handle, action)
 
