@@ -28,7 +28,7 @@ async def test_sigterm_lets_five_slow_requests_finish_and_refuses_new_connection
     finished_at: list[float] = []
 
     async def client() -> None:
-        results.append(await slow_post(triaged.port, seconds=2.0))
+        results.append(await slow_post(triaged.port, seconds=3.0))
         finished_at.append(time.monotonic())
 
     # An idle keep-alive client is connected throughout: it must not delay anything.
@@ -47,7 +47,7 @@ async def test_sigterm_lets_five_slow_requests_finish_and_refuses_new_connection
             status, _, body = await get(stream, "/readyz")
         assert status == 503
         assert b"draining" in body
-        await trio.sleep_until(signalled + pre_stop + 0.3)
+        await trio.sleep_until(signalled + pre_stop + 0.8)  # the requests need 1.7 s more
         with pytest.raises(OSError):
             await trio.open_tcp_stream("127.0.0.1", triaged.port)
 
@@ -55,7 +55,7 @@ async def test_sigterm_lets_five_slow_requests_finish_and_refuses_new_connection
     code = await triaged.wait_exit(timeout=5)
     exited_at = time.monotonic()
     assert code == 0, triaged.output()
-    assert exited_at - max(finished_at) < 1.0
+    assert exited_at - max(finished_at) < 3.0  # not held by the idle client (keep-alive 5 s)
     assert await idle.receive_some(1) == b""  # the server closed the idle connection
     await idle.aclose()
 
@@ -73,7 +73,7 @@ async def test_idle_keep_alive_connection_does_not_delay_shutdown(start_triaged)
         triaged.signal(signal.SIGTERM)
         code = await triaged.wait_exit(timeout=10)
         assert code == 0, triaged.output()
-        assert time.monotonic() - signalled < 1.0
+        assert time.monotonic() - signalled < 5.0  # not the 30 s keep-alive
 
 
 async def test_idle_keep_alive_connection_is_closed_after_the_timeout(start_triaged):
@@ -87,7 +87,7 @@ async def test_idle_keep_alive_connection_is_closed_after_the_timeout(start_tria
         with trio.fail_after(5):
             closed = await stream.receive_some(1)
         assert closed == b""  # the server closed the idle connection
-        assert 0.8 < time.monotonic() - opened < 3.0
+        assert 0.8 < time.monotonic() - opened < 4.0
 
 
 async def test_second_signal_stops_at_once_with_128_plus_signal(start_triaged):
@@ -108,7 +108,7 @@ async def test_second_signal_stops_at_once_with_128_plus_signal(start_triaged):
         signalled = time.monotonic()
         triaged.signal(signal.SIGTERM)
         code = await triaged.wait_exit(timeout=5)
-        assert time.monotonic() - signalled < 1.0
+        assert time.monotonic() - signalled < 3.0  # not the slow request's 4.4 s left
         nursery.cancel_scope.cancel()
     assert code == 128 + signal.SIGTERM
 
@@ -154,7 +154,7 @@ async def test_a_client_that_stops_reading_cannot_block_the_drain(start_triaged)
         triaged.signal(signal.SIGTERM)
         code = await triaged.wait_exit(timeout=10)
     assert code == 1  # the grace deadline cut that client off
-    assert time.monotonic() - signalled < 2.5
+    assert time.monotonic() - signalled < 5.0  # the 1 s grace, not a hang
 
 
 async def test_a_client_that_stops_reading_cannot_block_the_second_signal(start_triaged):
@@ -168,4 +168,4 @@ async def test_a_client_that_stops_reading_cannot_block_the_second_signal(start_
         triaged.signal(signal.SIGTERM)
         code = await triaged.wait_exit(timeout=10)
     assert code == 128 + signal.SIGTERM
-    assert time.monotonic() - signalled < 1.0
+    assert time.monotonic() - signalled < 5.0  # not the 30 s grace

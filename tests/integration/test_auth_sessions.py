@@ -290,5 +290,9 @@ async def test_hashing_does_not_stall_the_event_loop(pool):
             for _ in range(20):
                 logins.start_soon(do_login, pool, "gu@example.org", PASSWORD, policy)
         done.set()
+    # A hash on the loop (~0.15 s each here) would make most ticks late by that much; a
+    # loaded host may still preempt the process now and then, so the tail is judged loosely.
+    lateness.sort()
     assert len(lateness) > 10
-    assert max(lateness) < 0.05, max(lateness)
+    assert lateness[int(len(lateness) * 0.9)] < 0.05, lateness[-10:]
+    assert lateness[-1] < 0.5, lateness[-10:]

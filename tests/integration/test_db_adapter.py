@@ -80,7 +80,7 @@ async def test_cancelled_query_stops_on_server_and_connection_is_reusable(databa
             await conn.execute("SELECT pg_sleep(5)")
         elapsed = time.monotonic() - started
         assert scope.cancelled_caught
-        assert elapsed < 0.5, f"cancellation took {elapsed:.3f}s"
+        assert elapsed < 2.5, f"cancellation took {elapsed:.3f}s"  # not the 5 s sleep
         assert not conn.closed
         assert conn.info.transaction_status == IDLE
         assert await backend_state(database_url, pid) == "idle"
@@ -116,7 +116,7 @@ async def test_move_on_after_around_a_transaction(database_url, blocked_in):
                 else:
                     await trio.sleep(5)
         assert scope.cancelled_caught
-        assert time.monotonic() - started < 0.6
+        assert time.monotonic() - started < 2.5  # not the 5 s sleep
         assert conn.info.transaction_status == IDLE
         cur = await conn.execute("SELECT count(*) FROM t")
         assert await cur.fetchone() == (0,)
@@ -144,7 +144,7 @@ async def test_notify_wakes_a_listener_quickly(database_url):
             await sender.execute("SELECT pg_notify('jobs', 'job-42')")
         ((note, woke_at),) = received
         assert (note.channel, note.payload, note.pid) == ("jobs", "job-42", sender.info.backend_pid)
-        assert woke_at - sent_at < 0.1
+        assert woke_at - sent_at < 0.5  # woken by the socket, not by the 5 s timeout
 
 
 async def test_notifies_timeout_and_backlog(database_url):
@@ -152,7 +152,7 @@ async def test_notifies_timeout_and_backlog(database_url):
         await conn.execute("LISTEN quiet")
         started = time.monotonic()
         assert [n async for n in conn.notifies(timeout=0.2)] == []
-        assert 0.19 <= time.monotonic() - started < 1.0
+        assert 0.19 <= time.monotonic() - started < 2.0
         # Notifications arriving while nobody iterates are kept, and timeout=0 polls once.
         await conn.execute("NOTIFY quiet, 'a'")
         await conn.execute("NOTIFY quiet, 'b'")
@@ -294,14 +294,17 @@ async def test_operations_that_never_block_still_let_other_tasks_run(database_ur
         nursery.start_soon(ticker)
         await trio.lowlevel.checkpoint()
         started = time.monotonic()
-        for _ in range(50_000):
+        for _ in range(200_000):  # ~0.4 s of calls that never block
             await conn.set_autocommit(False)
         ended = time.monotonic()
         nursery.cancel_scope.cancel()
     marks = [started, *(t for t in stamps if started <= t <= ended), ended]
-    longest_gap = max(b - a for a, b in itertools.pairwise(marks))
-    assert len(marks) > 5
-    assert longest_gap < 0.025, f"other tasks starved for {longest_gap * 1000:.1f} ms"
+    gaps = sorted(b - a for a, b in itertools.pairwise(marks))
+    # Without the adapter's schedule points there is one gap, the whole loop. The median
+    # gap (not the longest: a loaded host may preempt the process) shows the cadence.
+    assert len(marks) >= 10, f"the ticker ran {len(marks) - 2} times in {ended - started:.2f} s"
+    median = gaps[len(gaps) // 2]
+    assert median < 0.025, f"other tasks waited {median * 1000:.1f} ms between turns"
 
 
 async def test_connect_failures(database_url):
@@ -312,7 +315,7 @@ async def test_connect_failures(database_url):
         started = time.monotonic()
         with pytest.raises(e.ConnectionTimeout):
             await TrioConnection.connect(f"host=127.0.0.1 port={port}", connect_timeout=0.3)
-        assert 0.25 < time.monotonic() - started < 1.0
+        assert 0.25 < time.monotonic() - started < 2.0
     with pytest.raises(psycopg.OperationalError):
         await TrioConnection.connect(f"host=127.0.0.1 port={port} dbname=x", connect_timeout=2)
     async with await TrioConnection.connect(database_url + " connect_timeout=3") as conn:

@@ -262,7 +262,7 @@ async def test_wake_up_by_notify_is_fast(pool, database_url):
             latencies.append(started_at[-1] - committed)
         worker.request_stop()
     latencies.sort()
-    assert latencies[len(latencies) // 2] < 0.05, latencies
+    assert latencies[len(latencies) // 2] < 0.2, latencies  # NOTIFY, not the 30 s poll
 
 
 async def test_drain_releases_jobs_whose_handler_runs_a_nursery(pool, database_url):
