@@ -6,8 +6,9 @@ reached the server must reach us), and starts each claimed job at once: it never
 job it cannot start. For a batch handler it claims only while fewer than concurrency /
 batch_size batches run, so that the jobs arriving meanwhile make the next batch (the
 batches grow with the load, and an idle queue still starts a job at once). With nothing
-(or less than asked) to claim, it sleeps until a NOTIFY for its queue (``kick``), a freed
-slot, or the poll interval. A failed claim backs off (0.4 s doubling, at most 15 s).
+(or less than asked) to claim, it sleeps until it is kicked: by a NOTIFY for its queue,
+or by the due scan finding a job due (:mod:`daemon.queue.due_scan`). A failed claim backs
+off (0.4 s doubling, at most 15 s).
 
 Each claimed batch runs in a runner task (:meth:`Fetcher.run_batch`): registered as
 running for the heartbeat, executed (:mod:`daemon.queue.executor`), its outcomes handed
@@ -94,8 +95,9 @@ class Fetcher:
                 self.batches += 1
                 runners.start_soon(self.run_batch, Batch(batch))
             if len(jobs) < wanted:
-                with trio.move_on_after(worker.options.poll_interval):
-                    await self.wakeup.wait()
+                # Until kicked: a NOTIFY for this queue, or the due scan. A kick that
+                # came during the claim is kept (the event was made before it).
+                await self.wakeup.wait()
             else:
                 await trio.lowlevel.checkpoint()
 

@@ -2,8 +2,9 @@
 
 Enqueues NOTIFY the queue's channel (``queue_notify_channel()`` in the database, its one
 definition) with the queue name as payload, delivered at commit. A lost connection is
-reopened with backoff (0.5 s doubling to 30 s); meanwhile the fetchers poll. On every
-(re)connect all fetchers are woken, since notifications may have been missed while away.
+reopened with backoff (0.5 s doubling to 30 s); meanwhile the due scan wakes the fetchers
+(:mod:`daemon.queue.due_scan`). On every (re)connect all fetchers are woken, since
+notifications may have been missed while away.
 Off (``WorkerOptions.listen=False``) for poolers that drop LISTEN.
 """
 
@@ -43,7 +44,7 @@ async def listen_for_jobs(
                     wake(notification.payload)
         except psycopg.Error as exc:
             log.warning(
-                "LISTEN connection lost (%s); polling every %.1fs until it is back",
+                "LISTEN connection lost (%s); scanning for due jobs every %.1fs until it is back",
                 type(exc).__name__,
                 poll_interval,
                 extra={"action": "queue.listen_lost"},

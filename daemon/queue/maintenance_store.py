@@ -30,7 +30,7 @@ async def rescue_expired_jobs(conn: TrioConnection, limit: int) -> list[tuple[in
     rescued = [(row[0], row[1], row[2], row[3]) for row in rows]
     await dead_letter(conn, [job_id for job_id, _q, state, _a in rescued if state == "failed"])
     retried = sorted({queue for _id, queue, state, _a in rescued if state == "retry"})
-    if retried:  # wake the workers of those queues now, not at their next poll
+    if retried:  # wake the workers of those queues now, not at their next due scan
         await notify_queues(conn, retried)
     return rescued
 

@@ -8,8 +8,8 @@ One ``QueueWorker`` per process (the supervisor's poller group) runs, in its nur
 
 * one **fetcher** per registered queue (:mod:`daemon.queue.fetcher`): it claims at most
   as many jobs as the queue has free slots (``FOR UPDATE SKIP LOCKED``) and starts each
-  at once; with nothing to claim it sleeps until a NOTIFY, a freed slot or the poll
-  interval;
+  at once; with nothing (or less than asked) to claim it sleeps until it is kicked, by
+  a NOTIFY or by the due scan;
 * one **runner** task per claimed job, or per batch of jobs for a queue registered with
   a batch handler (:mod:`daemon.queue.executor`): the handler runs under a cancel scope
   that the heartbeat cancels when the lease is lost (for a batch: the leases of all its
@@ -23,7 +23,10 @@ One ``QueueWorker`` per process (the supervisor's poller group) runs, in its nur
   (rescued after a stall, or cancelled by an operator) has its handler cancelled and its
   outcome dropped;
 * the **listener** (:mod:`daemon.queue.listener`), a LISTEN connection that wakes
-  fetchers (unless ``listen`` is off, for poolers that drop LISTEN: then fetchers poll).
+  fetchers on enqueue (unless ``listen`` is off, for poolers that drop LISTEN);
+* the **due scan** (:mod:`daemon.queue.due_scan`): every poll interval, one statement
+  finds the queues with a job due now (delayed, retried, rescued, or enqueued unheard)
+  and wakes their fetchers, in place of an empty claim per queue.
 
 Handlers are registered in a :class:`~daemon.queue.registry.HandlerRegistry`.
 
@@ -54,6 +57,7 @@ import trio
 
 from daemon.queue import store
 from daemon.queue.completer import Completer
+from daemon.queue.due_scan import scan_for_due_jobs
 from daemon.queue.fetcher import Fetcher
 from daemon.queue.heartbeat import RunningJobs, renew_leases
 from daemon.queue.listener import listen_for_jobs
@@ -75,7 +79,7 @@ class WorkerOptions:
     """How the worker talks to the queue tables."""
 
     lease_seconds: float = 30.0  # renewed every lease/3 while a handler runs
-    poll_interval: float = 1.0  # fetch at least this often without a NOTIFY
+    poll_interval: float = 1.0  # look for due jobs this often without a NOTIFY
     listen: bool = True  # False: polling only (for poolers that drop LISTEN)
     conninfo: str | None = None  # for the LISTEN connection; required when listen is on
 
@@ -154,6 +158,14 @@ class QueueWorker:
                     async with trio.open_nursery() as fetchers:
                         for fetcher in self._fetchers.values():
                             fetchers.start_soon(fetcher.run, runners)
+                        if self._fetchers:  # stops with them: a drain claims nothing
+                            fetchers.start_soon(
+                                scan_for_due_jobs,
+                                self.pool,
+                                list(self._fetchers),
+                                self.options.poll_interval,
+                                self._wake,
+                            )
                         log.info(
                             "worker %s serving queues: %s",
                             self.id,

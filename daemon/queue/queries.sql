@@ -131,6 +131,17 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.payload, j.priority, j.attempts, j.max_attempts, j.timeout_seconds,
           j.backoff_base_seconds, j.backoff_max_seconds, j.created_at, j.run_at, j.started_at
 
+-- name: due_queues
+-- Which of %(queues)s have a job to claim now (not paused): one probe of jobs_available
+-- per queue, in one statement, in place of an empty claim per queue.
+SELECT q.name
+FROM unnest(%(queues)s::text[]) AS q(name)
+WHERE EXISTS (
+    SELECT 1 FROM jobs j
+    WHERE j.queue = q.name AND j.state IN ('created', 'retry') AND j.run_at <= now()
+)
+AND NOT EXISTS (SELECT 1 FROM queues p WHERE p.name = q.name AND p.paused)
+
 -- name: lock_queue_claims
 -- Serializes claims of a queue that has a global cap, so the count of active jobs that
 -- the cap is checked against cannot be stale (taken before the claim, in its transaction).

@@ -94,6 +94,12 @@ async def claim(
     return [_job_from_row(queue, token, policy, row) for row in rows]
 
 
+async def due_queues(conn: TrioConnection, queues: Sequence[str]) -> list[str]:
+    """Those of ``queues`` that are not paused and have a job due now (a snapshot)."""
+    cur = await conn.execute(SQL["due_queues"], {"queues": list(queues)})
+    return [name for (name,) in await cur.fetchall()]
+
+
 def _job_from_row(queue: str, token: UUID, policy: QueuePolicy, row: Sequence[Any]) -> Job:
     (
         job_id,

@@ -1,6 +1,6 @@
 """The poller and scheduler groups of the supervisor, built from the components.
 
-* poller: the queue worker (fetchers, runners, completer, heartbeat, listener);
+* poller: the queue worker (fetchers, runners, completer, heartbeat, listener, due scan);
 * scheduler: the cron scheduler, which enqueues the jobs of schedules (the modules'
   periodic work among them: see :mod:`daemon.worker.housekeeping`), and the queue's own
   maintenance (lease rescue, retention of finished jobs).

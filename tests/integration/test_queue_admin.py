@@ -178,7 +178,7 @@ async def test_cancelling_a_running_job_cancels_its_handler_at_the_next_heartbea
         with trio.fail_after(5):
             await handler_cancelled.wait()
         assert trio.current_time() - cancelled_at < 2.0  # at the next heartbeat (1 s), loosely
-        await trio.sleep(0.3)  # the worker keeps polling: it must not pick the job again
+        await trio.sleep(0.3)  # the worker keeps scanning: it must not pick the job again
         worker.request_stop()
     async with pool.connection() as conn:
         record = await get_job(conn, job.id)

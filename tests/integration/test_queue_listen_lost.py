@@ -1,9 +1,9 @@
 """The LISTEN connection lost while jobs wait, on a real PostgreSQL.
 
 The server terminates the worker's LISTEN connection and refuses it for a while: jobs
-enqueued meanwhile still run, by polling, within the poll interval; once the server
-accepts connections again the listener is back (a new LISTEN backend), a NOTIFY wakes
-the worker again well before a poll would, and no job is left waiting.
+enqueued meanwhile still run, found by the due scan within the poll interval; once the
+server accepts connections again the listener is back (a new LISTEN backend), a NOTIFY
+wakes the worker again well before a scan would, and no job is left waiting.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from tests.integration.queue_helpers import fast_worker, job_states, wait_for_st
 
 POLL_INTERVAL = 5.0
 # A NOTIFY wakes the fetcher in milliseconds; this leaves room for a loaded machine and
-# stays well under the poll interval (a fetcher woken by its poll, after a claim, waits
-# the whole interval).
+# stays well under the poll interval (the due scan runs once per interval).
 PROMPT = 1.5
 
 # The listener's backend: its last statement was LISTEN. Only this test's database (the
@@ -111,7 +110,7 @@ async def test_lost_listen_connection_falls_back_to_polling_and_reconnects(
         first_pid = await wait_for_listen_backend(pool, other_than=None, timeout=10)
 
         # Listening: each job starts at once. Each enqueue follows the previous job's
-        # claim, after which a fetcher not woken would sleep the whole poll interval.
+        # claim, after which a fetcher not kicked would sleep until the next due scan.
         before = [await wake_up_latency(n) for n in range(3)]
         assert max(before) < PROMPT, before
 
@@ -125,7 +124,7 @@ async def test_lost_listen_connection_falls_back_to_polling_and_reconnects(
                     await trio.sleep(0.05)
             for n in range(3, 8):
                 await enqueue_job(n)
-            # No NOTIFY reaches the worker: the fetcher's poll finds the jobs.
+            # No NOTIFY reaches the worker: the due scan finds the jobs.
             await wait_for_states(pool, "relisten", {"completed": 8}, timeout=3 * POLL_INTERVAL)
             assert await listen_backends(pool) == []  # they ran without a listener
             polled = [started[n] - enqueued[n] for n in range(3, 8)]

@@ -64,8 +64,8 @@ class DatabaseSettings(BaseModel):
         default=1.0,
         gt=0,
         le=300,
-        description="Fetch at least this often without a notification (delayed jobs, "
-        "polling-only mode).",
+        description="Look for jobs due without a notification this often (delayed jobs, "
+        "retries, rescued jobs, polling-only mode).",
     )
     queue_listen: bool = Field(
         default=True,
