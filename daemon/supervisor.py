@@ -342,7 +342,8 @@ class Supervisor:
         return self.analyzers.metrics()
 
     async def _drain(self, groups: Sequence[_Group]) -> None:
-        settings = self.settings  # readiness already answers 503 (set with the drain event)
+        # Readiness already answers 503: the signal watcher set it with the drain event.
+        settings = self.settings
         await self.notifier.notify(STOPPING=1, STATUS="draining")
         by_name = {g.service.name: g for g in groups}
         http = by_name.get("http")

@@ -9,7 +9,7 @@ import trio
 from daemon.queue import HandlerRegistry, Job, enqueue, pause_queue, store
 from daemon.queue.due_scan import scan_for_due_jobs
 from daemon.shared.db.pool import open_pool
-from tests.integration.queue_helpers import fast_worker, job_states
+from tests.integration.queue_helpers import fast_worker, job_states, wait_for_listen_backend
 
 QUEUES = [f"idle-{i}" for i in range(8)]
 
@@ -17,16 +17,7 @@ QUEUES = [f"idle-{i}" for i in range(8)]
 async def wait_for_listener(pool) -> None:
     """Until the worker's LISTEN connection is up (and a moment for the claims its
     connect wakes)."""
-    with trio.fail_after(10):
-        while True:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND query ILIKE 'LISTEN%'"
-                )
-                if (await cur.fetchone())[0]:
-                    break
-            await trio.sleep(0.02)
+    await wait_for_listen_backend(pool, other_than=None, timeout=10)
     await trio.sleep(0.2)
 
 

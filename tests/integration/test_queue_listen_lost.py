@@ -14,35 +14,18 @@ from psycopg.conninfo import conninfo_to_dict
 
 from daemon.queue import HandlerRegistry, Job, enqueue
 from daemon.shared.db.psycopg_trio import TrioConnection
-from tests.integration.queue_helpers import fast_worker, job_states, wait_for_states
+from tests.integration.queue_helpers import (
+    fast_worker,
+    job_states,
+    listen_backends,
+    wait_for_listen_backend,
+    wait_for_states,
+)
 
 POLL_INTERVAL = 5.0
 # A NOTIFY wakes the fetcher in milliseconds; this leaves room for a loaded machine and
 # stays well under the poll interval (the due scan runs once per interval).
 PROMPT = 1.5
-
-# The listener's backend: its last statement was LISTEN. Only this test's database (the
-# server may be shared with other tests).
-LISTEN_BACKENDS = (
-    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-    "AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%' ORDER BY pid"
-)
-
-
-async def listen_backends(pool) -> list[int]:
-    async with pool.connection() as conn:
-        return [pid for (pid,) in await (await conn.execute(LISTEN_BACKENDS)).fetchall()]
-
-
-async def wait_for_listen_backend(pool, *, other_than: int | None, timeout: float) -> int:
-    """The pid of the worker's LISTEN backend, once there is one (not ``other_than``)."""
-    with trio.fail_after(timeout):
-        while True:
-            pids = [pid for pid in await listen_backends(pool) if pid != other_than]
-            if pids:
-                assert len(pids) == 1, pids
-                return pids[0]
-            await trio.sleep(0.05)
 
 
 async def set_allow_connections(admin_url: str, database_url: str, allow: bool) -> None:
